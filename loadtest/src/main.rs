@@ -1,0 +1,1 @@
+fn main() { println!("gavel-loadtest: scenarios arrive with the load-test issue"); }

@@ -1,0 +1,426 @@
+//! Configuration: the TOML file (API.md section 7) as validated, immutable types.
+//!
+//! [`load`] turns text into a [`Config`] or into the full list of problems, each with its path
+//! (`buyers[2].caps.daily: must be > 0`). A loaded `Config` is shared as an `Arc` and never mutated: a reload
+//! builds a new one and swaps it in, while in-flight auctions keep the snapshot they started with.
+
+mod load;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, NaiveTime, Weekday};
+use hyper::header::{HeaderName, HeaderValue};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::domain::money::Money;
+
+pub use load::{load_file, parse, ConfigErrors};
+
+/// The whole running configuration. Ids index into the vectors through the lookup maps.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub sellers: Vec<Arc<Seller>>,
+    pub campaigns: Vec<Arc<Campaign>>,
+    pub buyers: Vec<Arc<Buyer>>,
+    /// SHA-256 (hex) of the file's bytes as loaded; every sale names it.
+    pub revision: String,
+    seller_by_key: HashMap<String, usize>,
+    buyer_by_key: HashMap<String, usize>,
+    campaign_by_id: HashMap<String, usize>,
+    buyer_by_id: HashMap<String, usize>,
+    seller_by_id: HashMap<String, usize>,
+    /// For each campaign (by index), the indices of the buyers that take it, in config order.
+    buyers_by_campaign: Vec<Vec<usize>>,
+}
+
+impl Config {
+    /// Builds the lookup maps. Called by the loader once validation has passed (ids and keys are unique).
+    fn new(
+        server: ServerConfig,
+        sellers: Vec<Seller>,
+        campaigns: Vec<Campaign>,
+        buyers: Vec<Buyer>,
+        revision: String,
+    ) -> Config {
+        let seller_by_key = sellers.iter().enumerate().map(|(i, s)| (s.api_key.expose().to_owned(), i)).collect();
+        let seller_by_id = sellers.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let buyer_by_key = buyers.iter().enumerate().map(|(i, b)| (b.api_key.expose().to_owned(), i)).collect();
+        let buyer_by_id = buyers.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
+        let campaign_by_id: HashMap<String, usize> =
+            campaigns.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        let mut buyers_by_campaign = vec![Vec::new(); campaigns.len()];
+        for (buyer_index, buyer) in buyers.iter().enumerate() {
+            for campaign in &buyer.campaigns {
+                if let Some(&c) = campaign_by_id.get(campaign) {
+                    buyers_by_campaign[c].push(buyer_index);
+                }
+            }
+        }
+        Config {
+            server,
+            sellers: sellers.into_iter().map(Arc::new).collect(),
+            campaigns: campaigns.into_iter().map(Arc::new).collect(),
+            buyers: buyers.into_iter().map(Arc::new).collect(),
+            revision,
+            seller_by_key,
+            buyer_by_key,
+            campaign_by_id,
+            buyer_by_id,
+            seller_by_id,
+            buyers_by_campaign,
+        }
+    }
+
+    /// The seller whose api key this is.
+    pub fn seller_by_key(&self, key: &str) -> Option<&Arc<Seller>> {
+        self.seller_by_key.get(key).map(|&i| &self.sellers[i])
+    }
+
+    /// The buyer whose api key this is.
+    pub fn buyer_by_key(&self, key: &str) -> Option<&Arc<Buyer>> {
+        self.buyer_by_key.get(key).map(|&i| &self.buyers[i])
+    }
+
+    /// A seller by id.
+    pub fn seller(&self, id: &str) -> Option<&Arc<Seller>> {
+        self.seller_by_id.get(id).map(|&i| &self.sellers[i])
+    }
+
+    /// A buyer by id.
+    pub fn buyer(&self, id: &str) -> Option<&Arc<Buyer>> {
+        self.buyer_by_id.get(id).map(|&i| &self.buyers[i])
+    }
+
+    /// A campaign by id.
+    pub fn campaign(&self, id: &str) -> Option<&Arc<Campaign>> {
+        self.campaign_by_id.get(id).map(|&i| &self.campaigns[i])
+    }
+
+    /// Every buyer that names this campaign, in config order.
+    pub fn buyers_of(&self, campaign_id: &str) -> impl Iterator<Item = &Arc<Buyer>> {
+        let indices = self.campaign_by_id.get(campaign_id).map(|&c| self.buyers_by_campaign[c].as_slice());
+        indices.unwrap_or(&[]).iter().map(|&i| &self.buyers[i])
+    }
+}
+
+/// A secret from the file or from `env:VAR`; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a resolved secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The secret itself, for comparison and outbound headers only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Secret,
+    pub max_body_bytes: usize,
+}
+
+/// `[[sellers]]`.
+#[derive(Debug, Clone)]
+pub struct Seller {
+    pub id: String,
+    pub api_key: Secret,
+    /// Percent of the clearing price the platform keeps, 0 to 100.
+    pub margin_percent: Decimal,
+    pub max_pings_per_second: Option<u32>,
+}
+
+/// How the price of a sale is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuctionKind {
+    FirstPrice,
+    SecondPrice,
+}
+
+/// Whether a lead goes to one buyer or to several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum SellMode {
+    Exclusive,
+    /// Up to `max_buyers` (2..=5) top bidders each buy at their own bid.
+    Shared { max_buyers: u8 },
+}
+
+/// The order in which bidders are offered the lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    Auction,
+    Waterfall,
+    RoundRobin,
+    Weighted,
+}
+
+/// `[[campaigns]]`.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    /// The only keys that ever leave the engine in a ping.
+    pub ping_fields: Vec<String>,
+    pub required_fields: Vec<String>,
+    pub require_consent: bool,
+    pub ping_deadline_ms: u64,
+    pub min_buyer_ms: u64,
+    pub bid_ttl_s: u64,
+    pub floor: Money,
+    pub max_bid: Money,
+    pub auction: AuctionKind,
+    pub sell: SellMode,
+    pub distribution: Distribution,
+}
+
+/// How a buyer pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "billing")]
+pub enum Billing {
+    Prepaid,
+    Invoice { credit_limit: Money },
+}
+
+/// `[[buyers]]`.
+#[derive(Debug, Clone)]
+pub struct Buyer {
+    pub id: String,
+    pub api_key: Secret,
+    pub campaigns: Vec<String>,
+    /// `None` only for fixed-price buyers, which are never pinged.
+    pub ping_url: Option<hyper::Uri>,
+    pub post_url: hyper::Uri,
+    pub fixed_price: Option<Money>,
+    pub timeout_ms: u64,
+    pub post_timeout_ms: u64,
+    pub priority: i64,
+    pub weight: u32,
+    pub billing: Billing,
+    pub dedupe_days: u32,
+    pub paused: bool,
+    pub self_pause: bool,
+    /// Extra headers on every ping and post (values may be secrets resolved from `env:`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Lead key → the buyer's name for it.
+    pub field_map: HashMap<String, String>,
+    pub static_fields: serde_json::Map<String, serde_json::Value>,
+    pub response: ResponseAdapter,
+    pub filters: Filters,
+    pub caps: Caps,
+    pub ramp: Option<Ramp>,
+    pub sla: Sla,
+    pub returns: ReturnPolicy,
+}
+
+impl Buyer {
+    /// True if the buyer takes this campaign.
+    pub fn takes(&self, campaign_id: &str) -> bool {
+        self.campaigns.iter().any(|c| c == campaign_id)
+    }
+}
+
+/// Where to read a buyer's own response shape (JSON Pointers, RFC 6901).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseAdapter {
+    /// Default `/bid`.
+    pub bid_path: String,
+    /// Default `/accepted`.
+    pub accepted_path: String,
+    /// Default `[true]`.
+    pub accepted_values: Vec<serde_json::Value>,
+    /// Default `/reason`.
+    pub reason_path: String,
+}
+
+impl Default for ResponseAdapter {
+    fn default() -> Self {
+        ResponseAdapter {
+            bid_path: "/bid".to_owned(),
+            accepted_path: "/accepted".to_owned(),
+            accepted_values: vec![serde_json::Value::Bool(true)],
+            reason_path: "/reason".to_owned(),
+        }
+    }
+}
+
+/// `[buyers.filters]`: which leads a buyer takes. Empty lists mean "no restriction".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filters {
+    /// Upper-case two-letter codes.
+    pub states: Vec<String>,
+    /// Five digits (exact) or three digits (prefix).
+    pub postal_codes: Vec<String>,
+    pub exclude_postal_codes: Vec<String>,
+    pub schedule: Option<Schedule>,
+    pub rules: Vec<Rule>,
+    pub required_fields: Vec<String>,
+    pub require_consent: bool,
+    pub max_lead_age_s: Option<u64>,
+}
+
+/// When a buyer takes leads, in its own timezone. `close` at or before `open` means it closes after
+/// midnight.
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    #[serde(serialize_with = "serialize_display")]
+    pub timezone: chrono_tz::Tz,
+    #[serde(serialize_with = "serialize_weekdays")]
+    pub days: Vec<Weekday>,
+    #[serde(serialize_with = "serialize_hhmm")]
+    pub open: NaiveTime,
+    #[serde(serialize_with = "serialize_hhmm")]
+    pub close: NaiveTime,
+}
+
+/// A comparison a lead field must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    pub field: String,
+    pub op: RuleOp,
+    /// Absent only for `exists`; an array for `in` / `not_in`.
+    pub value: Option<serde_json::Value>,
+}
+
+/// The operators of a [`Rule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOp {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    In,
+    NotIn,
+    Exists,
+}
+
+/// `[buyers.caps]`: counts of sales and money per period; `None` means no limit.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Caps {
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub daily_budget: Option<Money>,
+    pub monthly_budget: Option<Money>,
+    pub concurrent_pings: Option<u32>,
+}
+
+/// `[buyers.ramp]`: a new buyer's daily limit grows day by day.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ramp {
+    pub start: NaiveDate,
+    pub daily_start: u32,
+    pub daily_step: u32,
+}
+
+/// `[buyers.sla]`: health thresholds and the circuit breaker. Rates are shares from 0 to 1, not money.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sla {
+    pub enabled: bool,
+    pub window: u32,
+    pub min_samples: u32,
+    pub max_timeout_rate: f64,
+    pub max_error_rate: f64,
+    pub min_acceptance_rate: f64,
+    pub cooldown_s: u64,
+    pub probe_share: f64,
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Sla {
+            enabled: true,
+            window: 200,
+            min_samples: 20,
+            max_timeout_rate: 0.5,
+            max_error_rate: 0.5,
+            min_acceptance_rate: 0.0,
+            cooldown_s: 60,
+            probe_share: 0.1,
+        }
+    }
+}
+
+/// `[buyers.returns]`: the buyer's return policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReturnPolicy {
+    pub enabled: bool,
+    pub window_days: u32,
+    pub reasons: Vec<String>,
+    pub rate_cap_percent: Decimal,
+    pub policy_note: Option<String>,
+}
+
+/// The defect reasons a buyer may return a lead for by default.
+pub const DEFECT_REASONS: [&str; 7] =
+    ["wrong_number", "disconnected", "duplicate", "out_of_area", "missing_fields", "fake_info", "no_consent"];
+
+/// Every return reason the product knows: the defects, the outcomes (never returnable by default) and `other`.
+pub const KNOWN_RETURN_REASONS: [&str; 12] = [
+    "wrong_number",
+    "disconnected",
+    "duplicate",
+    "out_of_area",
+    "missing_fields",
+    "fake_info",
+    "no_consent",
+    "no_answer",
+    "did_not_convert",
+    "changed_mind",
+    "contacted_too_late",
+    "other",
+];
+
+impl Default for ReturnPolicy {
+    fn default() -> Self {
+        ReturnPolicy {
+            enabled: true,
+            window_days: 7,
+            reasons: DEFECT_REASONS.iter().map(|r| (*r).to_owned()).collect(),
+            rate_cap_percent: Decimal::TEN,
+            policy_note: None,
+        }
+    }
+}
+
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn serialize_hhmm<S: serde::Serializer>(time: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&time.format("%H:%M"))
+}
+
+fn serialize_weekdays<S: serde::Serializer>(days: &[Weekday], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(days.len()))?;
+    for day in days {
+        seq.serialize_element(&day.to_string().to_lowercase())?;
+    }
+    seq.end()
+}

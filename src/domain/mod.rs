@@ -1,0 +1,3 @@
+//! The domain: leads, money, bids, ranking and clearing. Pure functions: no I/O, no clock read implicitly.
+
+pub mod money;

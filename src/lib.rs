@@ -1,0 +1,12 @@
+//! # Gavel — a real-time ping-post lead auction engine
+//!
+//! ## Layout
+//! Each module is one part of `DESIGN.md`:
+//! - [`config`] — the TOML file into validated, immutable types.
+//! - [`domain`] — leads, money, bids, ranking and clearing: pure functions.
+//! - [`sim`] — simulated buyer endpoints (real HTTP servers on loopback) for the demo, tests and load test.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod domain;
+pub mod sim;

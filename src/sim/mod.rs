@@ -1,0 +1,1 @@
+//! Simulated buyer endpoints. (Being written.)
