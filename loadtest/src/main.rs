@@ -1,1 +1,3 @@
-fn main() { println!("gavel-loadtest: scenarios arrive with the load-test issue"); }
+fn main() {
+    println!("gavel-loadtest: scenarios arrive with the load-test issue");
+}

@@ -164,7 +164,9 @@ pub enum AuctionKind {
 pub enum SellMode {
     Exclusive,
     /// Up to `max_buyers` (2..=5) top bidders each buy at their own bid.
-    Shared { max_buyers: u8 },
+    Shared {
+        max_buyers: u8,
+    },
 }
 
 /// The order in which bidders are offered the lead.

@@ -1,3 +1,5 @@
 //! The domain: leads, money, bids, ranking and clearing. Pure functions: no I/O, no clock read implicitly.
 
+pub mod lead;
 pub mod money;
+pub mod ranking;
