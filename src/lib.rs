@@ -1,12 +1,38 @@
 //! # Gavel — a real-time ping-post lead auction engine
 //!
+//! Sellers ping a PII-free preview of a lead; every buyer whose terms it fits is asked for a price under a
+//! deadline; the best price is quoted; the seller posts the full lead and it is delivered to the winner, or
+//! down the ranked bids (see `DESIGN.md` for the path of one lead).
+//!
 //! ## Layout
 //! Each module is one part of `DESIGN.md`:
-//! - [`config`] — the TOML file into validated, immutable types.
-//! - [`domain`] — leads, money, bids, ranking and clearing: pure functions.
-//! - [`sim`] — simulated buyer endpoints (real HTTP servers on loopback) for the demo, tests and load test.
+//! - [`config`] — the TOML file into validated, immutable types; every problem reported with its path.
+//! - [`domain`] — leads and their normalization, money, bids, ranking and clearing: pure functions.
+//! - [`gates`] — whether one buyer may be pinged for one lead, cheapest check first.
+//! - [`auction`] — the deadline, the fan-out of pings, the held bids and the post cascade.
+//! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
+//! - [`ledger`] — double-entry accounts; the only way the auction touches money.
+//! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
+//! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
+//! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
+//! - [`app`] — startup and shutdown; [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
+//! - [`ids`], [`time`], [`logging`], [`signals`] — small shared utilities.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod auction;
+pub mod audit;
 pub mod config;
+pub mod delivery;
+pub mod demo;
 pub mod domain;
+pub mod engine;
+pub mod gates;
+pub mod http;
+pub mod ids;
+pub mod ledger;
+pub mod logging;
+pub mod metrics;
+pub mod signals;
 pub mod sim;
+pub mod time;

@@ -1,1 +1,129 @@
-fn main() {}
+//! The `gavel` command line (API.md section 8). Thin: parses arguments and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gavel::{app, config, demo};
+
+#[derive(Parser)]
+#[command(name = "gavel", version, about = "Real-time ping-post lead auction engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen here instead of the config's server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file and print every problem (exit 1 on any).
+    CheckConfig {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// Simulated buyers plus the server on config/demo.toml, with curl commands to try.
+    Demo {
+        /// Listen here instead of the demo config's address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+}
+
+fn main() -> ExitCode {
+    gavel::logging::init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gavel: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::CheckConfig { path } => match config::load_file(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: ok (revision {}, {} sellers, {} campaigns, {} buyers)",
+                    path.display(),
+                    config.revision,
+                    config.sellers.len(),
+                    config.campaigns.len(),
+                    config.buyers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("{}: {} problem(s)", path.display(), problems.0.len());
+                for problem in &problems.0 {
+                    eprintln!("  {problem}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, listen } => match config::load_file(&config) {
+            Ok(loaded) => serve(loaded, listen, None).await,
+            Err(problems) => {
+                eprintln!("gavel: {} is not valid:\n  {}", config.display(), problems.0.join("\n  "));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { listen } => {
+            let loaded = match demo::load_config() {
+                Ok(loaded) => loaded,
+                Err(problems) => {
+                    eprintln!(
+                        "gavel demo: {} is not valid (run from the repository root):\n  {}",
+                        demo::DEMO_CONFIG,
+                        problems
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            let buyers = match demo::start_buyers(&loaded).await {
+                Ok(buyers) => buyers,
+                Err(error) => {
+                    eprintln!("gavel demo: cannot start the simulated buyers on ports 18101-18104: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = serve(loaded, listen, Some(&demo::instructions)).await;
+            drop(buyers);
+            code
+        }
+    }
+}
+
+type Banner<'a> = &'a dyn Fn(SocketAddr, &config::Config) -> String;
+
+async fn serve(config: config::Config, listen: Option<SocketAddr>, banner: Option<Banner<'_>>) -> ExitCode {
+    let revision = config.revision.clone();
+    let server = match app::start(config, listen).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("gavel: cannot listen: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %server.addr, %revision, "gavel listening");
+    if let Some(banner) = banner {
+        println!("{}", banner(server.addr, &server.engine.config()));
+    }
+    gavel::signals::wait_for_stop().await;
+    tracing::info!("stopping: finishing in-flight auctions and posts");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

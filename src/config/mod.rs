@@ -102,10 +102,10 @@ impl Config {
         self.campaign_by_id.get(id).map(|&i| &self.campaigns[i])
     }
 
-    /// Every buyer that names this campaign, in config order.
-    pub fn buyers_of(&self, campaign_id: &str) -> impl Iterator<Item = &Arc<Buyer>> {
+    /// Every buyer that names this campaign, in config order, with its index in `buyers`.
+    pub fn buyers_of(&self, campaign_id: &str) -> impl Iterator<Item = (usize, &Arc<Buyer>)> {
         let indices = self.campaign_by_id.get(campaign_id).map(|&c| self.buyers_by_campaign[c].as_slice());
-        indices.unwrap_or(&[]).iter().map(|&i| &self.buyers[i])
+        indices.unwrap_or(&[]).iter().map(|&i| (i, &self.buyers[i]))
     }
 }
 
@@ -426,3 +426,6 @@ fn serialize_weekdays<S: serde::Serializer>(days: &[Weekday], s: S) -> Result<S:
     }
     seq.end()
 }
+
+#[cfg(test)]
+pub mod test_support;

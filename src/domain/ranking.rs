@@ -126,7 +126,9 @@ mod tests {
     }
 
     /// (buyer, amount, priority, weight, answered after ms)
-    fn bids(rows: &[(usize, &str, i64, u32, u64)]) -> Vec<Bid> {
+    type Row<'a> = (usize, &'a str, i64, u32, u64);
+
+    fn bids(rows: &[Row]) -> Vec<Bid> {
         rows.iter()
             .map(|&(buyer, amount, priority, weight, ms)| Bid {
                 buyer,
@@ -145,7 +147,7 @@ mod tests {
 
     #[test]
     fn auction_orders_by_price_then_priority_then_earliest_answer() {
-        let cases: &[(&str, &[(usize, &str, i64, u32, u64)], &[usize])] = &[
+        let cases: &[(&str, &[Row], &[usize])] = &[
             ("highest bid wins", &[(0, "5.00", 0, 1, 1), (1, "9.00", 0, 1, 2), (2, "7.00", 0, 1, 3)], &[1, 2, 0]),
             ("tie: lower priority first", &[(0, "9.00", 2, 1, 1), (1, "9.00", 1, 1, 2)], &[1, 0]),
             ("tie: earlier answer first", &[(0, "9.00", 0, 1, 30), (1, "9.00", 0, 1, 10)], &[1, 0]),

@@ -1,0 +1,129 @@
+//! The post cascade: offer the lead to the bidders in ranked order until enough of them take it.
+//!
+//! An exclusive lead goes to one buyer at a time; a shared lead to as many at once as are still wanted. A
+//! bidder whose payout would fall below the seller's `min_payout` is skipped. A sale is answered only after
+//! the ledger has recorded it.
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+
+use crate::auction::held::{HeldPing, PostResult, SoldTo, UnsoldReason};
+use crate::audit::{round_ms, PostAttemptRecord, SaleRecord};
+use crate::config::SellMode;
+use crate::delivery::{post_body, post_lead, BuyerClient, PostOutcome};
+use crate::domain::money::Money;
+use crate::domain::ranking::Offer;
+use crate::ids::new_id;
+use crate::ledger::{Ledger, LedgerError, Sale};
+use crate::metrics::Metrics;
+
+/// The parts of the engine a delivery uses.
+pub struct Cascade<'a> {
+    pub client: &'a BuyerClient,
+    pub ledger: &'a Ledger,
+    pub metrics: &'a Metrics,
+}
+
+impl Cascade<'_> {
+    /// Delivers `lead` (normalized, full) for a held ping.
+    pub async fn deliver(
+        &self,
+        held: &HeldPing,
+        lead: &Map<String, Value>,
+        min_payout: Option<Money>,
+    ) -> Result<PostResult, LedgerError> {
+        let wanted = match held.campaign.sell {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        };
+        let margin = held.seller.margin_percent;
+        let priced = held.offers.iter().map(|offer| (offer, offer.price.less_margin(margin)));
+        let (candidates, skipped): (Vec<_>, Vec<_>) =
+            priced.partition(|(_, payout)| min_payout.is_none_or(|least| *payout >= least));
+
+        let mut sales = Vec::new();
+        let mut candidates = candidates.into_iter();
+        while sales.len() < wanted {
+            let round: Vec<_> = candidates.by_ref().take(wanted - sales.len()).collect();
+            if round.is_empty() {
+                break;
+            }
+            let offered = round.into_iter().map(|(offer, payout)| self.offer(held, lead, offer, payout));
+            for sold in join_all(offered).await {
+                sales.extend(sold?);
+            }
+        }
+        if !sales.is_empty() {
+            return Ok(PostResult::Sold { sales });
+        }
+        let reason = if !skipped.is_empty() && held.offers.len() == skipped.len() {
+            UnsoldReason::BelowMinPayout
+        } else {
+            UnsoldReason::AllBuyersRejected
+        };
+        Ok(PostResult::Unsold { reason })
+    }
+
+    /// Offers the lead to one bidder: post (with its one retry), then book the sale if it took the lead.
+    async fn offer(
+        &self,
+        held: &HeldPing,
+        lead: &Map<String, Value>,
+        offer: &Offer,
+        payout: Money,
+    ) -> Result<Option<SoldTo>, LedgerError> {
+        let buyer = &held.config.buyers[offer.bid.buyer];
+        let lead_id = new_id("l_");
+        let body = post_body(
+            &held.ping_id,
+            &lead_id,
+            &held.campaign.id,
+            offer.price,
+            offer.bid.bid_id.as_deref(),
+            lead,
+            buyer,
+            held.test,
+        );
+        let attempts = post_lead(self.client, buyer, &lead_id, body).await;
+        for attempt in &attempts {
+            let outcome = attempt.outcome.label();
+            self.metrics.inc("gavel_posts_total", &[("buyer", &buyer.id), ("outcome", outcome)]);
+            self.metrics.observe("gavel_buyer_post_seconds", &[("buyer", &buyer.id)], attempt.latency);
+        }
+        held.audit.record_posts(attempts.iter().map(|attempt| PostAttemptRecord {
+            buyer: buyer.id.clone(),
+            lead_id: lead_id.clone(),
+            outcome: attempt.outcome.label(),
+            detail: attempt.outcome.detail(),
+            latency_ms: round_ms(attempt.latency),
+        }));
+        let accepted = matches!(attempts.last(), Some(a) if matches!(a.outcome, PostOutcome::Accepted { .. }));
+        if !accepted {
+            return Ok(None);
+        }
+        if !held.test {
+            self.ledger
+                .record_sale(Sale {
+                    lead_id: lead_id.clone(),
+                    ping_id: held.ping_id.clone(),
+                    campaign: held.campaign.id.clone(),
+                    seller: held.seller.id.clone(),
+                    buyer: buyer.id.clone(),
+                    source: held.source.clone(),
+                    price: offer.price,
+                    payout,
+                    at: Utc::now(),
+                })
+                .await?;
+            self.metrics.inc("gavel_sales_total", &[("campaign", &held.campaign.id)]);
+        }
+        held.audit.record_sale(SaleRecord {
+            buyer: buyer.id.clone(),
+            lead_id: lead_id.clone(),
+            price: offer.price,
+            payout,
+        });
+        Ok(Some(SoldTo { lead_id, buyer: buyer.id.clone(), price: offer.price, payout }))
+    }
+}

@@ -1,0 +1,122 @@
+//! Held pings: each finished auction's ranked offers, kept until its bids' time to live passes, so the
+//! seller's post can be delivered to the winner and down the cascade.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::audit::AuctionAudit;
+use crate::config::{Campaign, Config, Seller};
+use crate::domain::money::Money;
+use crate::domain::ranking::Offer;
+
+/// How long an expired ping is still remembered, so a late post is told `ping_expired` (410) rather than
+/// `not_found`, and a repeated post still gets its first answer.
+pub const KEEP_AFTER_EXPIRY: Duration = Duration::from_secs(300);
+
+/// A finished auction waiting for its post.
+pub struct HeldPing {
+    pub ping_id: String,
+    pub seller: Arc<Seller>,
+    pub campaign: Arc<Campaign>,
+    /// The config the auction ran on: the post is delivered under the same terms.
+    pub config: Arc<Config>,
+    pub test: bool,
+    pub source: Option<String>,
+    pub expires_at: Instant,
+    pub expires_at_utc: DateTime<Utc>,
+    /// Digest of each key the ping carried, to check that the post carries the same normalized values
+    /// without keeping the values themselves.
+    pub ping_digests: Vec<(String, [u8; 32])>,
+    /// Bidders in the order the lead is offered, with their prices.
+    pub offers: Vec<Offer>,
+    pub audit: Arc<AuctionAudit>,
+    /// The first post's answer. The lock is held for the whole delivery, so concurrent identical posts wait
+    /// for it and then all get the same answer: a lead is delivered once.
+    pub post: tokio::sync::Mutex<Option<PostMemo>>,
+}
+
+/// The remembered answer of the first post of a ping.
+pub struct PostMemo {
+    pub lead_fingerprint: [u8; 32],
+    pub result: Arc<PostResult>,
+}
+
+/// The outcome of delivering a posted lead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostResult {
+    Sold { sales: Vec<SoldTo> },
+    Unsold { reason: UnsoldReason },
+}
+
+/// One buyer that took the lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoldTo {
+    pub lead_id: String,
+    pub buyer: String,
+    pub price: Money,
+    pub payout: Money,
+}
+
+/// Why a post sold nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsoldReason {
+    /// Every buyer offered the lead rejected it, failed, or there was no bid to offer it to.
+    AllBuyersRejected,
+    /// Every remaining bidder's payout was below the seller's `min_payout`.
+    BelowMinPayout,
+}
+
+impl UnsoldReason {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsoldReason::AllBuyersRejected => "all_buyers_rejected",
+            UnsoldReason::BelowMinPayout => "below_min_payout",
+        }
+    }
+}
+
+impl HeldPing {
+    /// True once the bids' time to live has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.expires_at
+    }
+}
+
+/// Every held ping by id.
+#[derive(Default)]
+pub struct PingStore {
+    by_id: DashMap<String, Arc<HeldPing>>,
+}
+
+impl PingStore {
+    /// Keeps a finished auction.
+    pub fn insert(&self, held: Arc<HeldPing>) {
+        self.by_id.insert(held.ping_id.clone(), held);
+    }
+
+    /// A held ping by id.
+    pub fn get(&self, ping_id: &str) -> Option<Arc<HeldPing>> {
+        self.by_id.get(ping_id).map(|h| Arc::clone(&h))
+    }
+
+    /// Forgets pings that expired more than [`KEEP_AFTER_EXPIRY`] ago.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.by_id.retain(|_, held| held.expires_at + KEEP_AFTER_EXPIRY > now);
+    }
+
+    /// How many pings are held.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when no ping is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}

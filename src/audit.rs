@@ -1,0 +1,218 @@
+//! The audit trail: a bounded in-memory ring of recent auctions, each with every buyer's outcome and every
+//! post attempt, for `GET /admin/pings/{id}`. It holds no PII and may be lost in a crash; money lives in the
+//! ledger.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::domain::money::Money;
+
+/// How many recent auctions the ring keeps by default.
+pub const DEFAULT_CAPACITY: usize = 20_000;
+
+/// One buyer's part in one auction.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuyerOutcome {
+    pub buyer: String,
+    /// `excluded`, `bid`, `no_bid`, `timeout` or `error`.
+    pub outcome: &'static str,
+    /// The gate that excluded the buyer, or the kind of error.
+    pub detail: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub bid: Option<Money>,
+}
+
+/// One post of the lead to one buyer (a retry is a second attempt).
+#[derive(Debug, Clone, Serialize)]
+pub struct PostAttemptRecord {
+    pub buyer: String,
+    pub lead_id: String,
+    /// `accepted`, `rejected` or `error`.
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+    pub latency_ms: f64,
+}
+
+/// Who bought, at what price (several rows when a shared lead sold to several buyers).
+#[derive(Debug, Clone, Serialize)]
+pub struct SaleRecord {
+    pub buyer: String,
+    pub lead_id: String,
+    pub price: Money,
+    pub payout: Money,
+}
+
+/// The record of one auction.
+#[derive(Debug)]
+pub struct AuctionAudit {
+    pub ping_id: String,
+    pub campaign: String,
+    pub seller: String,
+    pub received_at: DateTime<Utc>,
+    pub deadline_ms: u64,
+    pub elapsed: Duration,
+    pub test: bool,
+    pub buyers: Vec<BuyerOutcome>,
+    /// The buyer the lead is first offered to, with its price and the seller's quoted payout.
+    pub quoted: Option<SaleRecord>,
+    progress: Mutex<PostProgress>,
+}
+
+#[derive(Debug, Default)]
+struct PostProgress {
+    posts: Vec<PostAttemptRecord>,
+    sales: Vec<SaleRecord>,
+}
+
+impl AuctionAudit {
+    /// A finished auction, before any post.
+    #[allow(clippy::too_many_arguments)] // one plain record; a builder would only rename the arguments
+    pub fn new(
+        ping_id: String,
+        campaign: String,
+        seller: String,
+        received_at: DateTime<Utc>,
+        deadline_ms: u64,
+        elapsed: Duration,
+        test: bool,
+        buyers: Vec<BuyerOutcome>,
+        quoted: Option<SaleRecord>,
+    ) -> AuctionAudit {
+        AuctionAudit {
+            ping_id,
+            campaign,
+            seller,
+            received_at,
+            deadline_ms,
+            elapsed,
+            test,
+            buyers,
+            quoted,
+            progress: Mutex::default(),
+        }
+    }
+
+    /// Appends post attempts.
+    pub fn record_posts(&self, attempts: impl IntoIterator<Item = PostAttemptRecord>) {
+        self.progress.lock().posts.extend(attempts);
+    }
+
+    /// Records a sale.
+    pub fn record_sale(&self, sale: SaleRecord) {
+        self.progress.lock().sales.push(sale);
+    }
+
+    /// The JSON of `GET /admin/pings/{id}`. Winner, price and payout are the sale's once sold (the first
+    /// sale's for a shared lead), else the quote.
+    pub fn to_json(&self) -> Value {
+        let progress = self.progress.lock();
+        let headline = progress.sales.first().or(self.quoted.as_ref());
+        json!({
+            "ping_id": self.ping_id,
+            "campaign": self.campaign,
+            "seller": self.seller,
+            "received_at": crate::time::rfc3339(self.received_at),
+            "deadline_ms": self.deadline_ms,
+            "elapsed_ms": round_ms(self.elapsed),
+            "test": self.test,
+            "buyers": self.buyers,
+            "winner": headline.map(|s| &s.buyer),
+            "price": headline.map(|s| s.price),
+            "payout": headline.map(|s| s.payout),
+            "sales": progress.sales,
+            "posts": progress.posts,
+        })
+    }
+}
+
+/// Milliseconds with three decimals, for audit display.
+pub fn round_ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The ring of recent auctions.
+pub struct AuditLog {
+    by_id: DashMap<String, Arc<AuctionAudit>>,
+    order: Mutex<VecDeque<String>>,
+    capacity: usize,
+}
+
+impl AuditLog {
+    /// A ring that keeps the last `capacity` auctions.
+    pub fn new(capacity: usize) -> AuditLog {
+        AuditLog { by_id: DashMap::new(), order: Mutex::new(VecDeque::with_capacity(capacity)), capacity }
+    }
+
+    /// Adds an auction, evicting the oldest when full.
+    pub fn insert(&self, audit: Arc<AuctionAudit>) {
+        let evicted = {
+            let mut order = self.order.lock();
+            order.push_back(audit.ping_id.clone());
+            if order.len() > self.capacity {
+                order.pop_front()
+            } else {
+                None
+            }
+        };
+        self.by_id.insert(audit.ping_id.clone(), audit);
+        if let Some(old) = evicted {
+            self.by_id.remove(&old);
+        }
+    }
+
+    /// A recent auction by ping id.
+    pub fn get(&self, ping_id: &str) -> Option<Arc<AuctionAudit>> {
+        self.by_id.get(ping_id).map(|a| Arc::clone(&a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(id: &str) -> Arc<AuctionAudit> {
+        Arc::new(AuctionAudit::new(
+            id.into(),
+            "c".into(),
+            "s".into(),
+            Utc::now(),
+            250,
+            Duration::from_micros(1500),
+            false,
+            vec![],
+            None,
+        ))
+    }
+
+    #[test]
+    fn ring_evicts_the_oldest() {
+        let log = AuditLog::new(2);
+        for id in ["p_1", "p_2", "p_3"] {
+            log.insert(audit(id));
+        }
+        assert!(log.get("p_1").is_none());
+        assert!(log.get("p_2").is_some() && log.get("p_3").is_some());
+    }
+
+    #[test]
+    fn sale_replaces_the_quote_in_the_headline() {
+        let a = audit("p_1");
+        a.record_sale(SaleRecord {
+            buyer: "b".into(),
+            lead_id: "l_1".into(),
+            price: Money::from_cents(900),
+            payout: Money::from_cents(810),
+        });
+        let json = a.to_json();
+        assert_eq!(json["winner"], "b");
+        assert_eq!(json["price"], "9.00");
+        assert_eq!(json["elapsed_ms"], 1.5);
+    }
+}

@@ -1,0 +1,323 @@
+//! The engine: the running exchange. It owns the config snapshot, the outbound client, the held pings, the
+//! audit ring, the metrics and the ledger, and runs the seller's three calls — ping, post and direct post —
+//! by composing the parts. The HTTP layer parses and renders around it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use rand::Rng;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::auction::cascade::Cascade;
+use crate::auction::deadline::Deadline;
+use crate::auction::fanout::{collect_bids, Collected, FanOut};
+use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
+use crate::audit::{AuctionAudit, AuditLog, SaleRecord, DEFAULT_CAPACITY};
+use crate::config::{Campaign, Config, Distribution, SellMode, Seller};
+use crate::delivery::BuyerClient;
+use crate::domain::lead::{Lead, LeadError};
+use crate::domain::money::Money;
+use crate::domain::ranking::{rank, Draw, Offer};
+use crate::ids::new_id;
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+
+/// A seller's ping, its envelope already checked.
+pub struct PingRequest {
+    pub seller: Arc<Seller>,
+    pub campaign: String,
+    pub lead: Map<String, Value>,
+    pub deadline_ms: Option<u64>,
+    pub test: bool,
+    pub source: Option<String>,
+    /// When the request's headers arrived: the deadline runs from here.
+    pub received: Instant,
+}
+
+/// The answer to a ping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingAnswer {
+    pub ping_id: String,
+    pub quote: Result<Quote, NoBidReason>,
+}
+
+/// A bid quoted to the seller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub payout: Money,
+    pub expires_at: chrono::DateTime<Utc>,
+    pub buyers_pinged: usize,
+    pub bids_received: usize,
+}
+
+/// Why a ping got no bid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoBidReason {
+    NoEligibleBuyers,
+    NoBids,
+    BelowFloor,
+}
+
+impl NoBidReason {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoBidReason::NoEligibleBuyers => "no_eligible_buyers",
+            NoBidReason::NoBids => "no_bids",
+            NoBidReason::BelowFloor => "below_floor",
+        }
+    }
+}
+
+/// Why a seller's call was refused. Each maps to one status and code of the contract in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum SellerError {
+    #[error("campaign {0:?} does not exist; check the campaign id")]
+    UnknownCampaign(String),
+    #[error("{0}")]
+    InvalidLead(String),
+    #[error("lead.{0} differs from the value sent in the ping; post the same normalized value")]
+    LeadMismatch(String),
+    #[error("no ping with this ping_id")]
+    PingNotFound,
+    #[error("the bids of this ping expired; ping again")]
+    PingExpired,
+    #[error("this ping was already posted with a different lead")]
+    AlreadyPosted,
+    #[error("the sale could not be recorded: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<LeadError> for SellerError {
+    fn from(error: LeadError) -> Self {
+        SellerError::InvalidLead(error.message)
+    }
+}
+
+/// The running exchange.
+pub struct Engine {
+    config: RwLock<Arc<Config>>,
+    pub client: BuyerClient,
+    pub pings: PingStore,
+    pub audit: AuditLog,
+    pub metrics: Metrics,
+    pub ledger: Ledger,
+    /// Per campaign, the round-robin turn.
+    rotations: DashMap<String, AtomicU64>,
+}
+
+impl Engine {
+    /// An engine on this config, with books in memory.
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            config: RwLock::new(Arc::new(config)),
+            client: BuyerClient::new(),
+            pings: PingStore::default(),
+            audit: AuditLog::new(DEFAULT_CAPACITY),
+            metrics: Metrics::default(),
+            ledger: Ledger::in_memory(),
+            rotations: DashMap::new(),
+        }
+    }
+
+    /// The config snapshot in force now. Work that starts keeps this snapshot to its end.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read())
+    }
+
+    /// Runs an auction for a seller's ping.
+    pub async fn ping(&self, request: PingRequest) -> Result<PingAnswer, SellerError> {
+        let lead = Lead::parse(&request.lead, Utc::now())?;
+        let (_, answer) = self.auction(request, &lead).await?;
+        Ok(answer)
+    }
+
+    /// Delivers a posted lead for an earlier ping of this seller.
+    pub async fn post(
+        &self,
+        seller: &Seller,
+        ping_id: &str,
+        lead: &Map<String, Value>,
+        min_payout: Option<Money>,
+    ) -> Result<Arc<PostResult>, SellerError> {
+        let held = self.pings.get(ping_id).filter(|h| h.seller.id == seller.id).ok_or(SellerError::PingNotFound)?;
+        let lead = Lead::parse(lead, Utc::now())?;
+        self.deliver(&held, &lead, min_payout).await
+    }
+
+    /// Pings with the ping projection of a full lead, then posts it, in one call.
+    pub async fn direct_post(
+        &self,
+        request: PingRequest,
+        min_payout: Option<Money>,
+    ) -> Result<(String, Arc<PostResult>), SellerError> {
+        let lead = Lead::parse(&request.lead, Utc::now())?;
+        let campaign = self.config().campaign(&request.campaign).cloned();
+        // The full lead is all there is: refuse it before any buyer is pinged if it could never be posted.
+        if let Some(campaign) = campaign {
+            check_postable(&campaign, &lead)?;
+        }
+        let (held, _) = self.auction(request, &lead).await?;
+        let result = self.deliver(&held, &lead, min_payout).await?;
+        Ok((held.ping_id.clone(), result))
+    }
+
+    /// Forgets pings long expired. Called periodically.
+    pub fn sweep(&self) {
+        self.pings.sweep();
+    }
+
+    async fn auction(&self, request: PingRequest, lead: &Lead) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
+        let config = self.config();
+        let campaign =
+            config.campaign(&request.campaign).cloned().ok_or(SellerError::UnknownCampaign(request.campaign))?;
+        if campaign.require_consent && !lead.has_consent() {
+            return Err(SellerError::InvalidLead(consent_message(&campaign)));
+        }
+        let budget = request.deadline_ms.unwrap_or(campaign.ping_deadline_ms).min(campaign.ping_deadline_ms);
+        let deadline = Deadline::new(request.received, Duration::from_millis(budget));
+        let received_at = Utc::now() - chrono::Duration::from_std(request.received.elapsed()).unwrap_or_default();
+        let ping_id = new_id("p_");
+
+        self.metrics.auctions_in_flight.fetch_add(1, Ordering::Relaxed);
+        let collected = collect_bids(
+            &self.client,
+            &self.metrics,
+            FanOut { config: &config, campaign: &campaign, lead, ping_id: &ping_id, deadline, test: request.test },
+        )
+        .await;
+        self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
+
+        let Collected { outcomes, bids, eligible, pinged } = collected;
+        let bids_received = bids.len();
+        let offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
+        let payout = quoted_payout(&campaign, &request.seller, &offers);
+        let quote = match (eligible, bids_received, payout) {
+            (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
+            (_, 0, _) => Err(NoBidReason::NoBids),
+            (_, _, None) => Err(NoBidReason::BelowFloor),
+            (_, _, Some(payout)) => Ok(Quote {
+                payout,
+                expires_at: received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64),
+                buyers_pinged: pinged,
+                bids_received,
+            }),
+        };
+
+        let quoted_sale = offers.first().zip(payout).map(|(first, payout)| SaleRecord {
+            buyer: config.buyers[first.bid.buyer].id.clone(),
+            lead_id: String::new(),
+            price: first.price,
+            payout,
+        });
+        let audit = Arc::new(AuctionAudit::new(
+            ping_id.clone(),
+            campaign.id.clone(),
+            request.seller.id.clone(),
+            received_at,
+            budget,
+            deadline.elapsed(),
+            request.test,
+            outcomes,
+            quoted_sale,
+        ));
+        self.audit.insert(Arc::clone(&audit));
+        let held = Arc::new(HeldPing {
+            ping_id: ping_id.clone(),
+            seller: Arc::clone(&request.seller),
+            campaign: Arc::clone(&campaign),
+            config: Arc::clone(&config),
+            test: request.test,
+            source: request.source,
+            expires_at: request.received + Duration::from_secs(campaign.bid_ttl_s),
+            expires_at_utc: received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64),
+            ping_digests: lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect(),
+            offers,
+            audit,
+            post: tokio::sync::Mutex::new(None),
+        });
+        self.pings.insert(Arc::clone(&held));
+
+        let status = if quote.is_ok() { "bid" } else { "no_bid" };
+        self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
+        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], deadline.elapsed());
+        Ok((held, PingAnswer { ping_id, quote }))
+    }
+
+    async fn deliver(
+        &self,
+        held: &HeldPing,
+        lead: &Lead,
+        min_payout: Option<Money>,
+    ) -> Result<Arc<PostResult>, SellerError> {
+        let fingerprint = lead.fingerprint();
+        // Held for the whole delivery: a concurrent identical post waits here and then reads the memo.
+        let mut memo = held.post.lock().await;
+        if let Some(first) = memo.as_ref() {
+            return if first.lead_fingerprint == fingerprint {
+                Ok(Arc::clone(&first.result))
+            } else {
+                Err(SellerError::AlreadyPosted)
+            };
+        }
+        if held.expired() {
+            return Err(SellerError::PingExpired);
+        }
+        if let Some((key, _)) = held.ping_digests.iter().find(|(key, digest)| lead.digest_of(key) != Some(*digest)) {
+            return Err(SellerError::LeadMismatch(key.clone()));
+        }
+        check_postable(&held.campaign, lead)?;
+        let cascade = Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics };
+        let result = Arc::new(cascade.deliver(held, lead.fields(), min_payout).await?);
+        *memo = Some(PostMemo { lead_fingerprint: fingerprint, result: Arc::clone(&result) });
+        Ok(result)
+    }
+
+    fn draw(&self, campaign: &Campaign) -> Draw {
+        let rotation = match campaign.distribution {
+            Distribution::RoundRobin => match self.rotations.get(&campaign.id) {
+                Some(turn) => turn.fetch_add(1, Ordering::Relaxed),
+                None => self.rotations.entry(campaign.id.clone()).or_default().fetch_add(1, Ordering::Relaxed),
+            },
+            _ => 0,
+        };
+        let random = if campaign.distribution == Distribution::Weighted { rand::thread_rng().gen() } else { 0 };
+        Draw { rotation, random }
+    }
+}
+
+/// What the seller is quoted: the first offer's payout, or for a shared lead the sum over the buyers it
+/// would sell to. `None` when no bid cleared the floor.
+fn quoted_payout(campaign: &Campaign, seller: &Seller, offers: &[Offer]) -> Option<Money> {
+    let buyers = match campaign.sell {
+        SellMode::Exclusive => 1,
+        SellMode::Shared { max_buyers } => usize::from(max_buyers),
+    };
+    if offers.is_empty() {
+        return None;
+    }
+    Some(offers.iter().take(buyers).map(|o| o.price.less_margin(seller.margin_percent)).sum())
+}
+
+/// A lead that may be posted: the campaign's required fields are present and consent is there if required.
+fn check_postable(campaign: &Campaign, lead: &Lead) -> Result<(), SellerError> {
+    if let Some(missing) = campaign.required_fields.iter().find(|key| !lead.contains(key)) {
+        return Err(SellerError::InvalidLead(format!(
+            "lead.{missing} is required by campaign {:?}; add it to the lead",
+            campaign.id
+        )));
+    }
+    if campaign.require_consent && !lead.has_consent() {
+        return Err(SellerError::InvalidLead(consent_message(campaign)));
+    }
+    Ok(())
+}
+
+fn consent_message(campaign: &Campaign) -> String {
+    format!("campaign {:?} requires consent: add lead.trustedform_cert_url or lead.jornaya_leadid", campaign.id)
+}

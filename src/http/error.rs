@@ -1,0 +1,108 @@
+//! The contract's error shape, `{"error": {"code", "message"}}`, and the one mapping from every refusal to
+//! its status and code.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use crate::engine::SellerError;
+
+/// An error answer: status, snake_case code and a message that says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// 400: the body is not JSON.
+    pub fn invalid_json(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    }
+
+    /// 400: an envelope field has the wrong type or value.
+    pub fn invalid_field(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message)
+    }
+
+    /// 400: a required envelope field is absent.
+    pub fn missing_field(field: &str) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("{field} is required"))
+    }
+
+    /// 401: missing or wrong credentials.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong credentials: send Authorization: Bearer <key> with the key for this endpoint",
+        )
+    }
+
+    /// 404: unknown id, or one that belongs to another party.
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 405: a known path with the wrong method.
+    pub fn method_not_allowed(allowed: &str) -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed} on this path"))
+    }
+
+    /// 413: the body is over `server.max_body_bytes`.
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {limit} bytes"))
+    }
+
+    /// 415: not JSON.
+    pub fn unsupported_media_type() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    }
+
+    /// 503: the server is stopping.
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry on another node or shortly",
+        )
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        super::json_response(self.status, &body)
+    }
+}
+
+impl From<SellerError> for ApiError {
+    fn from(error: SellerError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            SellerError::UnknownCampaign(_) => ApiError::new(StatusCode::BAD_REQUEST, "unknown_campaign", message),
+            SellerError::InvalidLead(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_lead", message),
+            SellerError::LeadMismatch(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "lead_mismatch", message),
+            SellerError::PingNotFound => ApiError::not_found("ping"),
+            SellerError::PingExpired => ApiError::new(StatusCode::GONE, "ping_expired", message),
+            SellerError::AlreadyPosted => ApiError::new(StatusCode::CONFLICT, "already_posted", message),
+            SellerError::Ledger(_) => {
+                tracing::error!(%message, "sale not recorded");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the sale could not be recorded; retry the post",
+                )
+            }
+        }
+    }
+}

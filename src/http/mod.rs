@@ -1,0 +1,111 @@
+//! The HTTP server: accept loop, routing, authentication and error mapping. Thin: it parses, calls the
+//! engine and renders.
+
+mod admin;
+mod body;
+pub mod error;
+mod seller;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::engine::Engine;
+use error::ApiError;
+
+/// Every response this server sends.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A client must send its request headers within this time, so an idle or dribbling connection cannot hold
+/// a slot for long.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for in-flight requests at shutdown. Auctions end by their deadlines (at most 5 s); posts by
+/// their buyers' post timeouts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (within
+/// [`SHUTDOWN_GRACE`]) and returns.
+pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(error) => {
+                    // Usually out of file descriptors: back off briefly rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Seller answers are small and latency-bound: never wait to coalesce them.
+        let _ = stream.set_nodelay(true);
+        let engine = Arc::clone(&engine);
+        let service = service_fn(move |request| {
+            let engine = Arc::clone(&engine);
+            async move { Ok::<_, Infallible>(handle(&engine, request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+}
+
+/// Answers one request.
+pub async fn handle(engine: &Engine, request: Request<Incoming>) -> HttpResponse {
+    // The auction's deadline runs from here: the request's headers have just arrived.
+    let received = Instant::now();
+    route(engine, request, received).await.unwrap_or_else(ApiError::into_response)
+}
+
+async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (segments.as_slice(), method) {
+        (["healthz"], Method::GET) => Ok(admin::healthz()),
+        (["metrics"], Method::GET) => Ok(admin::metrics(engine)),
+        (["v1", "ping"], Method::POST) => seller::ping(engine, request, received).await,
+        (["v1", "post"], Method::POST) => seller::post(engine, request).await,
+        (["v1", "leads"], Method::POST) => seller::direct_post(engine, request, received).await,
+        (["admin", "pings", ping_id], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            admin::ping_audit(engine, ping_id)
+        }
+        (["healthz"] | ["metrics"] | ["admin", "pings", _], _) => Err(ApiError::method_not_allowed("GET")),
+        (["v1", "ping" | "post" | "leads"], _) => Err(ApiError::method_not_allowed("POST")),
+        _ => Err(ApiError::not_found("route")),
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,109 @@
+//! The seller API (API.md section 2): `POST /v1/ping`, `POST /v1/post`, `POST /v1/leads`.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::body::{bearer, read_object, Envelope};
+use super::error::ApiError;
+use super::{json_response, HttpResponse};
+use crate::auction::held::PostResult;
+use crate::config::Seller;
+use crate::engine::{Engine, PingAnswer, PingRequest};
+use crate::time::rfc3339;
+
+/// `POST /v1/ping`.
+pub async fn ping(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
+    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let ping = ping_request(seller, &mut envelope, received)?;
+    let answer = engine.ping(ping).await?;
+    Ok(json_response(StatusCode::OK, &render_ping(&answer)))
+}
+
+/// `POST /v1/post`.
+pub async fn post(engine: &Engine, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let ping_id = envelope.required_str("ping_id")?.to_owned();
+    let lead = envelope.take_object("lead")?;
+    let min_payout = envelope.optional_money("min_payout")?;
+    let result = engine.post(&seller, &ping_id, &lead, min_payout).await?;
+    Ok(json_response(StatusCode::OK, &render_post(&ping_id, &result)))
+}
+
+/// `POST /v1/leads`: ping and post in one call.
+pub async fn direct_post(
+    engine: &Engine,
+    request: Request<Incoming>,
+    received: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let min_payout = envelope.optional_money("min_payout")?;
+    let ping = ping_request(seller, &mut envelope, received)?;
+    let (ping_id, result) = engine.direct_post(ping, min_payout).await?;
+    Ok(json_response(StatusCode::OK, &render_post(&ping_id, &result)))
+}
+
+async fn authenticated_envelope(
+    engine: &Engine,
+    request: Request<Incoming>,
+) -> Result<(Arc<Seller>, Envelope), ApiError> {
+    let config = engine.config();
+    let seller = bearer(request.headers()).and_then(|key| config.seller_by_key(key)).cloned();
+    let seller = seller.ok_or_else(ApiError::unauthorized)?;
+    let body = read_object(request, config.server.max_body_bytes).await?;
+    Ok((seller, Envelope(body)))
+}
+
+fn ping_request(seller: Arc<Seller>, envelope: &mut Envelope, received: Instant) -> Result<PingRequest, ApiError> {
+    let campaign = envelope.required_str("campaign")?.to_owned();
+    let deadline_ms = envelope.optional_positive_int("deadline_ms")?;
+    let test = envelope.flag("test")?;
+    let source = envelope.optional_str("source")?.map(valid_source).transpose()?;
+    let lead = envelope.take_object("lead")?;
+    Ok(PingRequest { seller, campaign, lead, deadline_ms, test, source, received })
+}
+
+fn valid_source(source: &str) -> Result<String, ApiError> {
+    let valid = (1..=64).contains(&source.len())
+        && source.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(source.to_owned())
+    } else {
+        Err(ApiError::invalid_field("source must be 1 to 64 characters of A-Z, a-z, 0-9, _, . and -"))
+    }
+}
+
+fn render_ping(answer: &PingAnswer) -> Value {
+    match &answer.quote {
+        Ok(quote) => json!({
+            "ping_id": answer.ping_id,
+            "status": "bid",
+            "payout": quote.payout,
+            "expires_at": rfc3339(quote.expires_at),
+            "buyers_pinged": quote.buyers_pinged,
+            "bids_received": quote.bids_received,
+        }),
+        Err(reason) => json!({"ping_id": answer.ping_id, "status": "no_bid", "reason": reason.as_str()}),
+    }
+}
+
+fn render_post(ping_id: &str, result: &PostResult) -> Value {
+    match result {
+        PostResult::Sold { sales } => {
+            let mut body = json!({
+                "ping_id": ping_id,
+                "status": "sold",
+                "lead_id": sales[0].lead_id,
+                "payout": sales.iter().map(|s| s.payout).sum::<crate::domain::money::Money>(),
+            });
+            if sales.len() > 1 {
+                body["sales"] = sales.iter().map(|s| json!({"lead_id": s.lead_id, "payout": s.payout})).collect();
+            }
+            body
+        }
+        PostResult::Unsold { reason } => json!({"ping_id": ping_id, "status": "unsold", "reason": reason.as_str()}),
+    }
+}

@@ -1,0 +1,176 @@
+//! Test harness: simulated buyers on loopback and the real server on port 0, configured from TOML text.
+
+use std::time::Duration;
+
+use gavel::app::{self, RunningServer};
+use gavel::sim::{SimBuyer, SimBuyerSpec};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub const SELLER_KEY: &str = "sk_acme";
+pub const OTHER_SELLER_KEY: &str = "sk_other";
+pub const ADMIN_TOKEN: &str = "admin-secret";
+
+/// A buyer of the test campaign: a simulated endpoint plus any extra TOML for its `[[buyers]]` entry.
+pub struct TestBuyer {
+    pub id: &'static str,
+    pub spec: SimBuyerSpec,
+    /// Lines added to the buyer's table (keys first, then sub-tables).
+    pub toml: String,
+}
+
+impl TestBuyer {
+    pub fn new(id: &'static str, spec: SimBuyerSpec) -> TestBuyer {
+        TestBuyer { id, spec, toml: String::new() }
+    }
+
+    /// A buyer bidding a fixed price.
+    pub fn bidding(id: &'static str, price: &str) -> TestBuyer {
+        TestBuyer::new(id, SimBuyerSpec::bidding(price))
+    }
+
+    pub fn with(mut self, toml: &str) -> TestBuyer {
+        self.toml.push_str(toml);
+        self.toml.push('\n');
+        self
+    }
+}
+
+/// A running server with its simulated buyers.
+pub struct TestApp {
+    pub server: RunningServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sims: Vec<(&'static str, SimBuyer)>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Starts simulated buyers and the server. `campaign_toml` is added to the `auto` campaign's table.
+pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut sims = Vec::new();
+    let mut buyer_tables = String::new();
+    for buyer in buyers {
+        let sim = SimBuyer::start(buyer.spec).await.expect("sim buyer starts");
+        let ping_url = if buyer.toml.contains("fixed_price") {
+            String::new()
+        } else {
+            format!("ping_url = \"{}\"\n", sim.ping_url())
+        };
+        buyer_tables.push_str(&format!(
+            "[[buyers]]\nid = \"{id}\"\napi_key = \"bk_{id}\"\ncampaigns = [\"auto\"]\n{ping_url}post_url = \"{post}\"\n{extra}\n",
+            id = buyer.id,
+            post = sim.post_url(),
+            extra = buyer.toml,
+        ));
+        sims.push((buyer.id, sim));
+    }
+    let config_text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data_dir}"
+admin_token = "{ADMIN_TOKEN}"
+max_body_bytes = 4096
+
+[[sellers]]
+id = "acme"
+api_key = "{SELLER_KEY}"
+margin_percent = "10"
+
+[[sellers]]
+id = "other"
+api_key = "{OTHER_SELLER_KEY}"
+
+[[campaigns]]
+id = "auto"
+ping_fields = ["postal_code", "state", "age", "homeowner", "phone_sha256", "email_sha256"]
+floor = "1.00"
+max_bid = "100.00"
+{campaign_toml}
+
+{buyer_tables}"#,
+        data_dir = data_dir.path().display(),
+    );
+    let config =
+        gavel::config::parse(&config_text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
+    let server = app::start(config, None).await.expect("server starts");
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    TestApp { server, base, http, sims, _data_dir: data_dir }
+}
+
+/// A lead whose ping fields are all present, without PII.
+pub fn ping_lead() -> Value {
+    json!({"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true})
+}
+
+/// The full lead matching [`ping_lead`].
+pub fn full_lead() -> Value {
+    json!({"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true,
+           "first_name": "Ada", "last_name": "Lovelace", "phone": "(415) 867-0100", "email": "Ada@Example.com"})
+}
+
+impl TestApp {
+    pub fn sim(&self, id: &str) -> &SimBuyer {
+        &self.sims.iter().find(|(sid, _)| *sid == id).expect("sim by id").1
+    }
+
+    /// POSTs JSON with a bearer key; returns the status and the body (Null when not JSON).
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let response =
+            self.http.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Pings the `auto` campaign with extra envelope fields merged in.
+    pub async fn ping_with(&self, lead: Value, extra: Value) -> (StatusCode, Value) {
+        let mut body = json!({"campaign": "auto", "lead": lead});
+        merge(&mut body, extra);
+        self.post_json("/v1/ping", SELLER_KEY, &body).await
+    }
+
+    pub async fn ping(&self) -> Value {
+        let (status, body) = self.ping_with(ping_lead(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn post(&self, ping_id: &str, lead: Value, extra: Value) -> (StatusCode, Value) {
+        let mut body = json!({"ping_id": ping_id, "lead": lead});
+        merge(&mut body, extra);
+        self.post_json("/v1/post", SELLER_KEY, &body).await
+    }
+
+    pub async fn audit(&self, ping_id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/admin/pings/{ping_id}"), ADMIN_TOKEN).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The audit entry of one buyer in an auction.
+    pub async fn outcome_of(&self, ping_id: &str, buyer: &str) -> Value {
+        let audit = self.audit(ping_id).await;
+        audit["buyers"].as_array().unwrap().iter().find(|b| b["buyer"] == buyer).cloned().expect("buyer in audit")
+    }
+}
+
+fn merge(body: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}

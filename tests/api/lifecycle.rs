@@ -1,0 +1,99 @@
+//! The binary: `check-config`, and graceful shutdown on SIGTERM with an auction in flight.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gavel::sim::{Latency, SimBuyer, SimBuyerSpec};
+use serde_json::{json, Value};
+
+const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
+
+#[test]
+fn check_config_accepts_the_shipped_files_and_lists_every_problem_of_a_broken_one() {
+    for shipped in ["config/demo.toml", "config/example.toml"] {
+        let output = Command::new(GAVEL)
+            .args(["check-config", shipped])
+            .env("GAVEL_ADMIN_TOKEN", "admin")
+            .env("ACME_API_KEY", "sk_acme_example")
+            .env("BEST_API_KEY", "bk_best_example")
+            .env("BEST_PING_TOKEN", "token")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{shipped}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    let mut broken = tempfile::NamedTempFile::new().unwrap();
+    writeln!(broken, "[server]\nlisten = \"nowhere\"\ndata_dir = \"d\"\nadmin_token = \"t\"\n[[sellers]]\nid = \"BAD ID\"\napi_key = \"k\"\ncolour = 1").unwrap();
+    let output = Command::new(GAVEL).arg("check-config").arg(broken.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for path in ["server.listen", "sellers[0].id", "sellers[0].colour"] {
+        assert!(stderr.contains(path), "names {path}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_auction_in_flight_then_exits_zero() {
+    let slow =
+        SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(300)), ..SimBuyerSpec::bidding("5.00") };
+    let buyer = SimBuyer::start(slow).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gavel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nadmin_token = \"admin\"\n\
+             [[sellers]]\nid = \"s\"\napi_key = \"sk\"\n\
+             [[campaigns]]\nid = \"c\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\nping_deadline_ms = 1000\n\
+             [[buyers]]\nid = \"b\"\napi_key = \"bk\"\ncampaigns = [\"c\"]\ntimeout_ms = 900\nping_url = \"{ping}\"\npost_url = \"{post}\"\n",
+            data = dir.path().join("data").display(),
+            ping = buyer.ping_url(),
+            post = buyer.post_url(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(GAVEL)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not come up");
+
+    let ping = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/v1/ping"))
+                .bearer_auth("sk")
+                .json(&json!({"campaign": "c", "lead": {"state": "CA"}}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let answer = ping.await.unwrap();
+    assert_eq!(answer["status"], "bid", "the in-flight auction finished: {answer}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
