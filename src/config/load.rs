@@ -24,6 +24,7 @@ use super::{
     AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, Ramp, ResponseAdapter, ReturnPolicy,
     Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla, KNOWN_RETURN_REASONS,
 };
+use crate::domain::lead::US_STATES;
 use crate::domain::money::Money;
 
 /// Every problem found in a configuration file, each with its path.
@@ -1066,13 +1067,6 @@ fn read_returns(mut s: Section, p: &mut Problems) -> Option<ReturnPolicy> {
     })
 }
 
-/// The fifty states and DC.
-const US_STATES: [&str; 51] = [
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
-    "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR",
-    "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,7 +1211,7 @@ post_url = "https://buyer.example/post"
         assert_eq!(returns.rate_cap_percent, Decimal::TEN);
         assert_eq!(returns.policy_note, None);
 
-        let ids: Vec<&str> = config.buyers_of("auto").map(|b| b.id.as_str()).collect();
+        let ids: Vec<&str> = config.buyers_of("auto").map(|(_, b)| b.id.as_str()).collect();
         assert_eq!(ids, ["best"]);
         assert!(config.seller_by_key("sk_1").is_some() && config.buyer_by_key("bk_1").is_some());
     }
@@ -1892,7 +1886,7 @@ rules = [
         assert!(solar.ping_url.is_none() && solar.fixed_price.is_some());
         assert!(matches!(solar.billing, Billing::Invoice { .. }));
         assert!(!solar.returns.enabled);
-        let solar_buyers: Vec<&str> = config.buyers_of("home-solar").map(|b| b.id.as_str()).collect();
+        let solar_buyers: Vec<&str> = config.buyers_of("home-solar").map(|(_, b)| b.id.as_str()).collect();
         assert_eq!(solar_buyers, ["solar-direct", "quote-hub"]);
         assert!(config.buyer("quote-hub").unwrap().paused);
     }

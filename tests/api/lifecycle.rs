@@ -9,15 +9,24 @@ use serde_json::{json, Value};
 
 const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
 
+/// The `env:` secrets config/example.toml names.
+const EXAMPLE_SECRETS: [&str; 8] = [
+    "GAVEL_ADMIN_TOKEN",
+    "GAVEL_SELLER_ACME_KEY",
+    "GAVEL_SELLER_NORTHWIND_KEY",
+    "GAVEL_BUYER_BEST_KEY",
+    "GAVEL_BUYER_BEST_AUTH",
+    "GAVEL_BUYER_SOLAR_KEY",
+    "GAVEL_BUYER_SOLAR_AUTH",
+    "GAVEL_BUYER_QUOTEHUB_KEY",
+];
+
 #[test]
 fn check_config_accepts_the_shipped_files_and_lists_every_problem_of_a_broken_one() {
     for shipped in ["config/demo.toml", "config/example.toml"] {
         let output = Command::new(GAVEL)
             .args(["check-config", shipped])
-            .env("GAVEL_ADMIN_TOKEN", "admin")
-            .env("ACME_API_KEY", "sk_acme_example")
-            .env("BEST_API_KEY", "bk_best_example")
-            .env("BEST_PING_TOKEN", "token")
+            .envs(EXAMPLE_SECRETS.iter().map(|name| (name, format!("secret-{name}"))))
             .output()
             .unwrap();
         assert!(output.status.success(), "{shipped}: {}", String::from_utf8_lossy(&output.stderr));
