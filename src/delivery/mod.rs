@@ -1,0 +1,21 @@
+//! Delivery: the outbound HTTP to buyers and the classification of every answer (API.md section 3).
+//!
+//! - [`client`] — one pooled keep-alive client for all buyers; every exchange bounded in time and size.
+//! - [`ping`] — the ping body, sending it under the buyer's deadline, and reading the answer into
+//!   bid / no-bid / timeout / error(kind).
+//! - [`post`] — the post body, sending it with one retry under an idempotency key, and reading the answer
+//!   into accepted / rejected(reason) / failed(retryable?).
+//!
+//! The buyer adapter (field_map, static_fields, response paths) is applied here and nowhere else. Bodies are
+//! serialized straight from the engine's lead, without a per-buyer copy of it.
+
+mod adapter;
+pub mod client;
+pub mod ping;
+pub mod post;
+#[cfg(test)]
+mod test_support;
+
+pub use client::{BuyerClient, RawAnswer, SendError, MAX_ANSWER_BYTES};
+pub use ping::{classify_ping, ping_body, ping_buyer, PingOutcome};
+pub use post::{classify_post, post_body, post_lead, PostAttempt, PostOutcome};
