@@ -24,6 +24,9 @@ async fn raw(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// (name, key, content type, body, expected status, expected code)
+type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, String, StatusCode, &'a str);
+
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("error shape: {body}"))
 }
@@ -33,7 +36,7 @@ async fn malformed_requests_get_the_contract_status_and_code() {
     let app = spawn_app("", vec![TestBuyer::bidding("buyer", "8.00")]).await;
     let json_type = Some("application/json");
     let lead = ping_lead().to_string();
-    let cases: Vec<(&str, Option<&str>, Option<&str>, String, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("not json", Some(SELLER_KEY), json_type, "{oops".into(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("array body", Some(SELLER_KEY), json_type, "[1]".into(), StatusCode::BAD_REQUEST, "invalid_json"),
         (

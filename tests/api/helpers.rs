@@ -65,6 +65,8 @@ pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
         ));
         sims.push((buyer.id, sim));
     }
+    // The floor is "1.00" unless the test sets its own.
+    let floor = if campaign_toml.contains("floor") { "" } else { "floor = \"1.00\"" };
     let config_text = format!(
         r#"
 [server]
@@ -85,8 +87,8 @@ api_key = "{OTHER_SELLER_KEY}"
 [[campaigns]]
 id = "auto"
 ping_fields = ["postal_code", "state", "age", "homeowner", "phone_sha256", "email_sha256"]
-floor = "1.00"
 max_bid = "100.00"
+{floor}
 {campaign_toml}
 
 {buyer_tables}"#,

@@ -1,6 +1,8 @@
 //! `POST /v1/ping`: gates, fan-out under the deadline, answer classification, ranking and clearing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use gavel::sim::{RawReply, SimBuyerSpec};
 use reqwest::StatusCode;
