@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
-use crate::config::{Billing, Buyer, Caps, Filters, ResponseAdapter, ReturnPolicy, Secret, Sla};
+use crate::config::Buyer;
 
 /// What the scripted server does with one request.
 pub(crate) enum Reply {
@@ -140,31 +140,10 @@ pub(crate) async fn closed_port_uri() -> Uri {
 
 /// A buyer with the config defaults and the given endpoints.
 pub(crate) fn test_buyer(ping_url: Uri, post_url: Uri) -> Buyer {
-    Buyer {
-        id: "test-buyer".to_owned(),
-        api_key: Secret::new("bk_test".to_owned()),
-        campaigns: vec!["auto".to_owned()],
-        ping_url: Some(ping_url),
-        post_url,
-        fixed_price: None,
-        timeout_ms: 200,
-        post_timeout_ms: 3000,
-        priority: 0,
-        weight: 1,
-        billing: Billing::Prepaid,
-        dedupe_days: 30,
-        paused: false,
-        self_pause: true,
-        headers: Vec::new(),
-        field_map: Default::default(),
-        static_fields: Default::default(),
-        response: ResponseAdapter::default(),
-        filters: Filters::default(),
-        caps: Caps::default(),
-        ramp: None,
-        sla: Sla::default(),
-        returns: ReturnPolicy::default(),
-    }
+    let mut buyer = crate::config::test_support::buyer("test-buyer", &["auto"]);
+    buyer.ping_url = Some(ping_url);
+    buyer.post_url = post_url;
+    buyer
 }
 
 /// A buyer whose URLs are never contacted, for body and classification tests.
