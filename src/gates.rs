@@ -16,6 +16,8 @@ use crate::domain::lead::Lead;
 pub enum Exclusion {
     Paused,
     Campaign,
+    State,
+    PostalCode,
     MissingField(String),
     Consent,
     InsufficientTime,
@@ -27,6 +29,8 @@ impl Exclusion {
         match self {
             Exclusion::Paused => "paused".into(),
             Exclusion::Campaign => "campaign".into(),
+            Exclusion::State => "state".into(),
+            Exclusion::PostalCode => "postal_code".into(),
             Exclusion::MissingField(key) => format!("missing_field:{key}").into(),
             Exclusion::Consent => "consent".into(),
             Exclusion::InsufficientTime => "insufficient_time".into(),
@@ -52,6 +56,7 @@ pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
     if !buyer.takes(&campaign.id) {
         return Err(Exclusion::Campaign);
     }
+    check_coverage(buyer, lead)?;
     if let Some(missing) = buyer.filters.required_fields.iter().find(|key| !lead.contains(key)) {
         return Err(Exclusion::MissingField(missing.clone()));
     }
@@ -66,12 +71,36 @@ pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
     Ok(())
 }
 
+/// Where the buyer takes leads. A lead without the key a filter needs does not fit it: a buyer that names
+/// its states never receives a lead whose state is unknown.
+fn check_coverage(buyer: &Buyer, lead: &Lead) -> Result<(), Exclusion> {
+    let filters = &buyer.filters;
+    if !filters.states.is_empty() {
+        let state = lead.get_str("state");
+        if !state.is_some_and(|state| filters.states.iter().any(|s| s == state)) {
+            return Err(Exclusion::State);
+        }
+    }
+    if !filters.postal_codes.is_empty() || !filters.exclude_postal_codes.is_empty() {
+        let Some(zip) = lead.get_str("postal_code") else { return Err(Exclusion::PostalCode) };
+        let covered = filters.postal_codes.is_empty() || filters.postal_codes.matches(zip);
+        if !covered || filters.exclude_postal_codes.matches(zip) {
+            return Err(Exclusion::PostalCode);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::test_support::{buyer, campaign};
     use chrono::Utc;
     use serde_json::json;
+
+    fn zips(codes: &[&str]) -> crate::config::PostalCodes {
+        crate::config::PostalCodes::new(codes.iter().map(|c| (*c).to_owned()).collect())
+    }
 
     fn lead(value: serde_json::Value) -> Lead {
         Lead::parse(value.as_object().unwrap(), Utc::now()).unwrap()
@@ -98,6 +127,83 @@ mod tests {
                 Err(Exclusion::Paused),
             ),
             ("other campaign", |b| b.campaigns = vec!["home".into()], json!({}), ms(100), Err(Exclusion::Campaign)),
+            (
+                "state listed",
+                |b| b.filters.states = vec!["CA".into(), "NV".into()],
+                json!({"state": "nv"}),
+                ms(100),
+                Ok(()),
+            ),
+            (
+                "state not listed",
+                |b| b.filters.states = vec!["NV".into()],
+                json!({"state": "CA"}),
+                ms(100),
+                Err(Exclusion::State),
+            ),
+            ("state unknown", |b| b.filters.states = vec!["CA".into()], json!({}), ms(100), Err(Exclusion::State)),
+            (
+                "zip exact",
+                |b| b.filters.postal_codes = zips(&["94107"]),
+                json!({"postal_code": "94107-1234"}),
+                ms(100),
+                Ok(()),
+            ),
+            (
+                "zip by prefix",
+                |b| b.filters.postal_codes = zips(&["941"]),
+                json!({"postal_code": "94110"}),
+                ms(100),
+                Ok(()),
+            ),
+            (
+                "zip not covered",
+                |b| b.filters.postal_codes = zips(&["941", "90210"]),
+                json!({"postal_code": "94210"}),
+                ms(100),
+                Err(Exclusion::PostalCode),
+            ),
+            (
+                "zip excluded inside a prefix",
+                |b| {
+                    b.filters.postal_codes = zips(&["941"]);
+                    b.filters.exclude_postal_codes = zips(&["94130"])
+                },
+                json!({"postal_code": "94130"}),
+                ms(100),
+                Err(Exclusion::PostalCode),
+            ),
+            (
+                "zip excluded by prefix",
+                |b| b.filters.exclude_postal_codes = zips(&["100"]),
+                json!({"postal_code": "10001"}),
+                ms(100),
+                Err(Exclusion::PostalCode),
+            ),
+            (
+                "zip outside exclusions",
+                |b| b.filters.exclude_postal_codes = zips(&["100"]),
+                json!({"postal_code": "94107"}),
+                ms(100),
+                Ok(()),
+            ),
+            (
+                "zip unknown",
+                |b| b.filters.exclude_postal_codes = zips(&["100"]),
+                json!({}),
+                ms(100),
+                Err(Exclusion::PostalCode),
+            ),
+            (
+                "state checked before zip",
+                |b| {
+                    b.filters.states = vec!["NV".into()];
+                    b.filters.postal_codes = zips(&["999"])
+                },
+                json!({"state": "CA", "postal_code": "94107"}),
+                ms(100),
+                Err(Exclusion::State),
+            ),
             (
                 "required field missing",
                 |b| b.filters.required_fields = vec!["age".into(), "zip".into()],

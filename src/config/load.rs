@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
 use super::{
-    AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, Ramp, ResponseAdapter, ReturnPolicy,
-    Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla, KNOWN_RETURN_REASONS,
+    AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, PostalCodes, Ramp, ResponseAdapter,
+    ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla, KNOWN_RETURN_REASONS,
 };
 use crate::domain::lead::US_STATES;
 use crate::domain::money::Money;
@@ -898,8 +898,8 @@ fn read_filters(mut s: Section, p: &mut Problems) -> Option<Filters> {
     s.finish(p);
     Some(Filters {
         states: states?,
-        postal_codes: postal_codes?,
-        exclude_postal_codes: exclude_postal_codes?,
+        postal_codes: PostalCodes::new(postal_codes?),
+        exclude_postal_codes: PostalCodes::new(exclude_postal_codes?),
         schedule: schedule?,
         rules: rules?,
         required_fields: required_fields?,
@@ -1707,7 +1707,7 @@ max_lead_age_s = 600"#,
         let buyer = &config.buyers[0];
         assert_eq!(buyer.field_map.get("postal_code").map(String::as_str), Some("zip"));
         assert_eq!(buyer.filters.states, ["CA", "DC"]);
-        assert_eq!(buyer.filters.postal_codes, ["94107", "941"]);
+        assert_eq!(buyer.filters.postal_codes.as_slice(), ["94107", "941"]);
         assert_eq!(buyer.filters.required_fields, ["age"]);
         assert!(buyer.filters.require_consent);
         assert_eq!(buyer.filters.max_lead_age_s, Some(600));

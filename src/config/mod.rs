@@ -6,7 +6,7 @@
 
 mod load;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -273,13 +273,52 @@ pub struct Filters {
     /// Upper-case two-letter codes.
     pub states: Vec<String>,
     /// Five digits (exact) or three digits (prefix).
-    pub postal_codes: Vec<String>,
-    pub exclude_postal_codes: Vec<String>,
+    pub postal_codes: PostalCodes,
+    pub exclude_postal_codes: PostalCodes,
     pub schedule: Option<Schedule>,
     pub rules: Vec<Rule>,
     pub required_fields: Vec<String>,
     pub require_consent: bool,
     pub max_lead_age_s: Option<u64>,
+}
+
+/// A list of ZIP codes (five digits, exact) and ZIP prefixes (three digits), looked up in constant time
+/// however long the list: a buyer may cover thousands of codes, and every lead is checked against it.
+#[derive(Debug, Clone, Default)]
+pub struct PostalCodes {
+    listed: Vec<String>,
+    exact: HashSet<String>,
+    prefixes: HashSet<String>,
+}
+
+impl PostalCodes {
+    /// From validated codes (each five or three digits).
+    pub fn new(listed: Vec<String>) -> PostalCodes {
+        let exact = listed.iter().filter(|c| c.len() == 5).cloned().collect();
+        let prefixes = listed.iter().filter(|c| c.len() == 3).cloned().collect();
+        PostalCodes { listed, exact, prefixes }
+    }
+
+    /// True when the list names no code.
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    /// True if a normalized five-digit ZIP is listed, exactly or by its prefix.
+    pub fn matches(&self, zip: &str) -> bool {
+        self.exact.contains(zip) || zip.get(..3).is_some_and(|prefix| self.prefixes.contains(prefix))
+    }
+
+    /// The codes as written in the config.
+    pub fn as_slice(&self) -> &[String] {
+        &self.listed
+    }
+}
+
+impl Serialize for PostalCodes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.listed.serialize(s)
+    }
 }
 
 /// When a buyer takes leads, in its own timezone. `close` at or before `open` means it closes after

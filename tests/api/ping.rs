@@ -274,3 +274,32 @@ async fn distribution_strategies_decide_who_is_offered_the_lead_first() {
     }
     assert!(heavy_first >= 8, "a 1000:1 weight puts heavy first almost always, got {heavy_first}/10");
 }
+
+#[tokio::test]
+async fn coverage_gates_exclude_buyers_outside_their_states_and_postal_codes() {
+    let app = spawn_app(
+        "",
+        vec![
+            TestBuyer::bidding("nevada", "9.00").with("[buyers.filters]\nstates = [\"NV\"]"),
+            TestBuyer::bidding("bay-area", "8.00")
+                .with("[buyers.filters]\npostal_codes = [\"941\"]\nexclude_postal_codes = [\"94107\"]"),
+            TestBuyer::bidding("california", "3.00")
+                .with("[buyers.filters]\nstates = [\"CA\"]\npostal_codes = [\"94107\", \"900\"]"),
+        ],
+    )
+    .await;
+    let answer = app.ping().await;
+    let ping_id = answer["ping_id"].as_str().unwrap();
+    for (buyer, detail) in [("nevada", "state"), ("bay-area", "postal_code")] {
+        let outcome = app.outcome_of(ping_id, buyer).await;
+        assert_eq!(
+            (outcome["outcome"].as_str(), outcome["detail"].as_str()),
+            (Some("excluded"), Some(detail)),
+            "{buyer}"
+        );
+        assert_eq!(app.sim(buyer).ping_count(), 0, "{buyer} was not pinged");
+    }
+    assert_eq!(app.audit(ping_id).await["winner"], "california");
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"gavel_buyer_exclusions_total{buyer="nevada",reason="state"} 1"#), "{metrics}");
+}
