@@ -8,7 +8,9 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::config::{Buyer, Campaign};
+use chrono::{DateTime, Datelike, Utc, Weekday};
+
+use crate::config::{Buyer, Campaign, Schedule};
 use crate::domain::lead::Lead;
 
 /// Why a buyer was not pinged. `detail()` is the audit trail's `detail`.
@@ -18,6 +20,7 @@ pub enum Exclusion {
     Campaign,
     State,
     PostalCode,
+    Schedule,
     MissingField(String),
     Consent,
     InsufficientTime,
@@ -31,6 +34,7 @@ impl Exclusion {
             Exclusion::Campaign => "campaign".into(),
             Exclusion::State => "state".into(),
             Exclusion::PostalCode => "postal_code".into(),
+            Exclusion::Schedule => "schedule".into(),
             Exclusion::MissingField(key) => format!("missing_field:{key}").into(),
             Exclusion::Consent => "consent".into(),
             Exclusion::InsufficientTime => "insufficient_time".into(),
@@ -45,11 +49,13 @@ pub struct GateInput<'a> {
     pub lead: &'a Lead,
     /// The time this buyer would have to answer; `None` for a fixed-price buyer, which is not pinged.
     pub buyer_time: Option<Duration>,
+    /// When the auction runs (read once per auction, passed in so gates stay pure).
+    pub now: DateTime<Utc>,
 }
 
 /// Runs the gates in order; `Ok` means the buyer may take part.
 pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
-    let GateInput { buyer, campaign, lead, buyer_time } = input;
+    let GateInput { buyer, campaign, lead, buyer_time, now } = input;
     if buyer.paused {
         return Err(Exclusion::Paused);
     }
@@ -57,6 +63,11 @@ pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
         return Err(Exclusion::Campaign);
     }
     check_coverage(buyer, lead)?;
+    if let Some(schedule) = &buyer.filters.schedule {
+        if !is_open(schedule, *now) {
+            return Err(Exclusion::Schedule);
+        }
+    }
     if let Some(missing) = buyer.filters.required_fields.iter().find(|key| !lead.contains(key)) {
         return Err(Exclusion::MissingField(missing.clone()));
     }
@@ -89,6 +100,19 @@ fn check_coverage(buyer: &Buyer, lead: &Lead) -> Result<(), Exclusion> {
         }
     }
     Ok(())
+}
+
+/// Whether a schedule is open at an instant, in the schedule's own timezone (the tz database handles DST).
+/// A window whose close is at or before its open runs past midnight and belongs to the day it opens.
+pub fn is_open(schedule: &Schedule, now: DateTime<Utc>) -> bool {
+    let local = now.with_timezone(&schedule.timezone);
+    let (day, time) = (local.weekday(), local.time());
+    let open_on = |day: Weekday| schedule.days.contains(&day);
+    if schedule.open < schedule.close {
+        open_on(day) && schedule.open <= time && time < schedule.close
+    } else {
+        (open_on(day) && time >= schedule.open) || (open_on(day.pred()) && time < schedule.close)
+    }
 }
 
 #[cfg(test)]
@@ -227,9 +251,60 @@ mod tests {
             let mut b = buyer("acme", &["auto"]);
             change(&mut b);
             let l = lead(lead_json);
-            let got = check(&GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: time });
+            let got = check(&GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: time, now: Utc::now() });
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    fn schedule(tz: &str, days: &[Weekday], open: &str, close: &str) -> Schedule {
+        Schedule {
+            timezone: tz.parse().unwrap(),
+            days: days.to_vec(),
+            open: chrono::NaiveTime::parse_from_str(open, "%H:%M").unwrap(),
+            close: chrono::NaiveTime::parse_from_str(close, "%H:%M").unwrap(),
+        }
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn schedules_follow_the_buyers_timezone_across_midnight_and_dst() {
+        use Weekday::*;
+        let weekdays = [Mon, Tue, Wed, Thu, Fri];
+        let office = schedule("America/Los_Angeles", &weekdays, "08:00", "20:00");
+        let night = schedule("America/Los_Angeles", &weekdays, "22:00", "06:00");
+        let cases = [
+            ("Mon 08:00 PST opens", &office, "2026-11-23T16:00:00Z", true),
+            ("Mon 07:59 PST", &office, "2026-11-23T15:59:00Z", false),
+            ("Mon 19:59 PST", &office, "2026-11-24T03:59:00Z", true),
+            ("Mon 20:00 PST closes", &office, "2026-11-24T04:00:00Z", false),
+            ("Sat noon", &office, "2026-11-28T20:00:00Z", false),
+            // US DST began 2026-03-08: 15:00Z is 08:00 PDT on Monday (07:00 under a fixed -08:00).
+            ("Mon after spring forward", &office, "2026-03-09T15:00:00Z", true),
+            ("Fri before spring forward", &office, "2026-03-06T15:00:00Z", false),
+            ("Fri 23:00 opens overnight", &night, "2026-11-28T07:00:00Z", true),
+            ("Sat 03:00 is Friday's night", &night, "2026-11-28T11:00:00Z", true),
+            ("Sat 23:00: Saturday not listed", &night, "2026-11-29T07:00:00Z", false),
+            ("Mon 03:00: Sunday not listed", &night, "2026-11-23T11:00:00Z", false),
+            ("Tue 05:59 still Monday's night", &night, "2026-11-24T13:59:00Z", true),
+            ("Tue 06:00 closes", &night, "2026-11-24T14:00:00Z", false),
+        ];
+        for (name, schedule, now, open) in cases {
+            assert_eq!(is_open(schedule, at(now)), open, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_closed_schedule_excludes_the_buyer() {
+        let campaign = campaign("auto");
+        let mut b = buyer("acme", &["auto"]);
+        b.filters.schedule = Some(schedule("UTC", &[Weekday::Mon], "09:00", "17:00"));
+        let l = lead(json!({}));
+        let input = |now| GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: None, now };
+        assert_eq!(check(&input(at("2026-11-23T10:00:00Z"))), Ok(()));
+        assert_eq!(check(&input(at("2026-11-24T10:00:00Z"))), Err(Exclusion::Schedule));
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
     let mut bids = Vec::new();
     let mut eligible = 0;
     let mut pending = FuturesUnordered::new();
+    let now = chrono::Utc::now();
 
     for (buyer_index, buyer) in config.buyers_of(&campaign.id) {
         let slot = outcomes.len();
@@ -60,7 +61,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             latency_ms: None,
             bid: None,
         });
-        if let Err(exclusion) = gates::check(&GateInput { buyer, campaign, lead, buyer_time }) {
+        if let Err(exclusion) = gates::check(&GateInput { buyer, campaign, lead, buyer_time, now }) {
             let detail = exclusion.detail();
             metrics.inc("gavel_buyer_exclusions_total", &[("buyer", &buyer.id), ("reason", &detail)]);
             outcomes[slot].outcome = "excluded";
