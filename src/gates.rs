@@ -10,7 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc, Weekday};
 
-use crate::config::{Buyer, Campaign, Schedule};
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::config::{Buyer, Campaign, Rule, RuleOp, Schedule};
 use crate::domain::lead::Lead;
 
 /// Why a buyer was not pinged. `detail()` is the audit trail's `detail`.
@@ -21,6 +26,7 @@ pub enum Exclusion {
     State,
     PostalCode,
     Schedule,
+    Rule(String),
     MissingField(String),
     Consent,
     InsufficientTime,
@@ -35,6 +41,7 @@ impl Exclusion {
             Exclusion::State => "state".into(),
             Exclusion::PostalCode => "postal_code".into(),
             Exclusion::Schedule => "schedule".into(),
+            Exclusion::Rule(field) => format!("rule:{field}").into(),
             Exclusion::MissingField(key) => format!("missing_field:{key}").into(),
             Exclusion::Consent => "consent".into(),
             Exclusion::InsufficientTime => "insufficient_time".into(),
@@ -67,6 +74,9 @@ pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
         if !is_open(schedule, *now) {
             return Err(Exclusion::Schedule);
         }
+    }
+    if let Some(failed) = buyer.filters.rules.iter().find(|rule| !rule_passes(rule, lead)) {
+        return Err(Exclusion::Rule(failed.field.clone()));
     }
     if let Some(missing) = buyer.filters.required_fields.iter().find(|key| !lead.contains(key)) {
         return Err(Exclusion::MissingField(missing.clone()));
@@ -113,6 +123,54 @@ pub fn is_open(schedule: &Schedule, now: DateTime<Utc>) -> bool {
     } else {
         (open_on(day) && time >= schedule.open) || (open_on(day.pred()) && time < schedule.close)
     }
+}
+
+/// Whether a lead passes one rule. A missing (or null) field fails every op: a buyer that filters on a field
+/// is never sent a lead whose value it cannot know. Numbers compare as exact decimals, numeric text included.
+pub fn rule_passes(rule: &Rule, lead: &Lead) -> bool {
+    let Some(value) = lead.get(&rule.field).filter(|v| !v.is_null()) else { return false };
+    let expected = rule.value.as_ref();
+    match rule.op {
+        RuleOp::Exists => true,
+        RuleOp::Eq => expected.is_some_and(|e| same(value, e)),
+        RuleOp::Ne => expected.is_some_and(|e| !same(value, e)),
+        RuleOp::In => listed(expected, value),
+        RuleOp::NotIn => !listed(expected, value),
+        RuleOp::Gt | RuleOp::Gte | RuleOp::Lt | RuleOp::Lte => {
+            let (Some(have), Some(want)) = (as_decimal(value), expected.and_then(as_decimal)) else { return false };
+            match rule.op {
+                RuleOp::Gt => have > want,
+                RuleOp::Gte => have >= want,
+                RuleOp::Lt => have < want,
+                _ => have <= want,
+            }
+        }
+    }
+}
+
+fn listed(list: Option<&Value>, value: &Value) -> bool {
+    list.and_then(Value::as_array).is_some_and(|items| items.iter().any(|item| same(value, item)))
+}
+
+/// Equality where 34, 34.0 and "34" are the same number; other values compare as JSON.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(_), _) | (_, Value::Number(_)) => match (as_decimal(a), as_decimal(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+        (Value::String(x), Value::String(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn as_decimal(value: &Value) -> Option<Decimal> {
+    let text = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    Decimal::from_str(&text).ok().or_else(|| Decimal::from_scientific(&text).ok())
 }
 
 #[cfg(test)]
@@ -305,6 +363,52 @@ mod tests {
         let input = |now| GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: None, now };
         assert_eq!(check(&input(at("2026-11-23T10:00:00Z"))), Ok(()));
         assert_eq!(check(&input(at("2026-11-24T10:00:00Z"))), Err(Exclusion::Schedule));
+    }
+
+    #[test]
+    fn rules_are_typed_and_a_missing_field_fails() {
+        use RuleOp::*;
+        let lead = lead(json!({"age": 34, "income": "85000.50", "homeowner": true, "state": "CA", "notes": null}));
+        let cases = [
+            ("age", Gte, Some(json!(21)), true),
+            ("age", Gte, Some(json!(34.0)), true),
+            ("age", Gt, Some(json!(34)), false),
+            ("age", Lt, Some(json!("100")), true),
+            ("age", Lte, Some(json!(33.99)), false),
+            ("income", Gt, Some(json!(85000)), true),
+            ("age", Eq, Some(json!(34)), true),
+            ("age", Eq, Some(json!("34")), true),
+            ("age", Ne, Some(json!(35)), true),
+            ("homeowner", Eq, Some(json!(true)), true),
+            ("homeowner", Eq, Some(json!("true")), false),
+            ("state", In, Some(json!(["NV", "CA"])), true),
+            ("state", NotIn, Some(json!(["NV", "CA"])), false),
+            ("state", Gt, Some(json!(1)), false),
+            ("age", Exists, None, true),
+            ("notes", Exists, None, false),
+            ("missing", Exists, None, false),
+            ("missing", Ne, Some(json!(1)), false),
+            ("missing", NotIn, Some(json!([1])), false),
+            ("missing", Lt, Some(json!(1)), false),
+        ];
+        for (field, op, value, passes) in cases {
+            let rule = Rule { field: field.into(), op, value: value.clone() };
+            assert_eq!(rule_passes(&rule, &lead), passes, "{field} {op:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_failing_rule_names_its_field() {
+        let campaign = campaign("auto");
+        let mut b = buyer("acme", &["auto"]);
+        b.filters.rules = vec![
+            Rule { field: "age".into(), op: RuleOp::Gte, value: Some(json!(21)) },
+            Rule { field: "homeowner".into(), op: RuleOp::Eq, value: Some(json!(true)) },
+        ];
+        let l = lead(json!({"age": 30, "homeowner": false}));
+        let got = check(&GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: None, now: Utc::now() });
+        assert_eq!(got, Err(Exclusion::Rule("homeowner".into())));
+        assert_eq!(Exclusion::Rule("homeowner".into()).detail(), "rule:homeowner");
     }
 
     #[test]
