@@ -197,16 +197,12 @@ impl Engine {
         let bids_received = bids.len();
         let offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
         let payout = quoted_payout(&campaign, &request.seller, &offers);
+        let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
         let quote = match (eligible, bids_received, payout) {
             (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
             (_, 0, _) => Err(NoBidReason::NoBids),
             (_, _, None) => Err(NoBidReason::BelowFloor),
-            (_, _, Some(payout)) => Ok(Quote {
-                payout,
-                expires_at: received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64),
-                buyers_pinged: pinged,
-                bids_received,
-            }),
+            (_, _, Some(payout)) => Ok(Quote { payout, expires_at, buyers_pinged: pinged, bids_received }),
         };
 
         let quoted_sale = offers.first().zip(payout).map(|(first, payout)| SaleRecord {
@@ -235,7 +231,6 @@ impl Engine {
             test: request.test,
             source: request.source,
             expires_at: request.received + Duration::from_secs(campaign.bid_ttl_s),
-            expires_at_utc: received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64),
             ping_digests: lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect(),
             offers,
             audit,

@@ -41,6 +41,7 @@ impl Cascade<'_> {
         let priced = held.offers.iter().map(|offer| (offer, offer.price.less_margin(margin)));
         let (candidates, skipped): (Vec<_>, Vec<_>) =
             priced.partition(|(_, payout)| min_payout.is_none_or(|least| *payout >= least));
+        let all_below_min_payout = candidates.is_empty() && !skipped.is_empty();
 
         let mut sales = Vec::new();
         let mut candidates = candidates.into_iter();
@@ -57,11 +58,7 @@ impl Cascade<'_> {
         if !sales.is_empty() {
             return Ok(PostResult::Sold { sales });
         }
-        let reason = if !skipped.is_empty() && held.offers.len() == skipped.len() {
-            UnsoldReason::BelowMinPayout
-        } else {
-            UnsoldReason::AllBuyersRejected
-        };
+        let reason = if all_below_min_payout { UnsoldReason::BelowMinPayout } else { UnsoldReason::AllBuyersRejected };
         Ok(PostResult::Unsold { reason })
     }
 

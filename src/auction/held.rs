@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::time::Instant;
 
@@ -27,7 +26,6 @@ pub struct HeldPing {
     pub test: bool,
     pub source: Option<String>,
     pub expires_at: Instant,
-    pub expires_at_utc: DateTime<Utc>,
     /// Digest of each key the ping carried, to check that the post carries the same normalized values
     /// without keeping the values themselves.
     pub ping_digests: Vec<(String, [u8; 32])>,
@@ -108,15 +106,5 @@ impl PingStore {
     pub fn sweep(&self) {
         let now = Instant::now();
         self.by_id.retain(|_, held| held.expires_at + KEEP_AFTER_EXPIRY > now);
-    }
-
-    /// How many pings are held.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// True when no ping is held.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 }

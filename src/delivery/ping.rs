@@ -148,7 +148,22 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::delivery::test_support::{offline_buyer, spawn_server, test_buyer, Reply};
+    use crate::delivery::test_support::{offline_buyer, spawn_server, test_buyer, Reply, TestServer};
+
+    /// Pings the test server's `/ping` once, with a second to answer and a max bid of 10.00.
+    async fn ping_once(server: &TestServer) -> PingOutcome {
+        let buyer = test_buyer(server.uri("/ping"), server.uri("/post"));
+        let body = Bytes::from_static(b"{}");
+        ping_buyer(
+            &BuyerClient::new(),
+            &buyer,
+            &server.uri("/ping"),
+            body,
+            Duration::from_secs(1),
+            Money::from_cents(1000),
+        )
+        .await
+    }
 
     fn ok(status: u16, body: &str) -> Result<RawAnswer, SendError> {
         Ok(RawAnswer { status, body: Bytes::from(body.to_owned()) })
@@ -326,16 +341,7 @@ mod tests {
             _ => Reply::json(200, r#"{"bid": "5"}"#),
         })
         .await;
-        let buyer = test_buyer(server.uri("/ping"), server.uri("/post"));
-        let outcome = ping_buyer(
-            &BuyerClient::new(),
-            &buyer,
-            &server.uri("/ping"),
-            Bytes::from_static(b"{}"),
-            Duration::from_secs(1),
-            Money::from_cents(1000),
-        )
-        .await;
+        let outcome = ping_once(&server).await;
         assert_eq!(outcome, error("redirect"));
         assert_eq!(server.request_count(), 1);
     }
@@ -344,16 +350,7 @@ mod tests {
     async fn an_oversized_answer_is_an_error() {
         let big = format!(r#"{{"bid": "5", "pad": "{}"}}"#, "x".repeat(super::super::MAX_ANSWER_BYTES));
         let server = spawn_server(move |_| Reply::json(200, &big)).await;
-        let buyer = test_buyer(server.uri("/ping"), server.uri("/post"));
-        let outcome = ping_buyer(
-            &BuyerClient::new(),
-            &buyer,
-            &server.uri("/ping"),
-            Bytes::from_static(b"{}"),
-            Duration::from_secs(1),
-            Money::from_cents(1000),
-        )
-        .await;
+        let outcome = ping_once(&server).await;
         assert_eq!(outcome, error("body_too_large"));
     }
 }

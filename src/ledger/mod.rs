@@ -115,11 +115,6 @@ impl Ledger {
         all
     }
 
-    /// A sold lead.
-    pub fn sale(&self, lead_id: &str) -> Option<Sale> {
-        self.books.lock().sales.get(lead_id).cloned()
-    }
-
     /// How many leads were sold.
     pub fn sale_count(&self) -> usize {
         self.books.lock().sales.len()
