@@ -9,6 +9,7 @@
 //! - [`config`] — the TOML file into validated, immutable types; every problem reported with its path.
 //! - [`domain`] — leads and their normalization, money, bids, ranking and clearing: pure functions.
 //! - [`gates`] — whether one buyer may be pinged for one lead, cheapest check first.
+//! - [`health`] — per-buyer SLA windows and the circuit breaker: active → sla_paused → probing → active.
 //! - [`auction`] — the deadline, the fan-out of pings, the held bids and the post cascade.
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod gates;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod ledger;
