@@ -17,12 +17,16 @@ use crate::auction::cascade::Cascade;
 use crate::auction::deadline::Deadline;
 use crate::auction::fanout::{collect_bids, Collected, FanOut};
 use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
-use crate::audit::{AuctionAudit, AuditLog, SaleRecord, DEFAULT_CAPACITY};
+use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAPACITY};
+use crate::buyers::{BuyerStates, Roster};
+use crate::capacity::Hold;
 use crate::config::{Campaign, Config, Distribution, SellMode, Seller};
+use crate::dedupe::{contacts_of, SalesHistory};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::{Lead, LeadError};
 use crate::domain::money::Money;
-use crate::domain::ranking::{rank, Draw, Offer};
+use crate::domain::ranking::{rank, Bid, Draw, Offer};
+use crate::gates::Exclusion;
 use crate::ids::new_id;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
@@ -101,7 +105,11 @@ impl From<LeadError> for SellerError {
 
 /// The running exchange.
 pub struct Engine {
-    config: RwLock<Arc<Config>>,
+    /// The config in force with its buyers' running state.
+    roster: RwLock<Arc<Roster>>,
+    pub buyers: BuyerStates,
+    /// Who bought which phone or email, for the duplicate gate.
+    pub history: SalesHistory,
     pub client: BuyerClient,
     pub pings: PingStore,
     pub audit: AuditLog,
@@ -114,8 +122,11 @@ pub struct Engine {
 impl Engine {
     /// An engine on this config, with books in memory.
     pub fn new(config: Config) -> Engine {
+        let buyers = BuyerStates::default();
         Engine {
-            config: RwLock::new(Arc::new(config)),
+            roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
+            buyers,
+            history: SalesHistory::default(),
             client: BuyerClient::new(),
             pings: PingStore::default(),
             audit: AuditLog::new(DEFAULT_CAPACITY),
@@ -127,7 +138,12 @@ impl Engine {
 
     /// The config snapshot in force now. Work that starts keeps this snapshot to its end.
     pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read())
+        Arc::clone(&self.roster.read().config)
+    }
+
+    /// The config snapshot in force now with the running state of each of its buyers.
+    pub fn roster(&self) -> Arc<Roster> {
+        Arc::clone(&self.roster.read())
     }
 
     /// Runs an auction for a seller's ping.
@@ -172,8 +188,15 @@ impl Engine {
         self.pings.sweep();
     }
 
+    /// Forgets sales that no buyer's `dedupe_days` reaches any more. Called now and then.
+    pub fn prune_history(&self) {
+        let longest = self.config().buyers.iter().map(|b| b.dedupe_days).max().unwrap_or(0);
+        self.history.prune(Utc::now(), chrono::Duration::days(i64::from(longest)));
+    }
+
     async fn auction(&self, request: PingRequest, lead: &Lead) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
-        let config = self.config();
+        let roster = self.roster();
+        let config = &roster.config;
         let campaign =
             config.campaign(&request.campaign).cloned().ok_or(SellerError::UnknownCampaign(request.campaign))?;
         if campaign.require_consent && !lead.has_consent() {
@@ -183,22 +206,39 @@ impl Engine {
         let deadline = Deadline::new(request.received, Duration::from_millis(budget));
         let received_at = Utc::now() - chrono::Duration::from_std(request.received.elapsed()).unwrap_or_default();
         let ping_id = new_id("p_");
+        let sold_before = self.history.lookup(&contacts_of(lead));
 
         self.metrics.auctions_in_flight.fetch_add(1, Ordering::Relaxed);
-        let collected = collect_bids(
-            &self.client,
-            &self.metrics,
-            FanOut { config: &config, campaign: &campaign, lead, ping_id: &ping_id, deadline, test: request.test },
-        )
-        .await;
+        let fan_out = FanOut {
+            roster: &roster,
+            campaign: &campaign,
+            lead,
+            ping_id: &ping_id,
+            deadline,
+            test: request.test,
+            sold_before: &sold_before,
+            ledger: &self.ledger,
+            draw: rand::thread_rng().gen(),
+        };
+        let collected = collect_bids(&self.client, &self.metrics, fan_out).await;
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
 
-        let Collected { outcomes, bids, eligible, pinged } = collected;
+        let Collected { mut outcomes, bids, eligible, pinged } = collected;
         let bids_received = bids.len();
-        let offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
+        let now = Utc::now();
+        let bids = self.affordable(&roster, bids, &mut outcomes, now);
+        // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
+        let payable_bids = bids.len();
+        let mut offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
+        // A test auction uses no cap and no wallet: it holds nothing.
+        let holds = if request.test {
+            Vec::new()
+        } else {
+            self.hold_winners(&roster, &campaign, &mut offers, &mut outcomes, now)
+        };
         let payout = quoted_payout(&campaign, &request.seller, &offers);
         let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
-        let quote = match (eligible, bids_received, payout) {
+        let quote = match (eligible, payable_bids, payout) {
             (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
             (_, 0, _) => Err(NoBidReason::NoBids),
             (_, _, None) => Err(NoBidReason::BelowFloor),
@@ -227,16 +267,18 @@ impl Engine {
             ping_id: ping_id.clone(),
             seller: Arc::clone(&request.seller),
             campaign: Arc::clone(&campaign),
-            config: Arc::clone(&config),
+            roster: Arc::clone(&roster),
             test: request.test,
             source: request.source,
             expires_at: request.received + Duration::from_secs(campaign.bid_ttl_s),
             ping_digests: lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect(),
             offers,
+            holds: parking_lot::Mutex::new(holds),
             audit,
             post: tokio::sync::Mutex::new(None),
         });
         self.pings.insert(Arc::clone(&held));
+        held.release_holds_at_expiry();
 
         let status = if quote.is_ok() { "bid" } else { "no_bid" };
         self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
@@ -267,10 +309,79 @@ impl Engine {
             return Err(SellerError::LeadMismatch(key.clone()));
         }
         check_postable(&held.campaign, lead)?;
-        let cascade = Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics };
-        let result = Arc::new(cascade.deliver(held, lead.fields(), min_payout).await?);
+        let cascade =
+            Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics, history: &self.history };
+        let delivered = cascade.deliver(held, lead, min_payout).await;
+        // Sold or not, the ping is done: what its other bids held goes back.
+        held.release_holds();
+        let result = Arc::new(delivered?);
         *memo = Some(PostMemo { lead_fingerprint: fingerprint, result: Arc::clone(&result) });
         Ok(result)
+    }
+
+    /// The bids their buyers can pay for now: a bid above what a buyer's budgets or funds have room for cannot
+    /// win, and its audit entry names the gate (`budget:daily`, `balance`).
+    fn affordable(
+        &self,
+        roster: &Roster,
+        bids: Vec<Bid>,
+        outcomes: &mut [BuyerOutcome],
+        now: chrono::DateTime<Utc>,
+    ) -> Vec<Bid> {
+        bids.into_iter()
+            .filter(|bid| {
+                let (buyer, state) = (&roster.config.buyers[bid.buyer], &roster.states[bid.buyer]);
+                let local = crate::capacity::local(crate::capacity::timezone(buyer), now);
+                match state.capacity.room(buyer, local, bid.amount, state.funds(buyer, &self.ledger)).both() {
+                    Ok(()) => true,
+                    Err(shortfall) => {
+                        self.note_shortfall(outcomes, &buyer.id, shortfall.into());
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Holds the cap units, budget and funds of the bids that would sell, in offer order. A bid whose buyer's
+    /// room was taken by a concurrent auction since the gates ran cannot win: it leaves the offers and the next
+    /// bid moves up. Returns the holds aligned with `offers` (`None` past the winners: the cascade holds a
+    /// runner-up when it reaches it).
+    fn hold_winners(
+        &self,
+        roster: &Roster,
+        campaign: &Campaign,
+        offers: &mut Vec<Offer>,
+        outcomes: &mut [BuyerOutcome],
+        now: chrono::DateTime<Utc>,
+    ) -> Vec<Option<Hold>> {
+        let wanted = match campaign.sell {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        };
+        let mut holds = Vec::new();
+        while holds.len() < wanted && holds.len() < offers.len() {
+            let offer = &offers[holds.len()];
+            let (buyer, state) = (&roster.config.buyers[offer.bid.buyer], &roster.states[offer.bid.buyer]);
+            match state.capacity.try_hold(buyer, now, offer.price, || state.funds(buyer, &self.ledger)) {
+                Ok(hold) => holds.push(Some(hold)),
+                Err(shortfall) => {
+                    self.note_shortfall(outcomes, &buyer.id, shortfall.into());
+                    offers.remove(holds.len());
+                }
+            }
+        }
+        holds.resize_with(offers.len(), || None);
+        holds
+    }
+
+    /// Records in a bidder's audit entry why its bid could not win.
+    fn note_shortfall(&self, outcomes: &mut [BuyerOutcome], buyer: &str, exclusion: Exclusion) {
+        let detail = exclusion.detail();
+        self.metrics.inc("gavel_buyer_exclusions_total", &[("buyer", buyer), ("reason", &detail)]);
+        if let Some(outcome) = outcomes.iter_mut().find(|o| o.buyer == buyer) {
+            outcome.detail = Some(detail.into_owned());
+        }
     }
 
     fn draw(&self, campaign: &Campaign) -> Draw {

@@ -8,20 +8,24 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, Utc, Weekday};
-
-use std::str::FromStr;
-
-use rust_decimal::Decimal;
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc, Weekday};
 use serde_json::Value;
+use tokio::time::Instant;
 
-use crate::config::{Buyer, Campaign, Rule, RuleOp, Schedule};
+use crate::buyers::BuyerState;
+use crate::capacity::{timezone, Period, Shortfall, Slot};
+use crate::config::{decimal_of, Buyer, Campaign, Rule, RuleOp, Schedule};
+use crate::dedupe::SoldBefore;
 use crate::domain::lead::Lead;
+use crate::health::Admission;
+use crate::ledger::Ledger;
+use crate::time::Moment;
 
 /// Why a buyer was not pinged. `detail()` is the audit trail's `detail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
     Paused,
+    SlaPaused,
     Campaign,
     State,
     PostalCode,
@@ -29,14 +33,21 @@ pub enum Exclusion {
     Rule(String),
     MissingField(String),
     Consent,
+    LeadAge,
+    Duplicate,
+    Cap(Period),
+    Budget(Period),
+    Concurrency,
+    Balance,
     InsufficientTime,
 }
 
 impl Exclusion {
-    /// The name of the gate as the contract writes it (`missing_field:age`, `insufficient_time`, …).
+    /// The name of the gate as the contract writes it (`missing_field:age`, `cap:daily`, …).
     pub fn detail(&self) -> Cow<'static, str> {
         match self {
             Exclusion::Paused => "paused".into(),
+            Exclusion::SlaPaused => "sla_paused".into(),
             Exclusion::Campaign => "campaign".into(),
             Exclusion::State => "state".into(),
             Exclusion::PostalCode => "postal_code".into(),
@@ -44,7 +55,24 @@ impl Exclusion {
             Exclusion::Rule(field) => format!("rule:{field}").into(),
             Exclusion::MissingField(key) => format!("missing_field:{key}").into(),
             Exclusion::Consent => "consent".into(),
+            Exclusion::LeadAge => "lead_age".into(),
+            Exclusion::Duplicate => "duplicate".into(),
+            Exclusion::Cap(period) => format!("cap:{}", period.as_str()).into(),
+            Exclusion::Budget(period) => format!("budget:{}", period.as_str()).into(),
+            Exclusion::Concurrency => "concurrency".into(),
+            Exclusion::Balance => "balance".into(),
             Exclusion::InsufficientTime => "insufficient_time".into(),
+        }
+    }
+}
+
+impl From<Shortfall> for Exclusion {
+    fn from(shortfall: Shortfall) -> Self {
+        match shortfall {
+            Shortfall::Cap(period) => Exclusion::Cap(period),
+            Shortfall::Budget(period) => Exclusion::Budget(period),
+            Shortfall::Concurrency => Exclusion::Concurrency,
+            Shortfall::Balance => Exclusion::Balance,
         }
     }
 }
@@ -52,26 +80,72 @@ impl Exclusion {
 /// What the gates look at for one buyer in one auction.
 pub struct GateInput<'a> {
     pub buyer: &'a Buyer,
+    pub state: &'a BuyerState,
     pub campaign: &'a Campaign,
     pub lead: &'a Lead,
     /// The time this buyer would have to answer; `None` for a fixed-price buyer, which is not pinged.
     pub buyer_time: Option<Duration>,
-    /// When the auction runs (read once per auction, passed in so gates stay pure).
-    pub now: DateTime<Utc>,
+    /// When the auction runs (read once per auction and passed in, so every gate sees the same moment).
+    pub now: &'a Moment,
+    /// The same moment on the monotonic clock, for the SLA breaker's cooldown.
+    pub instant: Instant,
+    /// A uniform draw in [0, 1) for this auction: a probing buyer takes part when it falls under its
+    /// `probe_share`.
+    pub draw: f64,
+    /// Earlier sales of this lead's phone and email, looked up once per auction.
+    pub sold_before: &'a SoldBefore,
+    pub ledger: &'a Ledger,
+}
+
+/// A buyer that passed every gate.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Its ping's concurrency slot, freed when the ping is answered or abandoned.
+    pub slot: Option<Slot>,
 }
 
 /// Runs the gates in order; `Ok` means the buyer may take part.
-pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
-    let GateInput { buyer, campaign, lead, buyer_time, now } = input;
-    if buyer.paused {
+pub fn check(input: &GateInput<'_>) -> Result<Admitted, Exclusion> {
+    let GateInput { buyer, state, campaign, lead, buyer_time, now, instant, draw, sold_before, ledger } = input;
+    if state.paused_by(buyer).is_some() {
         return Err(Exclusion::Paused);
     }
+    if state.health.admit(&buyer.sla, *instant, *draw) == Admission::Excluded {
+        return Err(Exclusion::SlaPaused);
+    }
+    let local = now.local(timezone(buyer));
+    check_fit(buyer, campaign, lead, now.utc, local)?;
+    if sold_before.within(&buyer.id, buyer.dedupe_days, now.utc) {
+        return Err(Exclusion::Duplicate);
+    }
+    // Nothing under the floor can win, so the floor is the least a buyer must have room for.
+    let room = state.capacity.room(buyer, local, campaign.floor, state.funds(buyer, ledger));
+    room.caps?;
+    let slot = state.capacity.try_slot(buyer.caps.concurrent_pings)?;
+    room.funds?;
+    if let Some(time) = buyer_time {
+        if *time < Duration::from_millis(campaign.min_buyer_ms) {
+            return Err(Exclusion::InsufficientTime);
+        }
+    }
+    Ok(Admitted { slot })
+}
+
+/// The stateless gates: whether the lead fits the buyer's terms, whatever the buyer has bought before. `local`
+/// is `now` in the buyer's timezone.
+pub fn check_fit(
+    buyer: &Buyer,
+    campaign: &Campaign,
+    lead: &Lead,
+    now: DateTime<Utc>,
+    local: NaiveDateTime,
+) -> Result<(), Exclusion> {
     if !buyer.takes(&campaign.id) {
         return Err(Exclusion::Campaign);
     }
     check_coverage(buyer, lead)?;
     if let Some(schedule) = &buyer.filters.schedule {
-        if !is_open(schedule, *now) {
+        if !is_open(schedule, local) {
             return Err(Exclusion::Schedule);
         }
     }
@@ -84,9 +158,12 @@ pub fn check(input: &GateInput<'_>) -> Result<(), Exclusion> {
     if buyer.filters.require_consent && !lead.has_consent() {
         return Err(Exclusion::Consent);
     }
-    if let Some(time) = buyer_time {
-        if *time < Duration::from_millis(campaign.min_buyer_ms) {
-            return Err(Exclusion::InsufficientTime);
+    if let Some(max_age) = buyer.filters.max_lead_age_s {
+        // A lead without `captured_at` was captured when its ping arrived; one from slightly in the future
+        // (clock skew, bounded at parse time) is fresh.
+        let age = lead.captured_at().map_or(chrono::Duration::zero(), |captured| now - captured);
+        if age > chrono::Duration::seconds(max_age as i64) {
+            return Err(Exclusion::LeadAge);
         }
     }
     Ok(())
@@ -112,10 +189,10 @@ fn check_coverage(buyer: &Buyer, lead: &Lead) -> Result<(), Exclusion> {
     Ok(())
 }
 
-/// Whether a schedule is open at an instant, in the schedule's own timezone (the tz database handles DST).
-/// A window whose close is at or before its open runs past midnight and belongs to the day it opens.
-pub fn is_open(schedule: &Schedule, now: DateTime<Utc>) -> bool {
-    let local = now.with_timezone(&schedule.timezone);
+/// Whether a schedule is open at a local time of its own timezone (converted with the tz database, so DST
+/// is handled). A window whose close is at or before its open runs past midnight and belongs to the day it
+/// opens.
+pub fn is_open(schedule: &Schedule, local: NaiveDateTime) -> bool {
     let (day, time) = (local.weekday(), local.time());
     let open_on = |day: Weekday| schedule.days.contains(&day);
     if schedule.open < schedule.close {
@@ -137,7 +214,7 @@ pub fn rule_passes(rule: &Rule, lead: &Lead) -> bool {
         RuleOp::In => listed(expected, value),
         RuleOp::NotIn => !listed(expected, value),
         RuleOp::Gt | RuleOp::Gte | RuleOp::Lt | RuleOp::Lte => {
-            let (Some(have), Some(want)) = (as_decimal(value), expected.and_then(as_decimal)) else { return false };
+            let (Some(have), Some(want)) = (decimal_of(value), rule.number) else { return false };
             match rule.op {
                 RuleOp::Gt => have > want,
                 RuleOp::Gte => have >= want,
@@ -155,22 +232,13 @@ fn listed(list: Option<&Value>, value: &Value) -> bool {
 /// Equality where 34, 34.0 and "34" are the same number; other values compare as JSON.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(_), _) | (_, Value::Number(_)) => match (as_decimal(a), as_decimal(b)) {
+        (Value::Number(_), _) | (_, Value::Number(_)) => match (decimal_of(a), decimal_of(b)) {
             (Some(x), Some(y)) => x == y,
             _ => false,
         },
         (Value::String(x), Value::String(y)) => x == y,
         _ => a == b,
     }
-}
-
-fn as_decimal(value: &Value) -> Option<Decimal> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
-        _ => return None,
-    };
-    Decimal::from_str(&text).ok().or_else(|| Decimal::from_scientific(&text).ok())
 }
 
 #[cfg(test)]
@@ -186,6 +254,60 @@ mod tests {
 
     fn lead(value: serde_json::Value) -> Lead {
         Lead::parse(value.as_object().unwrap(), Utc::now()).unwrap()
+    }
+
+    /// One buyer's running state, its ledger and the lead's earlier sales, so a test states only what it
+    /// changes.
+    struct Fixture {
+        state: BuyerState,
+        ledger: Ledger,
+        sold: SoldBefore,
+    }
+
+    impl Fixture {
+        /// A prepaid buyer with 100.00 in its wallet.
+        fn funded() -> Fixture {
+            let fixture =
+                Fixture { state: BuyerState::new("acme"), ledger: Ledger::in_memory(), sold: SoldBefore::default() };
+            fixture.deposit(10_000);
+            fixture
+        }
+
+        fn deposit(&self, cents: i64) {
+            let deposit = crate::ledger::Deposit {
+                deposit_id: "d_1".into(),
+                buyer: "acme".into(),
+                amount: crate::domain::money::Money::from_cents(cents),
+                reference: None,
+                at: Utc::now(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(self.ledger.record_deposit(deposit));
+        }
+
+        fn check(
+            &self,
+            buyer: &Buyer,
+            campaign: &Campaign,
+            lead: &Lead,
+            buyer_time: Option<Duration>,
+            now: DateTime<Utc>,
+        ) -> Result<(), Exclusion> {
+            let now = Moment::new(now);
+            let input = GateInput {
+                buyer,
+                state: &self.state,
+                campaign,
+                lead,
+                buyer_time,
+                now: &now,
+                instant: Instant::now(),
+                draw: 0.5,
+                sold_before: &self.sold,
+                ledger: &self.ledger,
+            };
+            check(&input).map(|_| ())
+        }
     }
 
     /// (name, change to a default buyer, lead, time the buyer would have, expected verdict)
@@ -309,7 +431,7 @@ mod tests {
             let mut b = buyer("acme", &["auto"]);
             change(&mut b);
             let l = lead(lead_json);
-            let got = check(&GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: time, now: Utc::now() });
+            let got = Fixture::funded().check(&b, &campaign, &l, time, Utc::now());
             assert_eq!(got, expected, "{name}");
         }
     }
@@ -350,7 +472,8 @@ mod tests {
             ("Tue 06:00 closes", &night, "2026-11-24T14:00:00Z", false),
         ];
         for (name, schedule, now, open) in cases {
-            assert_eq!(is_open(schedule, at(now)), open, "{name}");
+            let local = at(now).with_timezone(&schedule.timezone).naive_local();
+            assert_eq!(is_open(schedule, local), open, "{name}");
         }
     }
 
@@ -360,9 +483,9 @@ mod tests {
         let mut b = buyer("acme", &["auto"]);
         b.filters.schedule = Some(schedule("UTC", &[Weekday::Mon], "09:00", "17:00"));
         let l = lead(json!({}));
-        let input = |now| GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: None, now };
-        assert_eq!(check(&input(at("2026-11-23T10:00:00Z"))), Ok(()));
-        assert_eq!(check(&input(at("2026-11-24T10:00:00Z"))), Err(Exclusion::Schedule));
+        let gates = Fixture::funded();
+        assert_eq!(gates.check(&b, &campaign, &l, None, at("2026-11-23T10:00:00Z")), Ok(()));
+        assert_eq!(gates.check(&b, &campaign, &l, None, at("2026-11-24T10:00:00Z")), Err(Exclusion::Schedule));
     }
 
     #[test]
@@ -392,7 +515,7 @@ mod tests {
             ("missing", Lt, Some(json!(1)), false),
         ];
         for (field, op, value, passes) in cases {
-            let rule = Rule { field: field.into(), op, value: value.clone() };
+            let rule = Rule::new(field.into(), op, value.clone());
             assert_eq!(rule_passes(&rule, &lead), passes, "{field} {op:?} {value:?}");
         }
     }
@@ -402,11 +525,11 @@ mod tests {
         let campaign = campaign("auto");
         let mut b = buyer("acme", &["auto"]);
         b.filters.rules = vec![
-            Rule { field: "age".into(), op: RuleOp::Gte, value: Some(json!(21)) },
-            Rule { field: "homeowner".into(), op: RuleOp::Eq, value: Some(json!(true)) },
+            Rule::new("age".into(), RuleOp::Gte, Some(json!(21))),
+            Rule::new("homeowner".into(), RuleOp::Eq, Some(json!(true))),
         ];
         let l = lead(json!({"age": 30, "homeowner": false}));
-        let got = check(&GateInput { buyer: &b, campaign: &campaign, lead: &l, buyer_time: None, now: Utc::now() });
+        let got = Fixture::funded().check(&b, &campaign, &l, None, Utc::now());
         assert_eq!(got, Err(Exclusion::Rule("homeowner".into())));
         assert_eq!(Exclusion::Rule("homeowner".into()).detail(), "rule:homeowner");
     }

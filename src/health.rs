@@ -10,9 +10,11 @@
 //! lock: fixed ring buffers sized by `sla.window` with running counts, no allocation once warm. The caller
 //! passes `now` and the random draw, so the breaker is deterministic and tests drive it with plain instants.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -117,6 +119,34 @@ pub struct HealthView {
 #[derive(Debug, Default)]
 pub struct BuyerHealth {
     inner: Mutex<Inner>,
+    /// Whether the breaker is anything but active, mirrored out of the lock on every unlock: a healthy buyer
+    /// is admitted with one atomic load, without queueing behind the auctions recording its answers.
+    tripped: AtomicBool,
+}
+
+/// The locked state; unlocking mirrors the breaker into `tripped`.
+struct Locked<'a> {
+    inner: MutexGuard<'a, Inner>,
+    tripped: &'a AtomicBool,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.tripped.store(!matches!(self.inner.breaker, Breaker::Active), Ordering::Release);
+    }
 }
 
 impl BuyerHealth {
@@ -125,13 +155,17 @@ impl BuyerHealth {
         Self::default()
     }
 
+    fn lock(&self) -> Locked<'_> {
+        Locked { inner: self.inner.lock(), tripped: &self.tripped }
+    }
+
     /// Whether this buyer may be pinged now. `draw` is a uniform random number in [0, 1) supplied by the
     /// caller (keeps this deterministic in tests): while probing, the ping goes through when draw < probe_share.
     pub fn admit(&self, sla: &Sla, now: Instant, draw: f64) -> Admission {
-        if !sla.enabled {
+        if !sla.enabled || !self.tripped.load(Ordering::Acquire) {
             return Admission::Pass;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.catch_up(sla, now);
         match inner.breaker {
             Breaker::Active => Admission::Pass,
@@ -153,7 +187,7 @@ impl BuyerHealth {
 
     /// The breaker state at `now` (an elapsed cooldown reads as Probing) and the breach that caused it.
     pub fn state(&self, sla: &Sla, now: Instant) -> (BreakerState, Option<Breach>) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.catch_up(sla, now);
         inner.breaker.public()
     }
@@ -161,7 +195,7 @@ impl BuyerHealth {
     /// The figures of the window and the breaker state at `now`, for the operator API.
     pub fn view(&self, sla: &Sla, now: Instant) -> HealthView {
         let (mut view, mut latencies) = {
-            let mut inner = self.inner.lock();
+            let mut inner = self.lock();
             inner.catch_up(sla, now);
             let (state, breach) = inner.breaker.public();
             let view = HealthView {
@@ -189,7 +223,7 @@ impl BuyerHealth {
     /// the evidence that tripped the breaker does not trip it again at the next sample. An active buyer keeps
     /// its windows.
     pub fn resume(&self) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         if !matches!(inner.breaker, Breaker::Active) {
             inner.breaker = Breaker::Active;
             inner.clear_windows();
@@ -197,7 +231,7 @@ impl BuyerHealth {
     }
 
     fn record(&self, sla: &Sla, now: Instant, push: impl FnOnce(&mut Inner)) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.catch_up(sla, now);
         // Answers to pings sent before the trip arrive while paused: they are not evidence of recovery, and
         // entering probing clears the windows anyway.

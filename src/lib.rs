@@ -10,6 +10,9 @@
 //! - [`domain`] — leads and their normalization, money, bids, ranking and clearing: pure functions.
 //! - [`gates`] — whether one buyer may be pinged for one lead, cheapest check first.
 //! - [`health`] — per-buyer SLA windows and the circuit breaker: active → sla_paused → probing → active.
+//! - [`capacity`] — caps, budgets, concurrency slots and the holds of winning bids, in the buyer's timezone.
+//! - [`dedupe`] — which buyer bought which phone or email, for the duplicate gate.
+//! - [`buyers`] — each buyer's running state (capacity, health, pauses), kept by id across reloads.
 //! - [`auction`] — the deadline, the fan-out of pings, the held bids and the post cascade.
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
@@ -23,7 +26,10 @@
 pub mod app;
 pub mod auction;
 pub mod audit;
+pub mod buyers;
+pub mod capacity;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod demo;
 pub mod domain;

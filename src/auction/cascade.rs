@@ -6,12 +6,14 @@
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use serde_json::{Map, Value};
+use tokio::time::Instant;
 
 use crate::auction::held::{HeldPing, PostResult, SoldTo, UnsoldReason};
 use crate::audit::{round_ms, PostAttemptRecord, SaleRecord};
 use crate::config::SellMode;
+use crate::dedupe::{contacts_of, SalesHistory, SoldBefore};
 use crate::delivery::{post_body, post_lead, BuyerClient, PostOutcome};
+use crate::domain::lead::Lead;
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
 use crate::ids::new_id;
@@ -23,6 +25,14 @@ pub struct Cascade<'a> {
     pub client: &'a BuyerClient,
     pub ledger: &'a Ledger,
     pub metrics: &'a Metrics,
+    pub history: &'a SalesHistory,
+}
+
+/// The lead being delivered, with what the duplicate check needs from it.
+struct Posted<'a> {
+    lead: &'a Lead,
+    contacts: Vec<crate::dedupe::Contact>,
+    sold_before: SoldBefore,
 }
 
 impl Cascade<'_> {
@@ -30,15 +40,18 @@ impl Cascade<'_> {
     pub async fn deliver(
         &self,
         held: &HeldPing,
-        lead: &Map<String, Value>,
+        lead: &Lead,
         min_payout: Option<Money>,
     ) -> Result<PostResult, LedgerError> {
+        // The real phone and email are known now: the duplicate check runs again on them.
+        let contacts = contacts_of(lead);
+        let posted = Posted { lead, sold_before: self.history.lookup(&contacts), contacts };
         let wanted = match held.campaign.sell {
             SellMode::Exclusive => 1,
             SellMode::Shared { max_buyers } => usize::from(max_buyers),
         };
         let margin = held.seller.margin_percent;
-        let priced = held.offers.iter().map(|offer| (offer, offer.price.less_margin(margin)));
+        let priced = held.offers.iter().enumerate().map(|(i, offer)| ((i, offer), offer.price.less_margin(margin)));
         let (candidates, skipped): (Vec<_>, Vec<_>) =
             priced.partition(|(_, payout)| min_payout.is_none_or(|least| *payout >= least));
         let all_below_min_payout = candidates.is_empty() && !skipped.is_empty();
@@ -50,7 +63,7 @@ impl Cascade<'_> {
             if round.is_empty() {
                 break;
             }
-            let offered = round.into_iter().map(|(offer, payout)| self.offer(held, lead, offer, payout));
+            let offered = round.into_iter().map(|((i, offer), payout)| self.offer(held, &posted, i, offer, payout));
             for sold in join_all(offered).await {
                 sales.extend(sold?);
             }
@@ -62,15 +75,29 @@ impl Cascade<'_> {
         Ok(PostResult::Unsold { reason })
     }
 
-    /// Offers the lead to one bidder: post (with its one retry), then book the sale if it took the lead.
+    /// Offers the lead to one bidder: hold its room (a runner-up holds only now), check the real phone and
+    /// email against what it bought, post (with its one retry), then book the sale if it took the lead.
     async fn offer(
         &self,
         held: &HeldPing,
-        lead: &Map<String, Value>,
+        posted: &Posted<'_>,
+        index: usize,
         offer: &Offer,
         payout: Money,
     ) -> Result<Option<SoldTo>, LedgerError> {
-        let buyer = &held.config.buyers[offer.bid.buyer];
+        let (buyer, state) = (&held.roster.config.buyers[offer.bid.buyer], &held.roster.states[offer.bid.buyer]);
+        let hold = match held.take_hold(index) {
+            Some(hold) => Some(hold),
+            None if held.test => None,
+            None => match state.capacity.try_hold(buyer, Utc::now(), offer.price, || state.funds(buyer, self.ledger)) {
+                Ok(hold) => Some(hold),
+                // Its room went to other sales since the auction: it cannot take this lead.
+                Err(_) => return Ok(None),
+            },
+        };
+        if posted.sold_before.within(&buyer.id, buyer.dedupe_days, Utc::now()) {
+            return Ok(None);
+        }
         let lead_id = new_id("l_");
         let body = post_body(
             &held.ping_id,
@@ -78,7 +105,7 @@ impl Cascade<'_> {
             &held.campaign.id,
             offer.price,
             offer.bid.bid_id.as_deref(),
-            lead,
+            posted.lead.fields(),
             buyer,
             held.test,
         );
@@ -96,10 +123,12 @@ impl Cascade<'_> {
             latency_ms: round_ms(attempt.latency),
         }));
         let accepted = matches!(attempts.last(), Some(a) if matches!(a.outcome, PostOutcome::Accepted { .. }));
+        state.health.record_post(&buyer.sla, accepted, Instant::now());
         if !accepted {
             return Ok(None);
         }
-        if !held.test {
+        if let Some(hold) = hold {
+            let at = Utc::now();
             self.ledger
                 .record_sale(Sale {
                     lead_id: lead_id.clone(),
@@ -110,9 +139,12 @@ impl Cascade<'_> {
                     source: held.source.clone(),
                     price: offer.price,
                     payout,
-                    at: Utc::now(),
+                    at,
                 })
                 .await?;
+            // Counted against caps once the ledger has it; until then the hold keeps the unit taken.
+            hold.commit(at);
+            self.history.record(&buyer.id, &posted.contacts, at);
             self.metrics.inc("gavel_sales_total", &[("campaign", &held.campaign.id)]);
         }
         held.audit.record_sale(SaleRecord {

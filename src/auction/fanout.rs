@@ -11,21 +11,31 @@ use tokio::time::Instant;
 
 use crate::auction::deadline::Deadline;
 use crate::audit::{round_ms, BuyerOutcome};
-use crate::config::{Campaign, Config};
+use crate::buyers::Roster;
+use crate::config::Campaign;
+use crate::dedupe::SoldBefore;
 use crate::delivery::{ping_body, ping_buyer, BuyerClient, PingOutcome};
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
 use crate::gates::{self, GateInput};
+use crate::health::PingSample;
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::time::Moment;
 
 /// One auction's input.
 pub struct FanOut<'a> {
-    pub config: &'a Config,
+    pub roster: &'a Roster,
     pub campaign: &'a Campaign,
     pub lead: &'a Lead,
     pub ping_id: &'a str,
     pub deadline: Deadline,
     pub test: bool,
+    /// Earlier sales of the lead's phone and email.
+    pub sold_before: &'a SoldBefore,
+    pub ledger: &'a Ledger,
+    /// A uniform draw in [0, 1) that decides whether probing buyers take part.
+    pub draw: f64,
 }
 
 /// What came back from the buyers.
@@ -42,16 +52,21 @@ pub struct Collected {
 
 /// Gates, pings and collects. Never waits past the deadline.
 pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut<'_>) -> Collected {
-    let FanOut { config, campaign, lead, ping_id, deadline, test } = input;
+    let FanOut { roster, campaign, lead, ping_id, deadline, test, sold_before, ledger, draw } = input;
+    let config = &*roster.config;
     let projection = lead.project(&campaign.ping_fields);
     let mut outcomes = Vec::new();
     let mut bids = Vec::new();
     let mut eligible = 0;
     let mut pending = FuturesUnordered::new();
-    let now = chrono::Utc::now();
+    // By slot, the buyer index of a ping not answered yet: those left when the deadline passes timed out.
+    let mut unanswered = Vec::new();
+    let (now, instant) = (Moment::new(chrono::Utc::now()), Instant::now());
 
     for (buyer_index, buyer) in config.buyers_of(&campaign.id) {
+        let state = &roster.states[buyer_index];
         let slot = outcomes.len();
+        unanswered.push(None);
         let buyer_time = buyer.ping_url.as_ref().map(|_| deadline.for_buyer(Duration::from_millis(buyer.timeout_ms)));
         // A pinged buyer that has not answered when the deadline passes stays a timeout.
         outcomes.push(BuyerOutcome {
@@ -61,13 +76,18 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             latency_ms: None,
             bid: None,
         });
-        if let Err(exclusion) = gates::check(&GateInput { buyer, campaign, lead, buyer_time, now }) {
-            let detail = exclusion.detail();
-            metrics.inc("gavel_buyer_exclusions_total", &[("buyer", &buyer.id), ("reason", &detail)]);
-            outcomes[slot].outcome = "excluded";
-            outcomes[slot].detail = Some(detail.into_owned());
-            continue;
-        }
+        let gate =
+            GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, sold_before, ledger };
+        let admitted = match gates::check(&gate) {
+            Ok(admitted) => admitted,
+            Err(exclusion) => {
+                let detail = exclusion.detail();
+                metrics.inc("gavel_buyer_exclusions_total", &[("buyer", &buyer.id), ("reason", &detail)]);
+                outcomes[slot].outcome = "excluded";
+                outcomes[slot].detail = Some(detail.into_owned());
+                continue;
+            }
+        };
         eligible += 1;
         match (&buyer.ping_url, buyer.fixed_price) {
             (_, Some(price)) => {
@@ -81,7 +101,10 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             (Some(url), None) => {
                 let time = buyer_time.unwrap_or_default();
                 let body = ping_body(ping_id, &campaign.id, &projection, buyer, time.as_millis() as u64, test);
+                unanswered[slot] = Some(buyer_index);
                 pending.push(async move {
+                    // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.
+                    let _slot = admitted.slot;
                     let sent = Instant::now();
                     let outcome = ping_buyer(client, buyer, url, body, time, campaign.max_bid).await;
                     (slot, buyer_index, outcome, sent.elapsed())
@@ -99,8 +122,14 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
     loop {
         match tokio::time::timeout_at(deadline.at(), pending.next()).await {
             Ok(Some((slot, buyer_index, outcome, latency))) => {
+                unanswered[slot] = None;
                 let buyer = &config.buyers[buyer_index];
                 metrics.observe("gavel_buyer_ping_seconds", &[("buyer", &buyer.id)], latency);
+                roster.states[buyer_index].health.record_ping(
+                    &buyer.sla,
+                    health_sample(&outcome, latency),
+                    Instant::now(),
+                );
                 // Time since the auction began, for the earliest-answer tie-break.
                 let answered_after = deadline.elapsed();
                 let bid_index = bids.len();
@@ -122,12 +151,27 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             Err(_) => break,
         }
     }
+    drop(pending);
+    let now = Instant::now();
+    for buyer_index in unanswered.into_iter().flatten() {
+        let buyer = &config.buyers[buyer_index];
+        roster.states[buyer_index].health.record_ping(&buyer.sla, PingSample::Timeout, now);
+    }
     for outcome in &outcomes {
         if outcome.outcome != "excluded" {
             metrics.inc("gavel_buyer_responses_total", &[("buyer", &outcome.buyer), ("outcome", outcome.outcome)]);
         }
     }
     Collected { outcomes, bids, eligible, pinged }
+}
+
+/// What an answer tells the buyer's health tracking.
+fn health_sample(outcome: &PingOutcome, latency: Duration) -> PingSample {
+    match outcome {
+        PingOutcome::Bid { .. } | PingOutcome::NoBid => PingSample::Answered { latency },
+        PingOutcome::Error { .. } => PingSample::Error { latency },
+        PingOutcome::Timeout => PingSample::Timeout,
+    }
 }
 
 fn record(

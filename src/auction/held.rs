@@ -8,7 +8,9 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use crate::audit::AuctionAudit;
-use crate::config::{Campaign, Config, Seller};
+use crate::buyers::Roster;
+use crate::capacity::Hold;
+use crate::config::{Campaign, Seller};
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
 
@@ -21,8 +23,8 @@ pub struct HeldPing {
     pub ping_id: String,
     pub seller: Arc<Seller>,
     pub campaign: Arc<Campaign>,
-    /// The config the auction ran on: the post is delivered under the same terms.
-    pub config: Arc<Config>,
+    /// The config the auction ran on, with its buyers' state: the post is delivered under the same terms.
+    pub roster: Arc<Roster>,
     pub test: bool,
     pub source: Option<String>,
     pub expires_at: Instant,
@@ -31,6 +33,9 @@ pub struct HeldPing {
     pub ping_digests: Vec<(String, [u8; 32])>,
     /// Bidders in the order the lead is offered, with their prices.
     pub offers: Vec<Offer>,
+    /// What each offer holds, aligned with `offers`: the winners' holds from the auction until the post, the
+    /// ping's expiry, or a cascade that took them.
+    pub holds: parking_lot::Mutex<Vec<Option<Hold>>>,
     pub audit: Arc<AuctionAudit>,
     /// The first post's answer. The lock is held for the whole delivery, so concurrent identical posts wait
     /// for it and then all get the same answer: a lead is delivered once.
@@ -82,6 +87,29 @@ impl HeldPing {
     /// True once the bids' time to live has passed.
     pub fn expired(&self) -> bool {
         Instant::now() >= self.expires_at
+    }
+
+    /// Takes the hold of one offer, if it still has one.
+    pub fn take_hold(&self, offer: usize) -> Option<Hold> {
+        self.holds.lock().get_mut(offer).and_then(Option::take)
+    }
+
+    /// Releases every hold still kept (dropping a hold releases it, outside this ping's lock).
+    pub fn release_holds(&self) {
+        let holds = std::mem::take(&mut *self.holds.lock());
+        drop(holds);
+    }
+
+    /// Releases the holds when the bids expire unposted, to the moment.
+    pub fn release_holds_at_expiry(self: &Arc<Self>) {
+        if self.holds.lock().iter().all(Option::is_none) {
+            return;
+        }
+        let held = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(held.expires_at).await;
+            held.release_holds();
+        });
     }
 }
 

@@ -956,7 +956,7 @@ fn read_rule(mut s: Section, p: &mut Problems) -> Option<Rule> {
     // Without a valid op there is no telling what the value should be.
     let value = op.and_then(|op| read_rule_value(&s, op, value, p));
     s.finish(p);
-    Some(Rule { field: field?, op: op?, value: value? })
+    Some(Rule::new(field?, op?, value?))
 }
 
 /// A rule's value is typed by its op: numbers to order, arrays for membership, nothing for `exists`.

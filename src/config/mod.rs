@@ -6,7 +6,7 @@
 
 mod load;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +95,11 @@ impl Config {
     /// A buyer by id.
     pub fn buyer(&self, id: &str) -> Option<&Arc<Buyer>> {
         self.buyer_by_id.get(id).map(|&i| &self.buyers[i])
+    }
+
+    /// A buyer's position in `buyers`, by id.
+    pub fn buyer_index(&self, id: &str) -> Option<usize> {
+        self.buyer_by_id.get(id).copied()
     }
 
     /// A campaign by id.
@@ -283,20 +288,30 @@ pub struct Filters {
 }
 
 /// A list of ZIP codes (five digits, exact) and ZIP prefixes (three digits), looked up in constant time
-/// however long the list: a buyer may cover thousands of codes, and every lead is checked against it.
+/// however long the list: a buyer may cover thousands of codes, and every lead is checked against it. Both are
+/// bitsets indexed by the code's number: one bit test per lead, no hashing, no string comparison.
 #[derive(Debug, Clone, Default)]
 pub struct PostalCodes {
     listed: Vec<String>,
-    exact: HashSet<String>,
-    prefixes: HashSet<String>,
+    /// 100,000 bits, one per five-digit code; absent when no exact code is listed.
+    exact: Option<Box<[u64]>>,
+    /// 1,000 bits, one per three-digit prefix.
+    prefixes: [u64; 16],
 }
 
 impl PostalCodes {
     /// From validated codes (each five or three digits).
     pub fn new(listed: Vec<String>) -> PostalCodes {
-        let exact = listed.iter().filter(|c| c.len() == 5).cloned().collect();
-        let prefixes = listed.iter().filter(|c| c.len() == 3).cloned().collect();
-        PostalCodes { listed, exact, prefixes }
+        let mut codes = PostalCodes { listed, exact: None, prefixes: [0; 16] };
+        for code in &codes.listed {
+            let Ok(number) = code.parse::<usize>() else { continue };
+            match code.len() {
+                5 => set_bit(codes.exact.get_or_insert_with(|| vec![0; 100_000usize.div_ceil(64)].into()), number),
+                3 => set_bit(&mut codes.prefixes, number),
+                _ => {}
+            }
+        }
+        codes
     }
 
     /// True when the list names no code.
@@ -306,13 +321,30 @@ impl PostalCodes {
 
     /// True if a normalized five-digit ZIP is listed, exactly or by its prefix.
     pub fn matches(&self, zip: &str) -> bool {
-        self.exact.contains(zip) || zip.get(..3).is_some_and(|prefix| self.prefixes.contains(prefix))
+        let Some(number) = five_digits(zip) else { return false };
+        self.exact.as_deref().is_some_and(|exact| bit(exact, number)) || bit(&self.prefixes, number / 100)
     }
 
     /// The codes as written in the config.
     pub fn as_slice(&self) -> &[String] {
         &self.listed
     }
+}
+
+fn five_digits(zip: &str) -> Option<usize> {
+    let bytes = zip.as_bytes();
+    if bytes.len() != 5 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(bytes.iter().fold(0, |n, digit| n * 10 + usize::from(digit - b'0')))
+}
+
+fn set_bit(bits: &mut [u64], index: usize) {
+    bits[index / 64] |= 1 << (index % 64);
+}
+
+fn bit(bits: &[u64], index: usize) -> bool {
+    bits.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
 }
 
 impl Serialize for PostalCodes {
@@ -342,6 +374,29 @@ pub struct Rule {
     pub op: RuleOp,
     /// Absent only for `exists`; an array for `in` / `not_in`.
     pub value: Option<serde_json::Value>,
+    /// `value` as an exact decimal when it is a number or numeric text, parsed once here rather than for
+    /// every lead.
+    #[serde(skip)]
+    pub number: Option<Decimal>,
+}
+
+impl Rule {
+    /// A rule; a numeric `value` is parsed once.
+    pub fn new(field: String, op: RuleOp, value: Option<serde_json::Value>) -> Rule {
+        let number = value.as_ref().and_then(decimal_of);
+        Rule { field, op, value, number }
+    }
+}
+
+/// A JSON number or numeric text as an exact decimal (never through a float).
+pub fn decimal_of(value: &serde_json::Value) -> Option<Decimal> {
+    // Numbers keep their JSON text (serde_json's arbitrary_precision), so nothing is allocated here.
+    let text = match value {
+        serde_json::Value::Number(n) => n.as_str(),
+        serde_json::Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    text.parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(text).ok())
 }
 
 /// The operators of a [`Rule`].

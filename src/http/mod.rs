@@ -96,7 +96,26 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
             admin::authorize(engine, &request)?;
             admin::ping_audit(engine, ping_id)
         }
-        (["healthz"] | ["metrics"] | ["admin", "pings", _], _) => Err(ApiError::method_not_allowed("GET")),
+        (["admin", "buyers"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            Ok(admin::buyers(engine))
+        }
+        (["admin", "buyers", id], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            admin::buyer(engine, id)
+        }
+        (["admin", "buyers", id, action @ ("pause" | "resume")], Method::POST) => {
+            admin::authorize(engine, &request)?;
+            admin::pause_or_resume(engine, request, id, *action == "pause").await
+        }
+        (["admin", "buyers", id, "deposits"], Method::POST) => {
+            admin::authorize(engine, &request)?;
+            admin::deposit(engine, request, id).await
+        }
+        (["healthz"] | ["metrics"] | ["admin", "pings", _] | ["admin", "buyers"] | ["admin", "buyers", _], _) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
+        (["admin", "buyers", _, "pause" | "resume" | "deposits"], _) => Err(ApiError::method_not_allowed("POST")),
         (["v1", "ping" | "post" | "leads"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found("route")),
     }

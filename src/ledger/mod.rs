@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::domain::money::Money;
@@ -51,6 +52,30 @@ impl Transaction {
             ],
         }
     }
+
+    /// The postings of a deposit D into a buyer's wallet: `external:deposits` −D, buyer +D.
+    fn deposit(deposit: &Deposit) -> Transaction {
+        Transaction {
+            id: new_id("t_"),
+            at: deposit.at,
+            kind: "deposit",
+            lead_id: None,
+            postings: vec![
+                ("external:deposits".to_owned(), -deposit.amount),
+                (format!("buyer:{}", deposit.buyer), deposit.amount),
+            ],
+        }
+    }
+}
+
+/// Money a buyer paid into its wallet (or against its invoice).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deposit {
+    pub deposit_id: String,
+    pub buyer: String,
+    pub amount: Money,
+    pub reference: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Why the ledger could not record something.
@@ -64,23 +89,16 @@ pub enum LedgerError {
 #[derive(Default)]
 pub struct Ledger {
     books: Mutex<Books>,
+    /// Every account's balance, written under the books' lock and read without it: the balance gate reads
+    /// one per buyer per auction and must not queue behind unrelated sales.
+    balances: DashMap<String, Money>,
 }
 
 #[derive(Default)]
 struct Books {
-    balances: HashMap<String, Money>,
     transactions: Vec<Transaction>,
     sales: HashMap<String, Sale>,
-}
-
-impl Books {
-    fn apply(&mut self, transaction: Transaction) {
-        debug_assert_eq!(transaction.postings.iter().map(|(_, m)| *m).sum::<Money>(), Money::ZERO);
-        for (account, amount) in &transaction.postings {
-            *self.balances.entry(account.clone()).or_default() += *amount;
-        }
-        self.transactions.push(transaction);
-    }
+    deposits: Vec<Deposit>,
 }
 
 impl Ledger {
@@ -98,19 +116,39 @@ impl Ledger {
         }
         let transaction = Transaction::sale(&sale);
         let id = transaction.id.clone();
-        books.apply(transaction);
+        self.apply(&mut books, transaction);
         books.sales.insert(sale.lead_id.clone(), sale);
         Ok(id)
     }
 
+    /// Records a deposit into a buyer's account; resolves once it is recorded (durably, once the journal
+    /// lands). Returns the buyer's balance after it.
+    pub async fn record_deposit(&self, deposit: Deposit) -> Money {
+        let mut books = self.books.lock();
+        let account = format!("buyer:{}", deposit.buyer);
+        self.apply(&mut books, Transaction::deposit(&deposit));
+        books.deposits.push(deposit);
+        self.balance(&account)
+    }
+
+    /// Posts a balanced transaction. Called with the books locked, so transactions apply in one order.
+    fn apply(&self, books: &mut Books, transaction: Transaction) {
+        debug_assert_eq!(transaction.postings.iter().map(|(_, m)| *m).sum::<Money>(), Money::ZERO);
+        for (account, amount) in &transaction.postings {
+            *self.balances.entry(account.clone()).or_default() += *amount;
+        }
+        books.transactions.push(transaction);
+    }
+
     /// An account's balance (zero for an account that never moved).
     pub fn balance(&self, account: &str) -> Money {
-        self.books.lock().balances.get(account).copied().unwrap_or_default()
+        self.balances.get(account).map(|m| *m).unwrap_or_default()
     }
 
     /// Every account with its balance, sorted by account.
     pub fn balances(&self) -> Vec<(String, Money)> {
-        let mut all: Vec<_> = self.books.lock().balances.iter().map(|(a, m)| (a.clone(), *m)).collect();
+        let _books = self.books.lock();
+        let mut all: Vec<_> = self.balances.iter().map(|e| (e.key().clone(), *e.value())).collect();
         all.sort();
         all
     }
@@ -147,6 +185,23 @@ mod tests {
         assert_eq!(ledger.balance("buyer:best"), Money::from_cents(-2249));
         assert_eq!(ledger.balance("seller:acme"), Money::from_cents(1974));
         assert_eq!(ledger.balance("platform:revenue"), Money::from_cents(275));
+        assert_eq!(ledger.balances().iter().map(|(_, m)| *m).sum::<Money>(), Money::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_deposit_credits_the_buyer_and_keeps_the_sum_at_zero() {
+        let ledger = Ledger::in_memory();
+        let deposit = |cents| Deposit {
+            deposit_id: "d_1".into(),
+            buyer: "best".into(),
+            amount: Money::from_cents(cents),
+            reference: None,
+            at: Utc::now(),
+        };
+        assert_eq!(ledger.record_deposit(deposit(50_000)).await, Money::from_cents(50_000));
+        ledger.record_sale(sale("l_1", 1250, 1125)).await.unwrap();
+        assert_eq!(ledger.record_deposit(deposit(100)).await, Money::from_cents(48_850));
+        assert_eq!(ledger.balance("external:deposits"), Money::from_cents(-50_100));
         assert_eq!(ledger.balances().iter().map(|(_, m)| *m).sum::<Money>(), Money::ZERO);
     }
 

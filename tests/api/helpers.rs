@@ -50,7 +50,13 @@ pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut sims = Vec::new();
     let mut buyer_tables = String::new();
+    let mut funded = Vec::new();
     for buyer in buyers {
+        // Buyers are prepaid by default, and a prepaid buyer with an empty wallet is never pinged: fund every
+        // buyer whose test does not state its billing.
+        if !buyer.toml.contains("billing") {
+            funded.push(buyer.id);
+        }
         let sim = SimBuyer::start(buyer.spec).await.expect("sim buyer starts");
         let ping_url = if buyer.toml.contains("fixed_price") {
             String::new()
@@ -99,7 +105,11 @@ max_bid = "100.00"
     let server = app::start(config, None).await.expect("server starts");
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    TestApp { server, base, http, sims, _data_dir: data_dir }
+    let app = TestApp { server, base, http, sims, _data_dir: data_dir };
+    for id in funded {
+        app.deposit(id, "10000.00").await;
+    }
+    app
 }
 
 /// A lead whose ping fields are all present, without PII.
@@ -156,6 +166,21 @@ impl TestApp {
         let mut body = json!({"ping_id": ping_id, "lead": lead});
         merge(&mut body, extra);
         self.post_json("/v1/post", SELLER_KEY, &body).await
+    }
+
+    /// Deposits into a buyer's wallet through the operator API.
+    pub async fn deposit(&self, buyer: &str, amount: &str) -> Value {
+        let path = format!("/admin/buyers/{buyer}/deposits");
+        let (status, body) = self.post_json(&path, ADMIN_TOKEN, &json!({"amount": amount, "reference": "test"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// The operator's view of a buyer.
+    pub async fn buyer(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/admin/buyers/{id}"), ADMIN_TOKEN).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
     }
 
     pub async fn audit(&self, ping_id: &str) -> Value {

@@ -56,7 +56,7 @@ async fn sigterm_finishes_the_auction_in_flight_then_exits_zero() {
             "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nadmin_token = \"admin\"\n\
              [[sellers]]\nid = \"s\"\napi_key = \"sk\"\n\
              [[campaigns]]\nid = \"c\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\nping_deadline_ms = 1000\n\
-             [[buyers]]\nid = \"b\"\napi_key = \"bk\"\ncampaigns = [\"c\"]\ntimeout_ms = 900\nping_url = \"{ping}\"\npost_url = \"{post}\"\n",
+             [[buyers]]\nid = \"b\"\napi_key = \"bk\"\ncampaigns = [\"c\"]\ntimeout_ms = 900\nbilling = \"invoice\"\ncredit_limit = \"100.00\"\nping_url = \"{ping}\"\npost_url = \"{post}\"\n",
             data = dir.path().join("data").display(),
             ping = buyer.ping_url(),
             post = buyer.post_url(),

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod errors;
+mod gates;
 mod helpers;
 mod lifecycle;
 mod ping;

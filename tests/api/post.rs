@@ -38,7 +38,7 @@ async fn a_post_sells_to_the_winner_with_the_full_normalized_lead() {
     assert!(post.body["bid_id"].is_string(), "the buyer's bid_id is echoed: {}", post.raw);
 
     let engine = &app.server.engine;
-    assert_eq!(engine.ledger.balance("buyer:winner").to_string(), "-12.50");
+    assert_eq!(engine.ledger.balance("buyer:winner").to_string(), "9987.50");
     assert_eq!(engine.ledger.balance("seller:acme").to_string(), "11.25");
     assert_eq!(engine.ledger.balance("platform:revenue").to_string(), "1.25");
 }
@@ -189,7 +189,7 @@ async fn shared_sell_sells_to_the_top_bidders_each_at_its_bid() {
     assert_eq!(sales.len(), 2);
     assert_ne!(sales[0]["lead_id"], sales[1]["lead_id"]);
     assert_eq!((app.sim("a").post_count(), app.sim("b").post_count(), app.sim("c").post_count()), (1, 1, 0));
-    assert_eq!(app.server.engine.ledger.balance("buyer:b").to_string(), "-8.00");
+    assert_eq!(app.server.engine.ledger.balance("buyer:b").to_string(), "9992.00");
 }
 
 #[tokio::test]
@@ -228,5 +228,5 @@ async fn test_mode_runs_the_auction_but_books_nothing() {
     assert_eq!(app.sim("buyer").pings()[0].body["test"], true);
     assert_eq!(app.sim("buyer").posts()[0].body["test"], true);
     assert_eq!(app.server.engine.ledger.sale_count(), 0);
-    assert_eq!(app.server.engine.ledger.balance("buyer:buyer").to_string(), "0.00");
+    assert_eq!(app.server.engine.ledger.balance("buyer:buyer").to_string(), "10000.00", "the wallet is untouched");
 }
