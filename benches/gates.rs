@@ -61,7 +61,7 @@ fn gate_chain(c: &mut Criterion) {
             reference: None,
             at: Utc::now(),
         };
-        runtime.block_on(ledger.record_deposit(deposit));
+        runtime.block_on(ledger.record_deposit(deposit)).expect("in-memory books record");
     }
     let history = SalesHistory::default();
     let campaign = config.campaign("auto").expect("campaign").clone();

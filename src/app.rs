@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::ledger::LedgerError;
 
 /// How often expired pings are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -28,11 +29,21 @@ pub struct RunningServer {
     sweeper: JoinHandle<()>,
 }
 
-/// Starts the server on `listen`, or on the config's `server.listen` when `None`.
-pub async fn start(config: Config, listen: Option<SocketAddr>) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(listen.unwrap_or(config.server.listen)).await?;
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the journal: {0}")]
+    Journal(#[from] LedgerError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Replays the journal, then starts the server on `listen`, or on the config's `server.listen` when `None`.
+pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<RunningServer, StartError> {
+    let engine = Engine::open(config).await?;
+    let listener = TcpListener::bind(listen.unwrap_or(engine.config().server.listen)).await?;
     let addr = listener.local_addr()?;
-    let engine = Arc::new(Engine::new(config));
+    let engine = Arc::new(engine);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
         let _ = stopped.await;
@@ -59,5 +70,9 @@ impl RunningServer {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.sweeper.abort();
+        // Everything answered is already on disk; this flushes what was not yet answered and stops the writer.
+        if let Err(error) = self.engine.ledger.close().await {
+            tracing::error!(%error, "journal close failed");
+        }
     }
 }

@@ -14,7 +14,8 @@ use crate::health::{Breach, BreakerState, BuyerHealth};
 use crate::ledger::Ledger;
 
 /// Who paused a buyer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PausedBy {
     /// `paused = true` in the config file.
     Config,
@@ -139,6 +140,21 @@ impl BuyerState {
             (BreakerState::SlaPaused, breach) => Standing::SlaPaused(breach),
             (BreakerState::Probing, breach) => Standing::Probing(breach),
         }
+    }
+
+    /// The last pause or resume through the API (`Some(None)`: resumed), for the journal; `None` when the
+    /// buyer follows its config.
+    pub fn api_standing(&self) -> Option<Option<PausedBy>> {
+        match self.api_pause() {
+            ApiPause::FollowConfig => None,
+            ApiPause::Resumed => Some(None),
+            ApiPause::Paused(by) => Some(Some(by)),
+        }
+    }
+
+    /// Puts back a pause or resume replayed from the journal.
+    pub fn restore_api_standing(&self, paused_by: Option<PausedBy>) {
+        self.set_api_pause(paused_by.map_or(ApiPause::Resumed, ApiPause::Paused));
     }
 
     fn api_pause(&self) -> ApiPause {

@@ -19,11 +19,14 @@ pub fn contacts_of(lead: &Lead) -> Vec<Contact> {
     [lead.phone_sha256(), lead.email_sha256()]
         .into_iter()
         .flatten()
-        .filter_map(|hex_digest| {
-            let mut digest = [0u8; 32];
-            hex::decode_to_slice(hex_digest, &mut digest).ok().map(|()| digest)
-        })
+        .filter_map(|hex_digest| decode_contact(&hex_digest))
         .collect()
+}
+
+/// A contact from its hex SHA-256.
+pub fn decode_contact(hex_digest: &str) -> Option<Contact> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut digest).ok().map(|()| digest)
 }
 
 /// Every recorded sale of a contact: buyer id and when.

@@ -21,13 +21,14 @@ use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAP
 use crate::buyers::{BuyerStates, Roster};
 use crate::capacity::Hold;
 use crate::config::{Campaign, Config, Distribution, SellMode, Seller};
-use crate::dedupe::{contacts_of, SalesHistory};
+use crate::dedupe::{contacts_of, decode_contact, Contact, SalesHistory};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::{Lead, LeadError};
 use crate::domain::money::Money;
 use crate::domain::ranking::{rank, Bid, Draw, Offer};
 use crate::gates::Exclusion;
 use crate::ids::new_id;
+use crate::ledger::journal::JournalOptions;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 
@@ -120,10 +121,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine on this config, with books in memory.
-    pub fn new(config: Config) -> Engine {
+    /// An engine on this config with these books.
+    pub fn new(config: Config, ledger: Ledger) -> Engine {
         let buyers = BuyerStates::default();
-        Engine {
+        let engine = Engine {
             roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
             buyers,
             history: SalesHistory::default(),
@@ -131,8 +132,61 @@ impl Engine {
             pings: PingStore::default(),
             audit: AuditLog::new(DEFAULT_CAPACITY),
             metrics: Metrics::default(),
-            ledger: Ledger::in_memory(),
+            ledger,
             rotations: DashMap::new(),
+        };
+        engine.restore_from_books();
+        engine
+    }
+
+    /// An engine on this config whose books are the journal under `server.data_dir`, replayed.
+    pub async fn open(config: Config) -> Result<Engine, LedgerError> {
+        let (ledger, recovery) = Ledger::open(&config.server.data_dir, JournalOptions::default())?;
+        for warning in &recovery.warnings {
+            tracing::warn!(%warning, "journal");
+        }
+        tracing::info!(
+            entries = recovery.entries,
+            from_snapshot = recovery.from_snapshot,
+            took_ms = recovery.took.as_millis() as u64,
+            "journal replayed"
+        );
+        ledger.snapshot_if_long(&recovery).await?;
+        Ok(Engine::new(config, ledger))
+    }
+
+    /// Rebuilds what the books imply for the buyers: cap and budget counts of the current periods, the
+    /// duplicate check's history, and pauses made through the API.
+    fn restore_from_books(&self) {
+        let roster = self.roster();
+        let now = Utc::now();
+        // The longest period a count or the duplicate check looks back over.
+        let longest_dedupe = roster.config.buyers.iter().map(|b| b.dedupe_days).max().unwrap_or(0);
+        let since = now - chrono::Duration::days(i64::from(longest_dedupe.max(32)));
+        let (mut sales, pauses) = self.ledger.read(|books| {
+            let sales: Vec<_> = books
+                .leads
+                .values()
+                .filter(|lead| lead.sale.at >= since)
+                .map(|lead| {
+                    let contacts: Vec<Contact> = lead.sale.contact_digests().filter_map(decode_contact).collect();
+                    (lead.sale.at, lead.sale.buyer.clone(), lead.sale.price, contacts)
+                })
+                .collect();
+            (sales, books.pauses.clone())
+        });
+        // Counts follow time: a period's count starts over when a later period's sale arrives.
+        sales.sort_by_key(|(at, ..)| *at);
+        for (at, buyer_id, price, contacts) in sales {
+            if let Some((buyer, state)) = roster.buyer(&buyer_id) {
+                state.capacity.record_sale(buyer, price, at);
+            }
+            self.history.record(&buyer_id, &contacts, at);
+        }
+        for (buyer_id, paused_by) in pauses {
+            if let Some((_, state)) = roster.buyer(&buyer_id) {
+                state.restore_api_standing(paused_by);
+            }
         }
     }
 

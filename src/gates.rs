@@ -282,7 +282,7 @@ mod tests {
                 at: Utc::now(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            runtime.block_on(self.ledger.record_deposit(deposit));
+            runtime.block_on(self.ledger.record_deposit(deposit)).expect("in-memory books record");
         }
 
         fn check(

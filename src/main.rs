@@ -113,7 +113,7 @@ async fn serve(config: config::Config, listen: Option<SocketAddr>, banner: Optio
     let server = match app::start(config, listen).await {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("gavel: cannot listen: {error}");
+            eprintln!("gavel: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -31,6 +31,8 @@ pub struct Cascade<'a> {
 /// The lead being delivered, with what the duplicate check needs from it.
 struct Posted<'a> {
     lead: &'a Lead,
+    /// What the ledger keeps of it.
+    kept: serde_json::Map<String, serde_json::Value>,
     contacts: Vec<crate::dedupe::Contact>,
     sold_before: SoldBefore,
 }
@@ -45,7 +47,12 @@ impl Cascade<'_> {
     ) -> Result<PostResult, LedgerError> {
         // The real phone and email are known now: the duplicate check runs again on them.
         let contacts = contacts_of(lead);
-        let posted = Posted { lead, sold_before: self.history.lookup(&contacts), contacts };
+        let posted = Posted {
+            lead,
+            kept: lead.record_projection(&held.campaign.ping_fields),
+            sold_before: self.history.lookup(&contacts),
+            contacts,
+        };
         let wanted = match held.campaign.sell {
             SellMode::Exclusive => 1,
             SellMode::Shared { max_buyers } => usize::from(max_buyers),
@@ -140,6 +147,7 @@ impl Cascade<'_> {
                     price: offer.price,
                     payout,
                     at,
+                    lead: posted.kept.clone(),
                 })
                 .await?;
             // Counted against caps once the ledger has it; until then the hold keeps the unit taken.

@@ -130,6 +130,18 @@ impl Lead {
         out
     }
 
+    /// What the journal and delivery records may keep of a lead: the ping fields plus the SHA-256 of phone
+    /// and email, never PII.
+    pub fn record_projection(&self, ping_fields: &[String]) -> Map<String, Value> {
+        let mut kept = self.project(ping_fields);
+        for (key, hash) in [("phone_sha256", self.phone_sha256()), ("email_sha256", self.email_sha256())] {
+            if let Some(hash) = hash {
+                kept.insert(key.to_owned(), Value::String(hash));
+            }
+        }
+        kept
+    }
+
     /// A digest of one key's normalized value, for comparing a post with its ping without keeping the value.
     pub fn digest_of(&self, key: &str) -> Option<[u8; 32]> {
         self.fields.get(key).map(|value| Sha256::digest(value.to_string().as_bytes()).into())

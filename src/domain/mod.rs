@@ -3,3 +3,4 @@
 pub mod lead;
 pub mod money;
 pub mod ranking;
+pub mod returns;

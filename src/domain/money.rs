@@ -8,7 +8,7 @@ use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
 use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An exact amount of money in cents precision (scale 2). Signed, because ledger postings are signed;
 /// values that arrive from outside are never negative (see [`Money::parse_text`]).
@@ -149,6 +149,15 @@ impl fmt::Debug for Money {
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// Reads back what [`Serialize`] wrote (the journal's records): a signed decimal string with two decimals.
+/// Unlike [`Money::parse_text`] it accepts negative amounts, because ledger postings are signed.
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Decimal::from_str(&text).map(Money::from_decimal_floor).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The operator API (API.md section 5) and the unauthenticated health and metrics endpoints.
 
-use chrono::Utc;
+use chrono::{DateTime, Datelike, Utc};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
@@ -9,12 +9,16 @@ use tokio::time::Instant;
 
 use super::body::{bearer, read_object, Envelope};
 use super::error::ApiError;
+use super::query::Query;
+use super::render::{admin_return_object, buyer_money};
 use super::{json_response, HttpResponse};
 use crate::buyers::{BuyerState, PausedBy};
-use crate::config::{Billing, Buyer};
+use crate::config::Buyer;
+use crate::domain::returns::ReturnStatus;
 use crate::engine::Engine;
 use crate::ids::new_id;
 use crate::ledger::Deposit;
+use crate::time::rfc3339;
 
 /// `GET /healthz`.
 pub fn healthz() -> HttpResponse {
@@ -78,6 +82,7 @@ pub async fn pause_or_resume(
     } else {
         state.resume();
     }
+    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
     Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state)))
 }
 
@@ -93,7 +98,7 @@ pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> R
     let reference = envelope.optional_str("reference")?.map(str::to_owned);
     let deposit = Deposit { deposit_id: new_id("d_"), buyer: buyer.id.clone(), amount, reference, at: Utc::now() };
     let deposit_id = deposit.deposit_id.clone();
-    let balance = engine.ledger.record_deposit(deposit).await;
+    let balance = engine.ledger.record_deposit(deposit).await?;
     Ok(json_response(StatusCode::CREATED, &json!({"deposit_id": deposit_id, "balance": balance})))
 }
 
@@ -101,26 +106,16 @@ pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> R
 fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
     let standing = state.standing(buyer, Instant::now());
     let now = Utc::now();
-    let funds = state.funds(buyer, &engine.ledger);
     let (caps, budgets) = state.capacity.view(buyer, now);
     let mut object = json!({
         "id": buyer.id,
         "state": standing.state(),
         "state_reason": standing.reason(),
-        "balance": engine.ledger.balance(&state.account),
-        "available": funds - state.capacity.held_money(),
-        "held": state.capacity.held_money(),
         "caps": caps,
         "budgets": budgets,
         "health": state.health.view(&buyer.sla, Instant::now()),
     });
-    match buyer.billing {
-        Billing::Prepaid => object["billing"] = json!("prepaid"),
-        Billing::Invoice { credit_limit } => {
-            object["billing"] = json!("invoice");
-            object["credit_limit"] = json!(credit_limit);
-        }
-    }
+    object.as_object_mut().expect("an object").extend(buyer_money(engine, buyer, state));
     if let Some(ramp) = &buyer.ramp {
         let today = now.with_timezone(&crate::capacity::timezone(buyer)).date_naive();
         object["ramp"] = json!({
@@ -131,4 +126,98 @@ fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
         });
     }
     object
+}
+
+/// `GET /admin/returns?status=`: every return (of one status), newest first, with its buyer.
+pub fn returns(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
+    let status = match query.get("status") {
+        None => None,
+        Some(wanted) => Some(
+            [ReturnStatus::Approved, ReturnStatus::PendingReview, ReturnStatus::Rejected]
+                .into_iter()
+                .find(|status| status.label() == wanted)
+                .ok_or_else(|| ApiError::invalid_field("status must be approved, pending_review or rejected"))?,
+        ),
+    };
+    let returns: Vec<Value> = engine.ledger.read(|books| {
+        books
+            .return_order
+            .iter()
+            .rev()
+            .map(|id| &books.returns[id])
+            .filter(|filed| status.is_none_or(|status| filed.status == status))
+            .map(admin_return_object)
+            .collect()
+    });
+    Ok(json_response(StatusCode::OK, &json!({ "returns": returns })))
+}
+
+/// `POST /admin/returns/{id}/approve` and `…/reject` `{"note"}` → 200 with the return, once on disk.
+pub async fn decide_return(
+    engine: &Engine,
+    request: Request<Incoming>,
+    return_id: &str,
+    approve: bool,
+) -> Result<HttpResponse, ApiError> {
+    let envelope = Envelope(read_object(request, engine.config().server.max_body_bytes).await?);
+    let note = envelope.optional_str("note")?.map(str::to_owned);
+    let decided = engine.ledger.decide_return(return_id, approve, note, Utc::now()).await?;
+    Ok(json_response(StatusCode::OK, &admin_return_object(&decided)))
+}
+
+/// `GET /admin/ledger/accounts`.
+pub fn accounts(engine: &Engine) -> HttpResponse {
+    let accounts: Vec<Value> =
+        engine.ledger.balances().into_iter().map(|(id, balance)| json!({"id": id, "balance": balance})).collect();
+    json_response(StatusCode::OK, &json!({ "accounts": accounts }))
+}
+
+/// `GET /admin/ledger/transactions?account=`: every transaction (touching one account), in time order.
+pub fn transactions(engine: &Engine, query: &Query) -> HttpResponse {
+    let account = query.get("account");
+    let transactions: Vec<Value> = engine.ledger.read(|books| {
+        books
+            .transactions
+            .iter()
+            .filter(|t| account.is_none_or(|account| t.postings.iter().any(|(a, _)| a == account)))
+            .map(|t| {
+                let postings: Vec<Value> =
+                    t.postings.iter().map(|(account, amount)| json!({"account": account, "amount": amount})).collect();
+                json!({
+                    "transaction_id": t.id,
+                    "at": rfc3339(t.at),
+                    "kind": t.kind.label(),
+                    "lead_id": t.lead_id,
+                    "postings": postings,
+                })
+            })
+            .collect()
+    });
+    json_response(StatusCode::OK, &json!({ "transactions": transactions }))
+}
+
+/// `GET /admin/report?from=&to=`: `to` defaults to now, `from` to the first day of the current month (UTC).
+pub fn report(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
+    let (from, to) = period(query)?;
+    let report = engine.ledger.read(|books| crate::ledger::report::report(books, from, to));
+    let mut body = serde_json::to_value(&report).expect("reports serialize");
+    body["from"] = json!(rfc3339(from));
+    body["to"] = json!(rfc3339(to));
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A `[from, to)` period from the query, with the defaults of API.md section 6.
+pub fn period(query: &Query) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = query.time("to")?.unwrap_or_else(Utc::now);
+    let from = match query.time("from")? {
+        Some(from) => from,
+        None => {
+            let first = Utc::now().date_naive().with_day(1).expect("every month has a first day");
+            first.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+        }
+    };
+    if from > to {
+        return Err(ApiError::invalid_field("from must not be after to"));
+    }
+    Ok((from, to))
 }

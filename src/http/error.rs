@@ -7,6 +7,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use crate::engine::SellerError;
+use crate::ledger::{LedgerError, ReturnError};
 
 /// An error answer: status, snake_case code and a message that says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +79,16 @@ impl ApiError {
         )
     }
 
+    /// 403: valid credentials, not allowed for this object.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 409: a seller payout larger than what the seller is owed.
+    pub fn insufficient_balance(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "insufficient_balance", message)
+    }
+
     /// The response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = json!({"error": {"code": self.code, "message": self.message}});
@@ -103,6 +114,39 @@ impl From<SellerError> for ApiError {
                     "the sale could not be recorded; retry the post",
                 )
             }
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(error: LedgerError) -> ApiError {
+        tracing::error!(%error, "ledger change not recorded");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the change could not be recorded durably, so it did not happen; retry later",
+        )
+    }
+}
+
+impl From<ReturnError> for ApiError {
+    fn from(error: ReturnError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            ReturnError::Disabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "returns_disabled",
+                "returns are disabled in this buyer's contract; see GET /v1/buyer/return-policy",
+            ),
+            ReturnError::UnknownLead => ApiError::not_found("lead"),
+            ReturnError::UnknownReturn => ApiError::not_found("return"),
+            ReturnError::AlreadyReturned => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_returned",
+                "this lead already has a return; see GET /v1/buyer/returns",
+            ),
+            ReturnError::AlreadyDecided => ApiError::new(StatusCode::CONFLICT, "already_decided", message),
+            ReturnError::Ledger(error) => error.into(),
         }
     }
 }

@@ -3,7 +3,11 @@
 
 mod admin;
 mod body;
+mod buyer;
 pub mod error;
+mod portal;
+mod query;
+mod render;
 mod seller;
 
 use std::convert::Infallible;
@@ -25,6 +29,9 @@ use tokio::time::Instant;
 
 use crate::engine::Engine;
 use error::ApiError;
+use query::Query;
+
+use crate::ledger::{buyer_account, seller_account};
 
 /// Every response this server sends.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -112,11 +119,104 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
             admin::authorize(engine, &request)?;
             admin::deposit(engine, request, id).await
         }
-        (["healthz"] | ["metrics"] | ["admin", "pings", _] | ["admin", "buyers"] | ["admin", "buyers", _], _) => {
-            Err(ApiError::method_not_allowed("GET"))
+        (["admin", "returns"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            admin::returns(engine, &Query::of(request.uri()))
         }
+        (["admin", "returns", id, action @ ("approve" | "reject")], Method::POST) => {
+            admin::authorize(engine, &request)?;
+            admin::decide_return(engine, request, id, *action == "approve").await
+        }
+        (["admin", "ledger", "accounts"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            Ok(admin::accounts(engine))
+        }
+        (["admin", "ledger", "transactions"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            Ok(admin::transactions(engine, &Query::of(request.uri())))
+        }
+        (["admin", "report"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            admin::report(engine, &Query::of(request.uri()))
+        }
+        (["v1", "buyer", "balance"], Method::GET) => {
+            let (buyer, state) = buyer::authenticate(engine, &request)?;
+            Ok(buyer::balance(engine, &buyer, &state))
+        }
+        (["v1", "buyer", "leads"], Method::GET) => {
+            let (buyer, _) = buyer::authenticate(engine, &request)?;
+            buyer::leads(engine, &buyer, &Query::of(request.uri()))
+        }
+        (["v1", "buyer", "return-policy"], Method::GET) => {
+            let (buyer, _) = buyer::authenticate(engine, &request)?;
+            Ok(buyer::return_policy(&buyer))
+        }
+        (["v1", "buyer", "returns"], Method::GET) => {
+            let (buyer, _) = buyer::authenticate(engine, &request)?;
+            Ok(buyer::returns(engine, &buyer))
+        }
+        (["v1", "buyer", "status"], Method::GET) => {
+            let (buyer, state) = buyer::authenticate(engine, &request)?;
+            Ok(buyer::status(&buyer, &state))
+        }
+        (["v1", "buyer", action @ ("pause" | "resume")], Method::POST) => {
+            let (buyer, state) = buyer::authenticate(engine, &request)?;
+            buyer::pause_or_resume(engine, request, &buyer, &state, *action == "pause").await
+        }
+        (["v1", "buyer", "statement"], Method::GET) => {
+            let (_, state) = buyer::authenticate(engine, &request)?;
+            portal::account_statement(engine, &state.account, &Query::of(request.uri()))
+        }
+        (["v1", "seller", "balance"], Method::GET) => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            Ok(portal::seller_balance(engine, &seller))
+        }
+        (["v1", "seller", "returns"], Method::GET) => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            portal::seller_returns(engine, &seller, &Query::of(request.uri()))
+        }
+        (["v1", "seller", "statement"], Method::GET) => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            portal::account_statement(engine, &seller_account(&seller.id), &Query::of(request.uri()))
+        }
+        (["admin", "buyers", id, "statement"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            engine.config().buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
+            portal::account_statement(engine, &buyer_account(id), &Query::of(request.uri()))
+        }
+        (["admin", "sellers", id, "statement"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            engine.config().seller(id).ok_or_else(|| ApiError::not_found("seller"))?;
+            portal::account_statement(engine, &seller_account(id), &Query::of(request.uri()))
+        }
+        (["admin", "sellers", id, "payouts"], Method::POST) => {
+            admin::authorize(engine, &request)?;
+            portal::payout(engine, request, id).await
+        }
+        (["v1", "returns"], Method::POST) => {
+            let (buyer, _) = buyer::authenticate(engine, &request)?;
+            buyer::file_return(engine, request, &buyer).await
+        }
+        (
+            ["healthz"]
+            | ["metrics"]
+            | ["admin", "pings", _]
+            | ["admin", "buyers"]
+            | ["admin", "buyers", _]
+            | ["admin", "returns"]
+            | ["admin", "ledger", "accounts" | "transactions"]
+            | ["admin", "report"]
+            | ["v1", "buyer", "balance" | "leads" | "return-policy" | "returns" | "status" | "statement"]
+            | ["v1", "seller", "balance" | "returns" | "statement"]
+            | ["admin", "buyers" | "sellers", _, "statement"],
+            _,
+        ) => Err(ApiError::method_not_allowed("GET")),
         (["admin", "buyers", _, "pause" | "resume" | "deposits"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["v1", "ping" | "post" | "leads"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["admin", "returns", _, "approve" | "reject"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["v1", "buyer", "pause" | "resume"] | ["admin", "sellers", _, "payouts"], _) => {
+            Err(ApiError::method_not_allowed("POST"))
+        }
+        (["v1", "ping" | "post" | "leads" | "returns"], _) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found("route")),
     }
 }

@@ -42,6 +42,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sims: Vec<(&'static str, SimBuyer)>,
+    config_text: String,
     _data_dir: tempfile::TempDir,
 }
 
@@ -105,7 +106,7 @@ max_bid = "100.00"
     let server = app::start(config, None).await.expect("server starts");
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let app = TestApp { server, base, http, sims, _data_dir: data_dir };
+    let app = TestApp { server, base, http, sims, config_text, _data_dir: data_dir };
     for id in funded {
         app.deposit(id, "10000.00").await;
     }
@@ -124,6 +125,16 @@ pub fn full_lead() -> Value {
 }
 
 impl TestApp {
+    /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
+    pub async fn restart(self) -> TestApp {
+        let TestApp { server, http, sims, config_text, _data_dir, .. } = self;
+        server.shutdown().await;
+        let config = gavel::config::parse(&config_text).expect("same config");
+        let server = app::start(config, None).await.expect("server restarts");
+        let base = format!("http://{}", server.addr);
+        TestApp { server, base, http, sims, config_text, _data_dir }
+    }
+
     pub fn sim(&self, id: &str) -> &SimBuyer {
         &self.sims.iter().find(|(sid, _)| *sid == id).expect("sim by id").1
     }

@@ -1,8 +1,12 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
+mod crash;
 mod errors;
 mod gates;
 mod helpers;
 mod lifecycle;
 mod ping;
+mod portal;
 mod post;
+mod returns;
+mod statements;

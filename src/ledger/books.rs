@@ -1,0 +1,213 @@
+//! The books: every transaction, sold lead, deposit, return and API pause, rebuilt from the journal's entries
+//! by the same [`Books::apply`] that records them live.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::entry::{Decision, Deposit, Entry, Payout, Return, Sale};
+use crate::buyers::PausedBy;
+use crate::domain::money::Money;
+use crate::domain::returns::{DecisionReason, ReturnStatus};
+
+/// The system's own accounts (API.md section 6).
+pub const REVENUE: &str = "platform:revenue";
+pub const DEPOSITS: &str = "external:deposits";
+pub const PAYOUTS: &str = "external:payouts";
+
+/// The account of a buyer.
+pub fn buyer_account(buyer: &str) -> String {
+    format!("buyer:{buyer}")
+}
+
+/// The account of a seller.
+pub fn seller_account(seller: &str) -> String {
+    format!("seller:{seller}")
+}
+
+/// A balanced set of postings: the amounts always sum to zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub kind: TransactionKind,
+    pub lead_id: Option<String>,
+    pub postings: Vec<(String, Money)>,
+}
+
+/// What a transaction records; the labels are the statement's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionKind {
+    Sale,
+    Return,
+    Deposit,
+    Payout,
+}
+
+impl TransactionKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TransactionKind::Sale => "sale",
+            TransactionKind::Return => "return",
+            TransactionKind::Deposit => "deposit",
+            TransactionKind::Payout => "payout",
+        }
+    }
+}
+
+/// A sold lead and its return, if one was filed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoldLead {
+    pub sale: Sale,
+    pub return_id: Option<String>,
+}
+
+/// Why an entry cannot apply: the journal contradicts itself (replay), or a caller skipped a check (a bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Inconsistent(String);
+
+/// Everything the ledger knows. Serializable whole: a journal snapshot is these books.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Books {
+    pub transactions: Vec<Transaction>,
+    pub leads: HashMap<String, SoldLead>,
+    /// Each buyer's lead ids in the order they were sold.
+    pub leads_by_buyer: HashMap<String, Vec<String>>,
+    pub deposits: Vec<Deposit>,
+    pub payouts: Vec<Payout>,
+    pub returns: HashMap<String, Return>,
+    /// Return ids in the order they were filed.
+    pub return_order: Vec<String>,
+    /// Each buyer's last pause or resume through the API (`None`: resumed).
+    pub pauses: HashMap<String, Option<PausedBy>>,
+}
+
+impl Books {
+    /// Applies one entry and returns the transaction it posted, if any; the caller moves the balances.
+    pub fn apply(&mut self, entry: Entry) -> Result<Option<&Transaction>, Inconsistent> {
+        let transaction = match entry {
+            Entry::Sale { transaction_id, sale } => {
+                if self.leads.contains_key(&sale.lead_id) {
+                    return Err(Inconsistent(format!("lead {} is sold twice", sale.lead_id)));
+                }
+                let transaction = Transaction {
+                    id: transaction_id,
+                    at: sale.at,
+                    kind: TransactionKind::Sale,
+                    lead_id: Some(sale.lead_id.clone()),
+                    postings: sale_postings(&sale),
+                };
+                self.leads_by_buyer.entry(sale.buyer.clone()).or_default().push(sale.lead_id.clone());
+                self.leads.insert(sale.lead_id.clone(), SoldLead { sale, return_id: None });
+                Some(transaction)
+            }
+            Entry::Deposit { transaction_id, deposit } => {
+                let transaction = Transaction {
+                    id: transaction_id,
+                    at: deposit.at,
+                    kind: TransactionKind::Deposit,
+                    lead_id: None,
+                    postings: vec![
+                        (DEPOSITS.to_owned(), -deposit.amount),
+                        (buyer_account(&deposit.buyer), deposit.amount),
+                    ],
+                };
+                self.deposits.push(deposit);
+                Some(transaction)
+            }
+            Entry::Payout { transaction_id, payout } => {
+                let transaction = Transaction {
+                    id: transaction_id,
+                    at: payout.at,
+                    kind: TransactionKind::Payout,
+                    lead_id: None,
+                    postings: vec![
+                        (seller_account(&payout.seller), -payout.amount),
+                        (PAYOUTS.to_owned(), payout.amount),
+                    ],
+                };
+                self.payouts.push(payout);
+                Some(transaction)
+            }
+            Entry::Return { filed } => {
+                let lead = self
+                    .leads
+                    .get_mut(&filed.lead_id)
+                    .ok_or_else(|| Inconsistent(format!("return {} is for an unknown lead", filed.return_id)))?;
+                if lead.return_id.is_some() {
+                    return Err(Inconsistent(format!("lead {} is returned twice", filed.lead_id)));
+                }
+                lead.return_id = Some(filed.return_id.clone());
+                let reversal = filed.transaction_id.clone().map(|id| reversal(id, &lead.sale, filed.created_at));
+                self.return_order.push(filed.return_id.clone());
+                self.returns.insert(filed.return_id.clone(), filed);
+                reversal
+            }
+            Entry::Decision { decision } => self.decide(decision)?,
+            Entry::Standing { buyer, paused_by, .. } => {
+                self.pauses.insert(buyer, paused_by);
+                None
+            }
+        };
+        Ok(transaction.map(|transaction| {
+            self.transactions.push(transaction);
+            self.transactions.last().expect("just pushed")
+        }))
+    }
+
+    fn decide(&mut self, decision: Decision) -> Result<Option<Transaction>, Inconsistent> {
+        let filed = self
+            .returns
+            .get_mut(&decision.return_id)
+            .ok_or_else(|| Inconsistent(format!("decision on unknown return {}", decision.return_id)))?;
+        if filed.status != ReturnStatus::PendingReview {
+            return Err(Inconsistent(format!("return {} is decided twice", decision.return_id)));
+        }
+        let sale = &self.leads[&filed.lead_id].sale;
+        filed.decided_at = Some(decision.at);
+        filed.decision_note = decision.note;
+        match decision.transaction_id.filter(|_| decision.approve) {
+            Some(id) => {
+                filed.status = ReturnStatus::Approved;
+                filed.decision_reason = DecisionReason::OperatorApproved;
+                filed.credit = sale.price;
+                filed.clawback = sale.payout;
+                filed.transaction_id = Some(id.clone());
+                Ok(Some(reversal(id, sale, decision.at)))
+            }
+            None => {
+                filed.status = ReturnStatus::Rejected;
+                filed.decision_reason = DecisionReason::OperatorRejected;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The lead sold under this id, if any.
+    pub fn lead(&self, lead_id: &str) -> Option<&SoldLead> {
+        self.leads.get(lead_id)
+    }
+}
+
+/// The postings of a sale at price P with payout S: buyer −P, seller +S, platform +(P − S).
+fn sale_postings(sale: &Sale) -> Vec<(String, Money)> {
+    vec![
+        (buyer_account(&sale.buyer), -sale.price),
+        (seller_account(&sale.seller), sale.payout),
+        (REVENUE.to_owned(), sale.price - sale.payout),
+    ]
+}
+
+/// An approved return: the exact reverse of its sale.
+fn reversal(id: String, sale: &Sale, at: DateTime<Utc>) -> Transaction {
+    Transaction {
+        id,
+        at,
+        kind: TransactionKind::Return,
+        lead_id: Some(sale.lead_id.clone()),
+        postings: sale_postings(sale).into_iter().map(|(account, amount)| (account, -amount)).collect(),
+    }
+}

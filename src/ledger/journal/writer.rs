@@ -1,0 +1,280 @@
+//! The single writer: group commit on a dedicated OS thread.
+//!
+//! A plain thread rather than a tokio task because `fdatasync` blocks for hundreds of microseconds; on a
+//! runtime worker it would stall every auction queued behind it, and `spawn_blocking` would add a hop per
+//! batch. The thread sleeps in `recv` when there is nothing to write.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::mem;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::format::{self, Kind, FRAME_LEN};
+use super::reader::Tail;
+use super::{io_error, sync_dir, CommitObserver, Counters, JournalError};
+
+/// Stops draining the channel once a batch holds this much, so one batch's latency stays bounded when
+/// producers outpace the disk.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The answer a waiter gets.
+pub(super) type Done = oneshot::Sender<Result<(), JournalError>>;
+
+/// What the handles send to the writer.
+pub(super) enum Request {
+    Write {
+        kind: Kind,
+        payload: Vec<u8>,
+        done: Done,
+        enqueued: Option<Instant>,
+    },
+    Close {
+        done: Done,
+    },
+    /// Holds the writer until the sender side is dropped, so a test can queue a batch deterministically.
+    #[cfg(test)]
+    Pause(std::sync::mpsc::Receiver<()>),
+}
+
+/// The writer's state: the open segment and where the journal stands.
+pub(super) struct Writer {
+    dir: PathBuf,
+    segment_bytes: u64,
+    fsync: bool,
+    observer: Option<CommitObserver>,
+    counters: Arc<Counters>,
+    file: File,
+    /// Live segments, oldest first; the last is `file`.
+    segments: Vec<(u64, PathBuf)>,
+    /// Bytes of the open segment already written.
+    segment_len: u64,
+    /// Records in the open segment, written or in `buf`.
+    segment_records: u64,
+    /// Sequence number of the next record.
+    next_seq: u64,
+    /// First sequence number of the segment that begins with the newest snapshot.
+    snapshot_seq: Option<u64>,
+    /// Encoded bytes of the batch not yet written to `file`.
+    buf: Vec<u8>,
+    /// A new segment's directory entry must reach the disk before anything in it is acknowledged.
+    dir_dirty: bool,
+    /// The first failure; once set nothing more is written.
+    failed: Option<Arc<JournalError>>,
+    /// The directory lock, released when the writer stops.
+    _lock: File,
+}
+
+impl Writer {
+    /// Opens the last recovered segment for appending.
+    pub(super) fn new(
+        dir: &Path,
+        tail: Tail,
+        segment_bytes: u64,
+        fsync: bool,
+        observer: Option<CommitObserver>,
+        counters: Arc<Counters>,
+    ) -> Result<Writer, JournalError> {
+        let (first_seq, path) = tail.segments.last().cloned().expect("recovery leaves at least one segment");
+        let file = OpenOptions::new().append(true).open(&path).map_err(io_error(&path, "open the last segment"))?;
+        Ok(Writer {
+            _lock: tail.lock,
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            fsync,
+            observer,
+            counters,
+            file,
+            segments: tail.segments,
+            segment_len: tail.len,
+            segment_records: tail.records,
+            next_seq: first_seq + tail.records,
+            snapshot_seq: tail.snapshot_seq,
+            buf: Vec::with_capacity(64 << 10),
+            dir_dirty: false,
+            failed: None,
+        })
+    }
+
+    /// Serves requests until a close or until every handle is gone.
+    pub(super) fn run(mut self, requests: Receiver<Request>) {
+        let mut batch = Vec::new();
+        while let Ok(first) = requests.recv() {
+            #[cfg(test)]
+            if let Request::Pause(release) = first {
+                let _ = release.recv();
+                continue;
+            }
+            let mut bytes = request_len(&first);
+            batch.push(first);
+            while bytes < MAX_BATCH_BYTES {
+                let Ok(next) = requests.try_recv() else { break };
+                bytes += request_len(&next);
+                batch.push(next);
+            }
+            if let Some(close) = self.serve(&mut batch) {
+                let result = self.close();
+                // The file is closed before the answer, so a caller may reopen the directory at once.
+                drop(self);
+                let _ = close.send(result);
+                // Requests queued behind the close are dropped with `requests`; their waiters see `Closed`.
+                return;
+            }
+        }
+    }
+
+    /// Commits the writes of one batch and answers them; returns the close request if the batch holds one.
+    fn serve(&mut self, batch: &mut Vec<Request>) -> Option<Done> {
+        let close_at = batch.iter().position(|r| matches!(r, Request::Close { .. }));
+        let rest = batch.split_off(close_at.unwrap_or(batch.len()));
+        let result = match &self.failed {
+            Some(cause) => Err(JournalError::Failed(Arc::clone(cause))),
+            None => self.commit(batch),
+        };
+        if let Err(error) = &result {
+            if self.failed.is_none() {
+                self.failed = Some(Arc::new(error.clone()));
+            }
+        }
+        let durable_at = Instant::now();
+        let mut waits = Vec::new();
+        for request in batch.drain(..) {
+            if let Request::Write { done, enqueued, .. } = request {
+                let _ = done.send(result.clone());
+                waits.extend(enqueued.map(|at| durable_at.saturating_duration_since(at)));
+            }
+        }
+        // After the answers, so metrics never delay a waiter.
+        if let (Some(observe), true) = (&self.observer, result.is_ok()) {
+            for wait in waits {
+                observe(wait);
+            }
+        }
+        match rest.into_iter().next() {
+            Some(Request::Close { done }) => Some(done),
+            _ => None,
+        }
+    }
+
+    /// Writes a batch and makes it durable: one `write_all` and one `fdatasync` per segment it touches.
+    fn commit(&mut self, batch: &[Request]) -> Result<(), JournalError> {
+        let mut records = 0;
+        let mut snapshot_taken = false;
+        for request in batch {
+            let Request::Write { kind, payload, .. } = request else { continue };
+            let pending = self.segment_len + self.buf.len() as u64;
+            let rotate = *kind == Kind::Snapshot || pending >= self.segment_bytes;
+            if rotate && self.segment_records > 0 {
+                self.flush()?;
+                self.start_segment()?;
+            }
+            if *kind == Kind::Snapshot {
+                self.snapshot_seq = self.segments.last().map(|(seq, _)| *seq);
+                snapshot_taken = true;
+            }
+            format::encode_record(*kind, payload, &mut self.buf);
+            self.segment_records += 1;
+            self.next_seq += 1;
+            records += 1;
+        }
+        if records == 0 {
+            return Ok(());
+        }
+        self.flush()?;
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.counters.records.fetch_add(records, Ordering::Relaxed);
+        if snapshot_taken {
+            self.remove_superseded();
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` to the open segment and syncs it.
+    fn flush(&mut self) -> Result<(), JournalError> {
+        let path = &self.segments.last().expect("at least one segment").1;
+        #[cfg(test)]
+        if self.counters.fail_writes.load(Ordering::Relaxed) {
+            return Err(io_error(path, "write records")(std::io::Error::other("injected failure")));
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf).map_err(io_error(path, "write records"))?;
+        let written = self.buf.len() as u64;
+        self.segment_len += written;
+        self.counters.bytes.fetch_add(written, Ordering::Relaxed);
+        self.buf.clear();
+        if self.fsync {
+            self.file.sync_data().map_err(io_error(path, "fsync records"))?;
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            if mem::take(&mut self.dir_dirty) {
+                sync_dir(&self.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a new segment named after the next record; its header goes out with the next flush.
+    fn start_segment(&mut self) -> Result<(), JournalError> {
+        let path = self.dir.join(format::segment_name(self.next_seq));
+        self.file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error(&path, "create a segment"))?;
+        self.segments.push((self.next_seq, path));
+        self.segment_len = 0;
+        self.segment_records = 0;
+        self.dir_dirty = true;
+        format::encode_header(self.next_seq, &mut self.buf);
+        Ok(())
+    }
+
+    /// Deletes the segments before the newest snapshot, which is durable by now. A failure here loses
+    /// nothing (recovery skips and removes superseded segments), so it is logged, not fatal, and the
+    /// segments left are retried after the next snapshot.
+    fn remove_superseded(&mut self) {
+        let Some(snapshot_seq) = self.snapshot_seq else { return };
+        let superseded = self.segments.iter().take_while(|(seq, _)| *seq < snapshot_seq).count();
+        let mut removed = 0;
+        // Oldest first, so a crash part-way leaves the survivors contiguous for recovery.
+        for (_, path) in &self.segments[..superseded] {
+            if let Err(error) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), %error, "journal: could not remove a superseded segment");
+                break;
+            }
+            removed += 1;
+        }
+        self.segments.drain(..removed);
+        if self.fsync && removed > 0 {
+            if let Err(error) = sync_dir(&self.dir) {
+                tracing::warn!(%error, "journal: could not sync the removal of superseded segments");
+            }
+        }
+    }
+
+    /// The final flush: with fsync off, a graceful stop still leaves everything on disk.
+    fn close(&mut self) -> Result<(), JournalError> {
+        if let Some(cause) = &self.failed {
+            return Err(JournalError::Failed(Arc::clone(cause)));
+        }
+        let path = &self.segments.last().expect("at least one segment").1;
+        self.file.sync_all().map_err(io_error(path, "sync on close"))?;
+        if mem::take(&mut self.dir_dirty) {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn request_len(request: &Request) -> usize {
+    match request {
+        Request::Write { payload, .. } => FRAME_LEN + payload.len(),
+        _ => 0,
+    }
+}
