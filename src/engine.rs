@@ -277,7 +277,7 @@ impl Engine {
         let collected = collect_bids(&self.client, &self.metrics, fan_out).await;
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
 
-        let Collected { mut outcomes, bids, eligible, pinged } = collected;
+        let Collected { mut outcomes, bids, eligible, pinged, slowest_leg } = collected;
         let bids_received = bids.len();
         let now = Utc::now();
         let bids = self.affordable(&roster, bids, &mut outcomes, now);
@@ -336,7 +336,10 @@ impl Engine {
 
         let status = if quote.is_ok() { "bid" } else { "no_bid" };
         self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
-        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], deadline.elapsed());
+        let elapsed = deadline.elapsed();
+        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], elapsed);
+        let overhead = elapsed.saturating_sub(slowest_leg);
+        self.metrics.observe("gavel_engine_overhead_seconds", &[("campaign", &campaign.id)], overhead);
         Ok((held, PingAnswer { ping_id, quote }))
     }
 

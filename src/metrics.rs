@@ -1,18 +1,29 @@
 //! Metrics: counters, gauges and histograms, rendered as Prometheus text for `GET /metrics`.
 //!
-//! Series are created on first use and live for the life of the process. Updates are atomic adds on an
-//! existing series; only the first update of a new label set takes the map's write lock.
+//! Series are created on first use and live for the life of the process. Counter updates are atomic adds on
+//! an existing series; only the first update of a new label set takes the map's write lock.
+//!
+//! Every histogram also keeps an HDR histogram (microseconds, 3 significant digits), rendered after the
+//! Prometheus buckets as a summary family named `<base>_hdr_seconds` with the p50, p90, p99 and p99.9
+//! quantiles: the fixed buckets alone cannot tell a p99 of 300 µs from one of 900 µs.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 /// Upper bounds (seconds) of histogram buckets: fine below a millisecond, where engine overhead lives, and
 /// out to five seconds, the longest deadline.
 const BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Quantiles exported from each HDR histogram.
+const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+
+/// Largest value an HDR histogram tracks, in microseconds (one hour); longer observations are clamped to it.
+const HDR_MAX_MICROS: u64 = 3_600_000_000;
 
 /// A series key: metric name and its rendered label set (`{buyer="acme"}`).
 type SeriesKey = (&'static str, String);
@@ -24,13 +35,50 @@ pub struct Metrics {
     histograms: DashMap<SeriesKey, Histogram>,
     /// Auctions between receipt of the ping and the answer to the seller.
     pub auctions_in_flight: AtomicI64,
+    /// HTTP exchanges the engine answered (every request it received), for throughput.
+    pub inbound_exchanges: AtomicU64,
+    /// HTTP exchanges the engine started with buyers (pings and post attempts), for throughput.
+    pub outbound_exchanges: AtomicU64,
 }
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// One histogram series. A single short lock per observation covers the buckets, the sum and the HDR
+/// histogram together: cheaper than the sixteen atomic adds of cumulative buckets, and a series is only
+/// shared by auctions that touch the same buyer or campaign at the same instant.
+struct Histogram(Mutex<HistogramData>);
+
+struct HistogramData {
+    /// Observations per bucket, not cumulative (summed at render time).
+    buckets: [u64; BUCKETS.len()],
+    /// Observations above the last bucket.
+    overflow: u64,
+    sum_nanos: u64,
+    /// Microseconds, 3 significant digits.
+    hdr: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let hdr = hdrhistogram::Histogram::new_with_bounds(1, HDR_MAX_MICROS, 3)
+            .expect("constant bounds 1..HDR_MAX_MICROS with 3 digits are valid");
+        Histogram(Mutex::new(HistogramData { buckets: [0; BUCKETS.len()], overflow: 0, sum_nanos: 0, hdr }))
+    }
+}
+
+impl Histogram {
+    fn record(&self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        let nanos = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        // Sub-microsecond observations count as 1 µs: the HDR histogram's lowest value.
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).clamp(1, HDR_MAX_MICROS);
+        let bucket = BUCKETS.iter().position(|&bound| seconds <= bound);
+        let mut data = self.0.lock();
+        match bucket {
+            Some(index) => data.buckets[index] += 1,
+            None => data.overflow += 1,
+        }
+        data.sum_nanos = data.sum_nanos.saturating_add(nanos);
+        data.hdr.saturating_record(micros);
+    }
 }
 
 /// What a metric is, for the `# HELP` / `# TYPE` lines.
@@ -45,6 +93,12 @@ const HELP: &[(&str, &str, &str)] = &[
     ("gavel_auction_seconds", "histogram", "Time from a ping's arrival to its answer, by campaign."),
     ("gavel_buyer_ping_seconds", "histogram", "Round trip of one buyer ping, by buyer."),
     ("gavel_buyer_post_seconds", "histogram", "Round trip of one buyer post attempt, by buyer."),
+    (
+        "gavel_engine_overhead_seconds",
+        "histogram",
+        "Auction time not spent waiting for buyers (auction time less the slowest buyer leg), by campaign.",
+    ),
+    ("gavel_journal_commit_seconds", "histogram", "Time from a journal append to its fsync'd commit."),
 ];
 
 impl Metrics {
@@ -66,21 +120,19 @@ impl Metrics {
     /// Records one observation of a duration.
     pub fn observe(&self, name: &'static str, labels: &[(&str, &str)], value: Duration) {
         let key = (name, render_labels(labels));
-        let record = |h: &Histogram| {
-            let seconds = value.as_secs_f64();
-            for (bucket, bound) in h.buckets.iter().zip(BUCKETS) {
-                if seconds <= bound {
-                    bucket.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            h.count.fetch_add(1, Ordering::Relaxed);
-            h.sum_nanos.fetch_add(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        };
         if let Some(histogram) = self.histograms.get(&key) {
-            record(&histogram);
+            histogram.record(value);
             return;
         }
-        record(&self.histograms.entry(key).or_default());
+        self.histograms.entry(key).or_default().record(value);
+    }
+
+    /// A quantile (0 to 1) of a histogram series from its HDR histogram, to the microsecond; `None` while
+    /// the series has no observation.
+    pub fn quantile(&self, name: &'static str, labels: &[(&str, &str)], quantile: f64) -> Option<Duration> {
+        let histogram = self.histograms.get(&(name, render_labels(labels)))?;
+        let data = histogram.0.lock();
+        (!data.hdr.is_empty()).then(|| Duration::from_micros(data.hdr.value_at_quantile(quantile)))
     }
 
     /// The current value of a counter (for tests and reports).
@@ -113,24 +165,80 @@ impl Metrics {
             out,
             "# HELP gavel_auctions_in_flight Auctions running now.\n# TYPE gavel_auctions_in_flight gauge\ngavel_auctions_in_flight {in_flight}"
         );
+        let (inbound, outbound) =
+            (self.inbound_exchanges.load(Ordering::Relaxed), self.outbound_exchanges.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP gavel_exchanges_total HTTP exchanges: requests answered (inbound) and sent to buyers (outbound).\n\
+             # TYPE gavel_exchanges_total counter\n\
+             gavel_exchanges_total{{direction=\"inbound\"}} {inbound}\n\
+             gavel_exchanges_total{{direction=\"outbound\"}} {outbound}"
+        );
         out
     }
 
+    /// The Prometheus histogram of every series of `name`, then its HDR quantiles as a summary family.
     fn render_histograms(&self, out: &mut String, name: &str) {
-        let mut series: Vec<_> = self.histograms.iter().filter(|e| e.key().0 == name).collect();
-        series.sort_by(|a, b| a.key().1.cmp(&b.key().1));
-        for entry in series {
-            let labels = &entry.key().1;
-            let h = entry.value();
-            for (bucket, bound) in h.buckets.iter().zip(BUCKETS) {
+        // Copy each series out under its lock, so rendering never holds a lock an auction may want.
+        let mut series: Vec<(String, Snapshot)> = self
+            .histograms
+            .iter()
+            .filter(|e| e.key().0 == name)
+            .map(|e| (e.key().1.clone(), Snapshot::of(&e.value().0.lock())))
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        for (labels, snapshot) in &series {
+            let mut cumulative = 0;
+            for (count, bound) in snapshot.buckets.iter().zip(BUCKETS) {
+                cumulative += count;
                 let le = format!("le=\"{bound}\"");
-                let _ = writeln!(out, "{name}_bucket{} {}", merge_labels(labels, &le), bucket.load(Ordering::Relaxed));
+                let _ = writeln!(out, "{name}_bucket{} {cumulative}", merge_labels(labels, &le));
             }
-            let count = h.count.load(Ordering::Relaxed);
+            let count = snapshot.count;
             let _ = writeln!(out, "{name}_bucket{} {count}", merge_labels(labels, "le=\"+Inf\""));
-            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "{name}_sum{labels} {sum}\n{name}_count{labels} {count}");
+            let _ = writeln!(out, "{name}_sum{labels} {}\n{name}_count{labels} {count}", snapshot.sum_seconds);
         }
+        let hdr_name = hdr_name(name);
+        let _ = writeln!(
+            out,
+            "# HELP {hdr_name} HDR quantiles of {name} (microsecond resolution).\n# TYPE {hdr_name} summary"
+        );
+        for (labels, snapshot) in &series {
+            for (value, (_, label)) in snapshot.quantiles.iter().zip(QUANTILES) {
+                let quantile = format!("quantile=\"{label}\"");
+                let _ = writeln!(out, "{hdr_name}{} {value}", merge_labels(labels, &quantile));
+            }
+            let _ = writeln!(
+                out,
+                "{hdr_name}_sum{labels} {}\n{hdr_name}_count{labels} {}",
+                snapshot.sum_seconds, snapshot.count
+            );
+        }
+    }
+}
+
+/// A histogram series copied out for rendering.
+struct Snapshot {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+    /// Seconds, in the order of [`QUANTILES`].
+    quantiles: [f64; QUANTILES.len()],
+}
+
+impl Snapshot {
+    fn of(data: &HistogramData) -> Snapshot {
+        let quantiles = QUANTILES.map(|(q, _)| data.hdr.value_at_quantile(q) as f64 / 1e6);
+        let count = data.buckets.iter().sum::<u64>() + data.overflow;
+        Snapshot { buckets: data.buckets, count, sum_seconds: data.sum_nanos as f64 / 1e9, quantiles }
+    }
+}
+
+/// `gavel_auction_seconds` → `gavel_auction_hdr_seconds`: the summary family of a histogram's quantiles.
+fn hdr_name(name: &str) -> String {
+    match name.strip_suffix("_seconds") {
+        Some(base) => format!("{base}_hdr_seconds"),
+        None => format!("{name}_hdr"),
     }
 }
 
@@ -185,5 +293,51 @@ mod tests {
         assert!(text.contains("gavel_auction_seconds_count{campaign=\"auto\"} 1"), "{text}");
         assert!(text.contains("# TYPE gavel_auctions_in_flight gauge"));
         assert_eq!(m.counter("gavel_buyer_responses_total", &[("buyer", "acme"), ("outcome", "bid")]), 3);
+    }
+
+    #[test]
+    fn histograms_export_hdr_quantiles_as_a_summary() {
+        let m = Metrics::default();
+        // 1..=1000 µs: p50 is 500 µs, p99 990 µs, and the largest value is exact at 3 significant digits.
+        for micros in 1..=1000 {
+            m.observe("gavel_buyer_ping_seconds", &[("buyer", "acme")], Duration::from_micros(micros));
+        }
+        let p = |q| m.quantile("gavel_buyer_ping_seconds", &[("buyer", "acme")], q).unwrap().as_micros();
+        assert_eq!((p(0.5), p(0.9), p(0.99), p(0.999), p(1.0)), (500, 900, 990, 999, 1000));
+        assert_eq!(m.quantile("gavel_buyer_ping_seconds", &[("buyer", "other")], 0.5), None);
+
+        let text = m.render();
+        assert!(text.contains("# TYPE gavel_buyer_ping_hdr_seconds summary"), "{text}");
+        assert!(text.contains("gavel_buyer_ping_hdr_seconds{buyer=\"acme\",quantile=\"0.5\"} 0.0005\n"), "{text}");
+        assert!(text.contains("gavel_buyer_ping_hdr_seconds{buyer=\"acme\",quantile=\"0.99\"} 0.00099\n"), "{text}");
+        assert!(text.contains("gavel_buyer_ping_hdr_seconds_count{buyer=\"acme\"} 1000"), "{text}");
+        // The Prometheus buckets stay cumulative: 100 observations at or below 100 µs, all at or below 1 ms.
+        assert!(text.contains("gavel_buyer_ping_seconds_bucket{buyer=\"acme\",le=\"0.0001\"} 100\n"), "{text}");
+        assert!(text.contains("gavel_buyer_ping_seconds_bucket{buyer=\"acme\",le=\"0.001\"} 1000\n"), "{text}");
+        assert!(text.contains("gavel_buyer_ping_seconds_bucket{buyer=\"acme\",le=\"+Inf\"} 1000\n"), "{text}");
+    }
+
+    #[test]
+    fn families_without_series_still_declare_themselves() {
+        let text = Metrics::default().render();
+        for family in [
+            "# TYPE gavel_journal_commit_seconds histogram",
+            "# TYPE gavel_journal_commit_hdr_seconds summary",
+            "# TYPE gavel_engine_overhead_seconds histogram",
+            "# TYPE gavel_auction_hdr_seconds summary",
+            "gavel_exchanges_total{direction=\"inbound\"} 0",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn observations_past_the_last_bucket_count_only_in_inf() {
+        let m = Metrics::default();
+        m.observe("gavel_auction_seconds", &[], Duration::from_secs(20));
+        let text = m.render();
+        assert!(text.contains("gavel_auction_seconds_bucket{le=\"10\"} 0\n"), "{text}");
+        assert!(text.contains("gavel_auction_seconds_bucket{le=\"+Inf\"} 1\n"), "{text}");
+        assert!(text.contains("gavel_auction_seconds_count 1\n"), "{text}");
     }
 }

@@ -117,6 +117,7 @@ impl Cascade<'_> {
             held.test,
         );
         let attempts = post_lead(self.client, buyer, &lead_id, body).await;
+        self.metrics.outbound_exchanges.fetch_add(attempts.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for attempt in &attempts {
             let outcome = attempt.outcome.label();
             self.metrics.inc("gavel_posts_total", &[("buyer", &buyer.id), ("outcome", outcome)]);

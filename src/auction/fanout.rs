@@ -48,6 +48,9 @@ pub struct Collected {
     pub eligible: usize,
     /// Buyers that were sent a ping.
     pub pinged: usize,
+    /// The longest the auction waited on one buyer: the slowest answer, or until the deadline when a ping was
+    /// left unanswered; zero when nobody was pinged. The auction's time less this is the engine's overhead.
+    pub slowest_leg: Duration,
 }
 
 /// Gates, pings and collects. Never waits past the deadline.
@@ -118,11 +121,15 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
         }
     }
     let pinged = pending.len();
+    metrics.outbound_exchanges.fetch_add(pinged as u64, std::sync::atomic::Ordering::Relaxed);
+    let waiting = Instant::now();
+    let mut slowest_leg = Duration::ZERO;
 
     loop {
         match tokio::time::timeout_at(deadline.at(), pending.next()).await {
             Ok(Some((slot, buyer_index, outcome, latency))) => {
                 unanswered[slot] = None;
+                slowest_leg = slowest_leg.max(latency);
                 let buyer = &config.buyers[buyer_index];
                 metrics.observe("gavel_buyer_ping_seconds", &[("buyer", &buyer.id)], latency);
                 roster.states[buyer_index].health.record_ping(
@@ -153,6 +160,9 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
     }
     drop(pending);
     let now = Instant::now();
+    if unanswered.iter().any(Option::is_some) {
+        slowest_leg = now - waiting;
+    }
     for buyer_index in unanswered.into_iter().flatten() {
         let buyer = &config.buyers[buyer_index];
         roster.states[buyer_index].health.record_ping(&buyer.sla, PingSample::Timeout, now);
@@ -162,7 +172,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             metrics.inc("gavel_buyer_responses_total", &[("buyer", &outcome.buyer), ("outcome", outcome.outcome)]);
         }
     }
-    Collected { outcomes, bids, eligible, pinged }
+    Collected { outcomes, bids, eligible, pinged, slowest_leg }
 }
 
 /// What an answer tells the buyer's health tracking.

@@ -86,6 +86,7 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
 pub async fn handle(engine: &Engine, request: Request<Incoming>) -> HttpResponse {
     // The auction's deadline runs from here: the request's headers have just arrived.
     let received = Instant::now();
+    engine.metrics.inbound_exchanges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     route(engine, request, received).await.unwrap_or_else(ApiError::into_response)
 }
 

@@ -1,0 +1,351 @@
+//! The report: one row per phase and request kind, the throughput runs, and the PERF.md ratios with their
+//! targets; printed as a table and written as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::load::{OpStats, PhaseResult};
+
+/// Everything one invocation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub command: String,
+    /// Cores this machine has, as the OS reports them.
+    pub cpus: usize,
+    /// Where each part ran and on which cores.
+    pub layout: Vec<String>,
+    pub buyers: usize,
+    pub deadline_ms: u64,
+    pub phases: Vec<PhaseRow>,
+    pub throughput: Vec<ThroughputRow>,
+    pub ratios: Option<Ratios>,
+    /// The engine's own `/metrics` quantiles at the end of the run (µs), e.g. `engine_overhead_p99`.
+    pub engine_metrics: BTreeMap<String, f64>,
+    /// `max-rate` only: the highest rate whose p99 stayed under the deadline.
+    pub max_rate: Option<f64>,
+}
+
+/// One request kind in one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRow {
+    /// e.g. `floor#1`, `engine#2`, `max-rate@800`.
+    pub phase: String,
+    /// `fanout`, `ping`, `post`, `direct`.
+    pub op: String,
+    pub target_rate: f64,
+    /// Requests scheduled in the phase (all kinds).
+    pub scheduled: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Answered requests of this kind per second, from the first due time to the last answer.
+    pub achieved_rate: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    /// p99 of how late the schedule handed requests to the generator (already inside the latencies).
+    pub send_lag_p99_us: u64,
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// One saturating (closed-loop) run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputRow {
+    /// `echo#1`, `engine#1`, …
+    pub phase: String,
+    pub concurrency: usize,
+    pub ok: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub requests_per_s: f64,
+    /// HTTP exchanges: requests answered plus requests the buyers received.
+    pub exchanges: u64,
+    pub exchanges_per_s: f64,
+}
+
+/// PERF.md's figures, from the merged rounds of this run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Ratios {
+    /// Engine ping latency ÷ raw fan-out latency, at p50 and p99 (target ≤ 1.3 and ≤ 2.0).
+    pub overhead_ratio_p50: Option<f64>,
+    pub overhead_ratio_p99: Option<f64>,
+    /// Engine ping latency − raw fan-out latency, as the seller's client sees it (µs).
+    pub overhead_us_p50: Option<f64>,
+    pub overhead_us_p99: Option<f64>,
+    /// Engine exchanges/s ÷ echo fan-out exchanges/s (target ≥ 0.6).
+    pub throughput_ratio: Option<f64>,
+    /// Share of pings answered within deadline + 2 ms (target ≥ 0.999) and + 5 ms (target 1.0).
+    pub deadline_adherence_2ms: Option<f64>,
+    pub deadline_adherence_5ms: Option<f64>,
+}
+
+impl PhaseRow {
+    /// One row per request kind of a finished phase.
+    pub fn rows(phase: &str, target_rate: f64, result: &PhaseResult) -> Vec<PhaseRow> {
+        result
+            .ops
+            .iter()
+            .map(|(op, stats)| {
+                PhaseRow::of(phase, op, target_rate, result.scheduled, result.span, stats, &result.send_lag)
+            })
+            .collect()
+    }
+
+    fn of(
+        phase: &str,
+        op: &str,
+        target_rate: f64,
+        scheduled: u64,
+        span: Duration,
+        stats: &OpStats,
+        send_lag: &Histogram<u64>,
+    ) -> PhaseRow {
+        let q = |quantile: f64| if stats.latency.is_empty() { 0 } else { stats.latency.value_at_quantile(quantile) };
+        let achieved_rate = if span.is_zero() { 0.0 } else { stats.ok as f64 / span.as_secs_f64() };
+        PhaseRow {
+            phase: phase.to_owned(),
+            op: op.to_owned(),
+            target_rate,
+            scheduled,
+            ok: stats.ok,
+            errors: stats.errors,
+            achieved_rate,
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if stats.latency.is_empty() { 0 } else { stats.latency.max() },
+            send_lag_p99_us: if send_lag.is_empty() { 0 } else { send_lag.value_at_quantile(0.99) },
+            outcomes: stats.outcomes.clone(),
+        }
+    }
+}
+
+impl Ratios {
+    /// The ratios from the merged floor and engine pings and the throughput runs.
+    pub fn compute(
+        floor: Option<&OpStats>,
+        pings: Option<&OpStats>,
+        deadline: Duration,
+        throughput: &[ThroughputRow],
+    ) -> Ratios {
+        let mut ratios = Ratios::default();
+        let quantile = |s: &OpStats, q: f64| s.latency.value_at_quantile(q) as f64;
+        if let (Some(floor), Some(pings)) = (floor, pings) {
+            if !floor.latency.is_empty() && !pings.latency.is_empty() {
+                for (q, ratio, overhead) in [
+                    (0.5, &mut ratios.overhead_ratio_p50, &mut ratios.overhead_us_p50),
+                    (0.99, &mut ratios.overhead_ratio_p99, &mut ratios.overhead_us_p99),
+                ] {
+                    *ratio = Some(quantile(pings, q) / quantile(floor, q).max(1.0));
+                    *overhead = Some(quantile(pings, q) - quantile(floor, q));
+                }
+            }
+        }
+        if let Some(pings) = pings {
+            let total = pings.ok + pings.errors;
+            if total > 0 {
+                let within = |slack: Duration| {
+                    let bound = u64::try_from((deadline + slack).as_micros()).unwrap_or(u64::MAX);
+                    pings.latency.count_between(0, bound) as f64 / total as f64
+                };
+                ratios.deadline_adherence_2ms = Some(within(Duration::from_millis(2)));
+                ratios.deadline_adherence_5ms = Some(within(Duration::from_millis(5)));
+            }
+        }
+        let rate = |prefix: &str| {
+            let rows: Vec<&ThroughputRow> = throughput.iter().filter(|r| r.phase.starts_with(prefix)).collect();
+            let seconds: f64 = rows.iter().map(|r| r.seconds).sum();
+            (seconds > 0.0).then(|| rows.iter().map(|r| r.exchanges as f64).sum::<f64>() / seconds)
+        };
+        if let (Some(engine), Some(echo)) = (rate("engine"), rate("echo")) {
+            ratios.throughput_ratio = (echo > 0.0).then(|| engine / echo);
+        }
+        ratios
+    }
+
+    /// Each figure with its PERF.md target and whether it is met.
+    fn checks(&self) -> Vec<(&'static str, Option<f64>, &'static str, Check)> {
+        vec![
+            ("overhead ratio p50", self.overhead_ratio_p50, "<= 1.3", Check::AtMost(1.3)),
+            ("overhead ratio p99", self.overhead_ratio_p99, "<= 2.0", Check::AtMost(2.0)),
+            ("engine overhead p50 (µs, client view)", self.overhead_us_p50, "<= 100", Check::AtMost(100.0)),
+            ("engine overhead p99 (µs, client view)", self.overhead_us_p99, "<= 1000", Check::AtMost(1000.0)),
+            ("throughput ratio", self.throughput_ratio, ">= 0.6", Check::AtLeast(0.6)),
+            ("deadline adherence, deadline + 2 ms", self.deadline_adherence_2ms, ">= 0.999", Check::AtLeast(0.999)),
+            ("deadline adherence, deadline + 5 ms", self.deadline_adherence_5ms, "= 1", Check::AtLeast(1.0)),
+        ]
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Check {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Check {
+    fn verdict(self, value: f64) -> String {
+        match self {
+            Check::AtMost(target) if value <= target => "met".into(),
+            Check::AtLeast(target) if value >= target => "met".into(),
+            Check::AtMost(target) => format!("MISSED ({:+.1}% over)", (value / target - 1.0) * 100.0),
+            Check::AtLeast(target) => format!("MISSED ({:.1}% under)", (1.0 - value / target) * 100.0),
+        }
+    }
+}
+
+impl Report {
+    /// The report as a readable table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "gavel-loadtest — scenario {} ({} buyers, deadline {} ms)",
+            self.scenario, self.buyers, self.deadline_ms
+        );
+        if !self.description.is_empty() {
+            let _ = writeln!(out, "  {}", self.description);
+        }
+        let _ = writeln!(out, "  command: {}", self.command);
+        let _ = writeln!(out, "  machine: {} CPUs", self.cpus);
+        for line in &self.layout {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(
+            out,
+            "\nopen loop, latency from each request's scheduled send time (µs):\n{:<14} {:<7} {:>9} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "phase", "op", "target/s", "achieved/s", "ok", "err", "p50", "p90", "p99", "p99.9", "max", "lag p99"
+        );
+        for row in &self.phases {
+            let _ = writeln!(
+                out,
+                "{:<14} {:<7} {:>9.0} {:>10.1} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+                row.phase,
+                row.op,
+                row.target_rate,
+                row.achieved_rate,
+                row.ok,
+                row.errors,
+                row.p50_us,
+                row.p90_us,
+                row.p99_us,
+                row.p999_us,
+                row.max_us,
+                row.send_lag_p99_us
+            );
+        }
+        let outcomes: Vec<String> = self
+            .phases
+            .iter()
+            .filter(|r| !r.outcomes.is_empty())
+            .map(|r| format!("{} {}: {:?}", r.phase, r.op, r.outcomes))
+            .collect();
+        if !outcomes.is_empty() {
+            let _ = writeln!(out, "outcomes:\n  {}", outcomes.join("\n  "));
+        }
+        if !self.throughput.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nthroughput, closed loop, buyers answering at once:\n{:<10} {:>6} {:>9} {:>6} {:>12} {:>13}",
+                "phase", "conc.", "ok", "err", "requests/s", "exchanges/s"
+            );
+            for row in &self.throughput {
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:>6} {:>9} {:>6} {:>12.0} {:>13.0}",
+                    row.phase, row.concurrency, row.ok, row.errors, row.requests_per_s, row.exchanges_per_s
+                );
+            }
+        }
+        if !self.engine_metrics.is_empty() {
+            let figures: Vec<String> = self.engine_metrics.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+            let _ =
+                writeln!(out, "\nengine's own /metrics (µs, open-loop phases and warm-ups): {}", figures.join(", "));
+        }
+        if let Some(ratios) = &self.ratios {
+            let _ = writeln!(out, "\nPERF.md figures (this run's baselines):");
+            for (name, value, target, check) in ratios.checks() {
+                let (shown, verdict) = match value {
+                    Some(v) => (format!("{v:.4}"), check.verdict(v)),
+                    None => ("n/a".into(), "not measured".into()),
+                };
+                let _ = writeln!(out, "  {name:<40} {shown:>10}   target {target:<8} {verdict}");
+            }
+        }
+        if let Some(rate) = self.max_rate {
+            let _ = writeln!(
+                out,
+                "\nmax sustainable rate: {rate:.0} requests/s (p99 under the deadline, errors under 1%); \
+                 PERF.md's ratios are taken at half of it: --rate {:.0}",
+                rate / 2.0
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::record;
+
+    fn stats(micros: &[u64], errors: u64) -> OpStats {
+        let mut stats = OpStats::default();
+        for &m in micros {
+            record(&mut stats.latency, Duration::from_micros(m));
+            stats.ok += 1;
+        }
+        stats.errors = errors;
+        stats
+    }
+
+    #[test]
+    fn ratios_compare_the_engine_with_its_same_run_baselines() {
+        let floor = stats(&[100, 100, 100, 200], 0);
+        let pings = stats(&[150, 150, 150, 300_000, 304_000], 1);
+        let throughput = [
+            ThroughputRow {
+                phase: "echo#1".into(),
+                concurrency: 8,
+                ok: 0,
+                errors: 0,
+                seconds: 2.0,
+                requests_per_s: 0.0,
+                exchanges: 2000,
+                exchanges_per_s: 0.0,
+            },
+            ThroughputRow {
+                phase: "engine#1".into(),
+                concurrency: 8,
+                ok: 0,
+                errors: 0,
+                seconds: 1.0,
+                requests_per_s: 0.0,
+                exchanges: 700,
+                exchanges_per_s: 0.0,
+            },
+        ];
+        let ratios = Ratios::compute(Some(&floor), Some(&pings), Duration::from_millis(300), &throughput);
+        assert_eq!(ratios.overhead_ratio_p50, Some(1.5));
+        assert_eq!(ratios.overhead_us_p50, Some(50.0));
+        assert_eq!(ratios.throughput_ratio, Some(0.7));
+        // 4 of 6 pings (one failed) within 302 ms; 5 of 6 within 305 ms.
+        assert_eq!(ratios.deadline_adherence_2ms, Some(4.0 / 6.0));
+        assert_eq!(ratios.deadline_adherence_5ms, Some(5.0 / 6.0));
+    }
+
+    #[test]
+    fn verdicts_say_by_how_much_a_target_is_missed() {
+        assert_eq!(Check::AtMost(2.0).verdict(1.0), "met");
+        assert_eq!(Check::AtMost(2.0).verdict(3.0), "MISSED (+50.0% over)");
+        assert_eq!(Check::AtLeast(0.6).verdict(0.3), "MISSED (50.0% under)");
+    }
+}
