@@ -114,7 +114,8 @@ pub struct Engine {
     pub client: BuyerClient,
     pub pings: PingStore,
     pub audit: AuditLog,
-    pub metrics: Metrics,
+    /// Shared with the journal's writer thread, which times every commit.
+    pub metrics: Arc<Metrics>,
     pub ledger: Ledger,
     /// Per campaign, the round-robin turn.
     rotations: DashMap<String, AtomicU64>,
@@ -123,6 +124,10 @@ pub struct Engine {
 impl Engine {
     /// An engine on this config with these books.
     pub fn new(config: Config, ledger: Ledger) -> Engine {
+        Engine::with_metrics(config, ledger, Arc::default())
+    }
+
+    fn with_metrics(config: Config, ledger: Ledger, metrics: Arc<Metrics>) -> Engine {
         let buyers = BuyerStates::default();
         let engine = Engine {
             roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
@@ -131,7 +136,7 @@ impl Engine {
             client: BuyerClient::new(),
             pings: PingStore::default(),
             audit: AuditLog::new(DEFAULT_CAPACITY),
-            metrics: Metrics::default(),
+            metrics,
             ledger,
             rotations: DashMap::new(),
         };
@@ -141,7 +146,13 @@ impl Engine {
 
     /// An engine on this config whose books are the journal under `server.data_dir`, replayed.
     pub async fn open(config: Config) -> Result<Engine, LedgerError> {
-        let (ledger, recovery) = Ledger::open(&config.server.data_dir, JournalOptions::default())?;
+        let metrics = Arc::<Metrics>::default();
+        let observer = Arc::clone(&metrics);
+        let options = JournalOptions {
+            on_commit: Some(Arc::new(move |took| observer.observe("gavel_journal_commit_seconds", &[], took))),
+            ..JournalOptions::default()
+        };
+        let (ledger, recovery) = Ledger::open(&config.server.data_dir, options)?;
         for warning in &recovery.warnings {
             tracing::warn!(%warning, "journal");
         }
@@ -152,7 +163,7 @@ impl Engine {
             "journal replayed"
         );
         ledger.snapshot_if_long(&recovery).await?;
-        Ok(Engine::new(config, ledger))
+        Ok(Engine::with_metrics(config, ledger, metrics))
     }
 
     /// Rebuilds what the books imply for the buyers: cap and budget counts of the current periods, the

@@ -62,6 +62,10 @@ async fn an_approved_return_credits_the_buyer_and_claws_back_the_seller() {
     let balances = accounts(&app).await;
     assert_eq!(balances["seller:acme"], "0.00");
     assert_eq!(balances["platform:revenue"], "0.00");
+    // Every record that promised money waited for its commit, and the commit was timed.
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let commits = metrics.lines().find_map(|l| l.strip_prefix("gavel_journal_commit_seconds_count ")).unwrap();
+    assert!(commits.parse::<u64>().unwrap() >= 2, "a sale and a return were committed: {metrics}");
 
     // Rule 1: a second return, another buyer's lead, an unknown lead.
     assert_eq!(file_return(&app, BEST_KEY, &lead_id, "duplicate").await.1["error"]["code"], "already_returned");
