@@ -26,8 +26,30 @@ fn sale(n: usize) -> Sale {
         payout: Money::from_cents(1125),
         at: Utc::now(),
         lead: lead.as_object().unwrap().clone(),
+        terms_id: 0,
     }
 }
+
+/// A buyer's terms about the size the engine records (filters, caps, ramp, returns, SLA): written once per
+/// buyer, named by every sale.
+fn terms() -> serde_json::Value {
+    json!({
+        "filters": {"states": ["CA", "NV"], "postal_codes": ["94107", "941"], "exclude_postal_codes": ["94130"],
+            "schedule": {"timezone": "America/Los_Angeles", "days": ["mon", "tue", "wed", "thu", "fri"],
+                "open": "08:00", "close": "20:00"},
+            "rules": [{"field": "age", "op": "gte", "value": 21}], "required_fields": ["age"],
+            "require_consent": true, "max_lead_age_s": 600},
+        "caps": {"hourly": 20, "daily": 200, "weekly": 800, "monthly": 3000, "daily_budget": "2500.00",
+            "monthly_budget": "60000.00", "concurrent_pings": 64},
+        "ramp": null, "dedupe_days": 30,
+        "returns": {"enabled": true, "window_days": 7, "reasons": ["wrong_number", "disconnected", "duplicate",
+            "out_of_area", "missing_fields", "fake_info", "no_consent"], "rate_cap_percent": "10", "policy_note": null},
+        "sla": {"enabled": true, "window": 200, "min_samples": 20, "max_timeout_rate": 0.25, "max_error_rate": 0.25,
+            "min_acceptance_rate": 0.2, "cooldown_s": 30, "probe_share": 0.1}
+    })
+}
+
+const REVISION: &str = "5d41402abc4b2a76b9719d911017c592ae1b6a7b6d9f1b0d2d1e8c3f4a5b6c7d";
 
 /// A journal of `SALES` sales under `dir`, written without fsync (only the replay is measured).
 fn write_journal(dir: &std::path::Path) {
@@ -35,7 +57,7 @@ fn write_journal(dir: &std::path::Path) {
     runtime.block_on(async {
         let options = JournalOptions { fsync: false, ..JournalOptions::default() };
         let (ledger, _) = Ledger::open(dir, options).unwrap();
-        let pending: Vec<_> = (0..SALES).map(|n| ledger.record_sale(sale(n))).collect();
+        let pending: Vec<_> = (0..SALES).map(|n| ledger.record_sale(sale(n), REVISION, terms)).collect();
         for sold in futures_util::future::join_all(pending).await {
             sold.unwrap();
         }

@@ -478,6 +478,30 @@ mod tests {
     }
 
     #[test]
+    fn a_ramps_day_turns_at_the_buyers_midnight_not_utcs() {
+        let mut la = in_timezone("America/Los_Angeles");
+        la.ramp = Some(Ramp { start: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(), daily_start: 1, daily_step: 1 });
+        // (UTC instant, the limit in force then): Los Angeles is UTC-8 in November.
+        let table = [
+            ("2026-11-23T07:59:59Z", 0), // 23:59 on the 22nd in Los Angeles: before the start
+            ("2026-11-23T08:00:00Z", 1), // midnight: the ramp's first day
+            ("2026-11-24T07:59:59Z", 1), // still the 23rd there, though the 24th in UTC
+            ("2026-11-24T08:00:00Z", 2),
+            ("2026-11-30T08:00:00Z", 8),
+        ];
+        for (instant, limit) in table {
+            let now = at(instant);
+            let capacity = Arc::new(BuyerCapacity::default());
+            let holds: Vec<_> =
+                (0..limit).map(|_| capacity.try_hold(&la, now, Money::ZERO, funds(0)).unwrap()).collect();
+            let past = capacity.try_hold(&la, now, Money::ZERO, funds(0));
+            assert_eq!(past.err(), Some(Shortfall::Cap(Period::Daily)), "{instant}: limit {limit}");
+            assert_eq!(capacity.view(&la, now).0["daily"]["limit"], limit, "{instant}");
+            drop(holds);
+        }
+    }
+
+    #[test]
     fn slots_are_freed_when_dropped() {
         let capacity = Arc::new(BuyerCapacity::default());
         let first = capacity.try_slot(Some(1)).unwrap();

@@ -20,7 +20,7 @@ use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
 use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAPACITY};
 use crate::buyers::{BuyerStates, Roster};
 use crate::capacity::Hold;
-use crate::config::{Campaign, Config, Distribution, SellMode, Seller};
+use crate::config::{load_file, Campaign, Config, ConfigErrors, Distribution, SellMode, Seller};
 use crate::dedupe::{contacts_of, decode_contact, Contact, SalesHistory};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::{Lead, LeadError};
@@ -102,6 +102,16 @@ impl From<LeadError> for SellerError {
     fn from(error: LeadError) -> Self {
         SellerError::InvalidLead(error.message)
     }
+}
+
+/// Why a reload left the running config in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this server's config was not read from a file, so there is nothing to re-read")]
+    NoFile,
+    /// Every problem, one per line, as `check-config` prints them.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
 }
 
 /// The running exchange.
@@ -199,6 +209,40 @@ impl Engine {
                 state.restore_api_standing(paused_by);
             }
         }
+    }
+
+    /// Re-reads the config file and swaps it in whole (API.md section 5). Auctions and posts under way finish
+    /// on the snapshot they started with; the buyers' running state is kept by id, so money, caps used, holds,
+    /// health and API pauses carry over for every buyer that stays. A file with any problem changes nothing.
+    pub fn reload(&self) -> Result<Arc<Config>, ReloadError> {
+        let running = self.config();
+        let path = running.source.as_deref().ok_or(ReloadError::NoFile)?;
+        let config = load_file(path).map_err(|errors| {
+            tracing::warn!(problems = errors.0.len(), "config reload refused; the running config stays in force");
+            ReloadError::Invalid(errors)
+        })?;
+        // The listener and the journal were opened at start; pretending to move them would be a lie.
+        let mut problems = Vec::new();
+        if config.server.listen != running.server.listen {
+            problems.push(format!(
+                "server.listen: cannot change while running (still {}); restart to listen on {}",
+                running.server.listen, config.server.listen
+            ));
+        }
+        if config.server.data_dir != running.server.data_dir {
+            problems.push(format!(
+                "server.data_dir: cannot change while running (still {}); restart to move the journal",
+                running.server.data_dir.display()
+            ));
+        }
+        if !problems.is_empty() {
+            tracing::warn!(problems = problems.len(), "config reload refused; the running config stays in force");
+            return Err(ReloadError::Invalid(ConfigErrors(problems)));
+        }
+        let config = Arc::new(config);
+        *self.roster.write() = Arc::new(self.buyers.roster(Arc::clone(&config)));
+        tracing::info!(revision = %config.revision, "config reloaded");
+        Ok(config)
     }
 
     /// The config snapshot in force now. Work that starts keeps this snapshot to its end.

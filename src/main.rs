@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use gavel::{app, config, demo};
@@ -121,7 +122,9 @@ async fn serve(config: config::Config, listen: Option<SocketAddr>, banner: Optio
     if let Some(banner) = banner {
         println!("{}", banner(server.addr, &server.engine.config()));
     }
+    let hangups = tokio::spawn(gavel::signals::reload_on_hangup(Arc::clone(&server.engine)));
     gavel::signals::wait_for_stop().await;
+    hangups.abort();
     tracing::info!("stopping: finishing in-flight auctions and posts");
     server.shutdown().await;
     tracing::info!("stopped");

@@ -137,20 +137,20 @@ impl Cascade<'_> {
         }
         if let Some(hold) = hold {
             let at = Utc::now();
-            self.ledger
-                .record_sale(Sale {
-                    lead_id: lead_id.clone(),
-                    ping_id: held.ping_id.clone(),
-                    campaign: held.campaign.id.clone(),
-                    seller: held.seller.id.clone(),
-                    buyer: buyer.id.clone(),
-                    source: held.source.clone(),
-                    price: offer.price,
-                    payout,
-                    at,
-                    lead: posted.kept.clone(),
-                })
-                .await?;
+            let sale = Sale {
+                lead_id: lead_id.clone(),
+                ping_id: held.ping_id.clone(),
+                campaign: held.campaign.id.clone(),
+                seller: held.seller.id.clone(),
+                buyer: buyer.id.clone(),
+                source: held.source.clone(),
+                price: offer.price,
+                payout,
+                at,
+                lead: posted.kept.clone(),
+                terms_id: 0,
+            };
+            self.ledger.record_sale(sale, &held.roster.config.revision, || buyer.terms()).await?;
             // Counted against caps once the ledger has it; until then the hold keeps the unit taken.
             hold.commit(at);
             self.history.record(&buyer.id, &posted.contacts, at);

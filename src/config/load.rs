@@ -57,7 +57,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 /// Reads and parses a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-    parse(&text)
+    let mut config = parse(&text)?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
 }
 
 /// The revision every sale names: lowercase hex SHA-256 of the exact bytes loaded.

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{NaiveDate, NaiveTime, Weekday};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use hyper::header::{HeaderName, HeaderValue};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub struct Config {
     pub buyers: Vec<Arc<Buyer>>,
     /// SHA-256 (hex) of the file's bytes as loaded; every sale names it.
     pub revision: String,
+    pub loaded_at: DateTime<Utc>,
+    /// The file it was read from; a reload re-reads it. `None` for a config parsed from text.
+    pub source: Option<PathBuf>,
     seller_by_key: HashMap<String, usize>,
     buyer_by_key: HashMap<String, usize>,
     campaign_by_id: HashMap<String, usize>,
@@ -68,6 +71,8 @@ impl Config {
             campaigns: campaigns.into_iter().map(Arc::new).collect(),
             buyers: buyers.into_iter().map(Arc::new).collect(),
             revision,
+            loaded_at: Utc::now(),
+            source: None,
             seller_by_key,
             buyer_by_key,
             campaign_by_id,
@@ -242,6 +247,28 @@ pub struct Buyer {
 }
 
 impl Buyer {
+    /// The terms a delivery record keeps (API.md section 5): what decides which leads the buyer gets and
+    /// what it may return, every default filled in, `null` for a section it does not have. Never its key,
+    /// URLs or headers.
+    pub fn terms(&self) -> serde_json::Value {
+        let caps = &self.caps;
+        let has_caps = caps.hourly.is_some()
+            || caps.daily.is_some()
+            || caps.weekly.is_some()
+            || caps.monthly.is_some()
+            || caps.daily_budget.is_some()
+            || caps.monthly_budget.is_some()
+            || caps.concurrent_pings.is_some();
+        serde_json::json!({
+            "filters": self.filters,
+            "caps": has_caps.then_some(caps),
+            "ramp": self.ramp,
+            "dedupe_days": self.dedupe_days,
+            "returns": self.returns,
+            "sla": self.sla,
+        })
+    }
+
     /// True if the buyer takes this campaign.
     pub fn takes(&self, campaign_id: &str) -> bool {
         self.campaigns.iter().any(|c| c == campaign_id)

@@ -47,6 +47,64 @@ pub fn ping_audit(engine: &Engine, ping_id: &str) -> Result<HttpResponse, ApiErr
     Ok(json_response(StatusCode::OK, &audit.to_json()))
 }
 
+/// `GET /admin/leads/{lead_id}`: the delivery record of a sold lead, from the books, so it outlives the
+/// audit ring and restarts; its terms are the ones recorded when the lead was sold.
+pub fn delivery_record(engine: &Engine, lead_id: &str) -> Result<HttpResponse, ApiError> {
+    let record = engine.ledger.read(|books| {
+        let sold = books.lead(lead_id)?;
+        let sale = &sold.sale;
+        let terms = books.terms(sale.terms_id).expect("the books check that a sale's terms exist");
+        let filed = sold.return_id.as_ref().map(|id| admin_return_object(&books.returns[id]));
+        Some(json!({
+            "lead_id": sale.lead_id,
+            "ping_id": sale.ping_id,
+            "campaign": sale.campaign,
+            "seller": sale.seller,
+            "source": sale.source,
+            "buyer": sale.buyer,
+            "price": sale.price,
+            "payout": sale.payout,
+            "delivered_at": rfc3339(sale.at),
+            "config_revision": terms.config_revision,
+            "terms": terms.terms,
+            "lead": sale.lead,
+            "return": filed,
+        }))
+    });
+    Ok(json_response(StatusCode::OK, &record.ok_or_else(|| ApiError::not_found("lead"))?))
+}
+
+/// `GET /admin/config`: which config is in force.
+pub fn config(engine: &Engine) -> HttpResponse {
+    let config = engine.config();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "revision": config.revision,
+            "loaded_at": rfc3339(config.loaded_at),
+            "sellers": config.sellers.len(),
+            "campaigns": config.campaigns.len(),
+            "buyers": config.buyers.len(),
+        }),
+    )
+}
+
+/// `POST /admin/reload` (and `SIGHUP`): the config file swapped in whole, or every problem with the running
+/// config left in force.
+pub fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
+    let config = engine.reload().map_err(|error| ApiError::invalid_config(error.to_string()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "reloaded",
+            "revision": config.revision,
+            "sellers": config.sellers.len(),
+            "campaigns": config.campaigns.len(),
+            "buyers": config.buyers.len(),
+        }),
+    ))
+}
+
 /// `GET /admin/buyers`.
 pub fn buyers(engine: &Engine) -> HttpResponse {
     let roster = engine.roster();

@@ -32,6 +32,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     }
 
+    /// 400: a reload found problems in the config file; the message lists every one.
+    pub fn invalid_config(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", message)
+    }
+
     /// 400: a required envelope field is absent.
     pub fn missing_field(field: &str) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("{field} is required"))

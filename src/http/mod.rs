@@ -104,6 +104,18 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
             admin::authorize(engine, &request)?;
             admin::ping_audit(engine, ping_id)
         }
+        (["admin", "leads", lead_id], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            admin::delivery_record(engine, lead_id)
+        }
+        (["admin", "config"], Method::GET) => {
+            admin::authorize(engine, &request)?;
+            Ok(admin::config(engine))
+        }
+        (["admin", "reload"], Method::POST) => {
+            admin::authorize(engine, &request)?;
+            admin::reload(engine)
+        }
         (["admin", "buyers"], Method::GET) => {
             admin::authorize(engine, &request)?;
             Ok(admin::buyers(engine))
@@ -201,7 +213,8 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         (
             ["healthz"]
             | ["metrics"]
-            | ["admin", "pings", _]
+            | ["admin", "pings" | "leads", _]
+            | ["admin", "config"]
             | ["admin", "buyers"]
             | ["admin", "buyers", _]
             | ["admin", "returns"]
@@ -213,7 +226,9 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
             _,
         ) => Err(ApiError::method_not_allowed("GET")),
         (["admin", "buyers", _, "pause" | "resume" | "deposits"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["admin", "returns", _, "approve" | "reject"], _) => Err(ApiError::method_not_allowed("POST")),
+        (["admin", "returns", _, "approve" | "reject"] | ["admin", "reload"], _) => {
+            Err(ApiError::method_not_allowed("POST"))
+        }
         (["v1", "buyer", "pause" | "resume"] | ["admin", "sellers", _, "payouts"], _) => {
             Err(ApiError::method_not_allowed("POST"))
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Decision, Deposit, Entry, Payout, Return, Sale};
+use super::entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
 use crate::buyers::PausedBy;
 use crate::domain::money::Money;
 use crate::domain::returns::{DecisionReason, ReturnStatus};
@@ -83,15 +83,32 @@ pub struct Books {
     pub return_order: Vec<String>,
     /// Each buyer's last pause or resume through the API (`None`: resumed).
     pub pauses: HashMap<String, Option<PausedBy>>,
+    /// Every set of terms sales were made under; a terms id is its index.
+    pub terms: Vec<Terms>,
+    /// Config revision → buyer → the id of its terms under that revision.
+    pub terms_in_force: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Books {
+    /// A set of terms by id.
+    pub fn terms(&self, terms_id: u64) -> Option<&Terms> {
+        self.terms.get(usize::try_from(terms_id).ok()?)
+    }
+
+    /// The id of a buyer's terms under a config revision, once a sale was made under them.
+    pub fn terms_in_force(&self, config_revision: &str, buyer: &str) -> Option<u64> {
+        self.terms_in_force.get(config_revision)?.get(buyer).copied()
+    }
+
     /// Applies one entry and returns the transaction it posted, if any; the caller moves the balances.
     pub fn apply(&mut self, entry: Entry) -> Result<Option<&Transaction>, Inconsistent> {
         let transaction = match entry {
             Entry::Sale { transaction_id, sale } => {
                 if self.leads.contains_key(&sale.lead_id) {
                     return Err(Inconsistent(format!("lead {} is sold twice", sale.lead_id)));
+                }
+                if self.terms(sale.terms_id).is_none() {
+                    return Err(Inconsistent(format!("lead {} names unknown terms {}", sale.lead_id, sale.terms_id)));
                 }
                 let transaction = Transaction {
                     id: transaction_id,
@@ -149,6 +166,15 @@ impl Books {
             Entry::Decision { decision } => self.decide(decision)?,
             Entry::Standing { buyer, paused_by, .. } => {
                 self.pauses.insert(buyer, paused_by);
+                None
+            }
+            Entry::Terms { terms } => {
+                if terms.terms_id != self.terms.len() as u64 {
+                    return Err(Inconsistent(format!("terms {} out of order", terms.terms_id)));
+                }
+                let by_buyer = self.terms_in_force.entry(terms.config_revision.clone()).or_default();
+                by_buyer.insert(terms.buyer.clone(), terms.terms_id);
+                self.terms.push(terms);
                 None
             }
         };

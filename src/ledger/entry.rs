@@ -36,6 +36,11 @@ pub enum Entry {
     Decision {
         decision: Decision,
     },
+    /// A buyer's terms under one config revision, written just before the first sale made under them: sales
+    /// name it by id, so the journal grows by a buyer's terms once per config, not once per sale.
+    Terms {
+        terms: Terms,
+    },
     /// A pause (`paused_by` set) or resume (`None`) made through the API.
     Standing {
         buyer: String,
@@ -58,6 +63,8 @@ pub struct Sale {
     pub at: DateTime<Utc>,
     /// The lead as the journal may keep it: ping fields, `phone_sha256`, `email_sha256`.
     pub lead: Map<String, Value>,
+    /// The [`Terms`] the buyer bought it under; [`Ledger::record_sale`](super::Ledger::record_sale) sets it.
+    pub terms_id: u64,
 }
 
 impl Sale {
@@ -65,6 +72,16 @@ impl Sale {
     pub fn contact_digests(&self) -> impl Iterator<Item = &str> {
         ["phone_sha256", "email_sha256"].into_iter().filter_map(|key| self.lead.get(key).and_then(Value::as_str))
     }
+}
+
+/// What a buyer had agreed to under one config revision: its filters, caps, ramp, duplicate window, return
+/// policy and SLA as the config filled them in, without keys, URLs or headers. Ids count up from 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Terms {
+    pub terms_id: u64,
+    pub buyer: String,
+    pub config_revision: String,
+    pub terms: Value,
 }
 
 /// Money a buyer paid into its wallet (or against its invoice).

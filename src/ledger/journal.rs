@@ -180,6 +180,19 @@ struct Shared {
     requests: mpsc::Sender<Request>,
     counters: Arc<Counters>,
     timed: bool,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    /// The last handle gone: flush what is queued and wait for the writer to let go of the directory lock,
+    /// so that reopening the directory in this process right after never finds it still in use.
+    fn drop(&mut self) {
+        let (done, _) = oneshot::channel();
+        let _ = self.requests.send(Request::Close { done });
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl Journal {
@@ -192,11 +205,12 @@ impl Journal {
         let writer =
             Writer::new(dir, tail, options.segment_bytes, options.fsync, options.on_commit, Arc::clone(&counters))?;
         let (requests, receiver) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("gavel-journal".into())
             .spawn(move || writer.run(receiver))
             .map_err(io_error(dir, "start the journal writer thread"))?;
-        Ok((Journal { shared: Arc::new(Shared { requests, counters, timed }) }, replay))
+        let shared = Shared { requests, counters, timed, writer: Some(writer) };
+        Ok((Journal { shared: Arc::new(shared) }, replay))
     }
 
     /// Enqueues a record without blocking; the returned [`Commit`] resolves once it is on disk. Records

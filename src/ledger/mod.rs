@@ -20,11 +20,12 @@ use tokio::time::Instant;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use serde_json::Value;
 
 pub use books::{
     buyer_account, seller_account, Books, SoldLead, Transaction, TransactionKind, DEPOSITS, PAYOUTS, REVENUE,
 };
-pub use entry::{Decision, Deposit, Entry, Payout, Return, Sale};
+pub use entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
 use journal::{Commit, Journal, JournalError, JournalOptions};
 
 use crate::buyers::PausedBy;
@@ -152,14 +153,32 @@ impl Ledger {
         }
     }
 
-    /// Records a sale; resolves once it is on disk. Returns the transaction id.
-    pub async fn record_sale(&self, sale: Sale) -> Result<String, LedgerError> {
+    /// Records a sale made under the buyer's terms of `config_revision`; resolves once it is on disk. Returns
+    /// the transaction id. `terms` renders the buyer's terms; it runs only for the first sale to that buyer
+    /// under a revision, which records them once for every later sale to name.
+    pub async fn record_sale(
+        &self,
+        mut sale: Sale,
+        config_revision: &str,
+        terms: impl FnOnce() -> Value,
+    ) -> Result<String, LedgerError> {
         let transaction_id = new_id("t_");
         let commit = {
             let mut books = self.books.lock();
             if books.leads.contains_key(&sale.lead_id) {
                 return Err(LedgerError::DuplicateSale(sale.lead_id));
             }
+            sale.terms_id = match books.terms_in_force(config_revision, &sale.buyer) {
+                Some(terms_id) => terms_id,
+                None => {
+                    let terms_id = books.terms.len() as u64;
+                    let buyer = sale.buyer.clone();
+                    let terms = Terms { terms_id, buyer, config_revision: config_revision.to_owned(), terms: terms() };
+                    // Not awaited on its own: the sale's commit below comes after it, so it covers both.
+                    drop(self.record(&mut books, Entry::Terms { terms }));
+                    terms_id
+                }
+            };
             self.record(&mut books, Entry::Sale { transaction_id: transaction_id.clone(), sale })
         };
         wait(commit).await?;

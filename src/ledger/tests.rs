@@ -22,7 +22,18 @@ fn sale(lead_id: &str, buyer: &str, price: i64, payout: i64, at: DateTime<Utc>) 
         payout: Money::from_cents(payout),
         at,
         lead: Map::new(),
+        terms_id: 0,
     }
+}
+
+/// Records a sale under revision `rev-1`, its terms naming the buyer.
+async fn sell(ledger: &Ledger, sale: Sale) -> Result<String, LedgerError> {
+    sell_under(ledger, sale, "rev-1").await
+}
+
+async fn sell_under(ledger: &Ledger, sale: Sale, revision: &str) -> Result<String, LedgerError> {
+    let terms = serde_json::json!({"buyer": sale.buyer, "revision": revision});
+    ledger.record_sale(sale, revision, || terms).await
 }
 
 fn deposit(buyer: &str, cents: i64) -> Deposit {
@@ -52,8 +63,8 @@ fn total(ledger: &Ledger) -> Money {
 #[tokio::test]
 async fn a_sale_moves_money_between_three_accounts_and_sums_to_zero() {
     let ledger = Ledger::in_memory();
-    ledger.record_sale(sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
-    ledger.record_sale(sale("l_2", "best", 999, 849, at(1))).await.unwrap();
+    sell(&ledger, sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
+    sell(&ledger, sale("l_2", "best", 999, 849, at(1))).await.unwrap();
     assert_eq!(ledger.balance("buyer:best"), Money::from_cents(-2249));
     assert_eq!(ledger.balance("seller:acme"), Money::from_cents(1974));
     assert_eq!(ledger.balance(REVENUE), Money::from_cents(275));
@@ -64,7 +75,7 @@ async fn a_sale_moves_money_between_three_accounts_and_sums_to_zero() {
 async fn a_deposit_credits_the_buyer_and_keeps_the_sum_at_zero() {
     let ledger = Ledger::in_memory();
     assert_eq!(ledger.record_deposit(deposit("best", 50_000)).await.unwrap(), Money::from_cents(50_000));
-    ledger.record_sale(sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
+    sell(&ledger, sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
     assert_eq!(ledger.record_deposit(deposit("best", 100)).await.unwrap(), Money::from_cents(48_850));
     assert_eq!(ledger.balance(DEPOSITS), Money::from_cents(-50_100));
     assert_eq!(total(&ledger), Money::ZERO);
@@ -73,11 +84,8 @@ async fn a_deposit_credits_the_buyer_and_keeps_the_sum_at_zero() {
 #[tokio::test]
 async fn a_lead_is_never_booked_twice() {
     let ledger = Ledger::in_memory();
-    ledger.record_sale(sale("l_1", "best", 100, 90, at(1))).await.unwrap();
-    assert!(matches!(
-        ledger.record_sale(sale("l_1", "best", 100, 90, at(1))).await,
-        Err(LedgerError::DuplicateSale(_))
-    ));
+    sell(&ledger, sale("l_1", "best", 100, 90, at(1))).await.unwrap();
+    assert!(matches!(sell(&ledger, sale("l_1", "best", 100, 90, at(1))).await, Err(LedgerError::DuplicateSale(_))));
     assert_eq!(ledger.sale_count(), 1);
 }
 
@@ -86,7 +94,7 @@ async fn an_approved_return_reverses_the_sale_exactly() {
     let ledger = Ledger::in_memory();
     let best = buyer("best", ReturnPolicy { rate_cap_percent: Decimal::ONE_HUNDRED, ..ReturnPolicy::default() });
     ledger.record_deposit(deposit("best", 10_000)).await.unwrap();
-    ledger.record_sale(sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
+    sell(&ledger, sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
     let filed = ledger.file_return(&best, request("l_1", "wrong_number"), at(2)).await.unwrap();
     assert_eq!((filed.status, filed.decision_reason), (ReturnStatus::Approved, DecisionReason::AutoApproved));
     assert_eq!((filed.credit, filed.clawback), (Money::from_cents(1250), Money::from_cents(1125)));
@@ -105,7 +113,7 @@ async fn returns_refused_before_the_policy_decides() {
     let best = buyer("best", ReturnPolicy { rate_cap_percent: Decimal::ONE_HUNDRED, ..ReturnPolicy::default() });
     let other = buyer("other", ReturnPolicy::default());
     let disabled = buyer("best", ReturnPolicy { enabled: false, ..ReturnPolicy::default() });
-    ledger.record_sale(sale("l_1", "best", 1000, 900, at(1))).await.unwrap();
+    sell(&ledger, sale("l_1", "best", 1000, 900, at(1))).await.unwrap();
     assert!(matches!(
         ledger.file_return(&disabled, request("l_1", "duplicate"), at(2)).await,
         Err(ReturnError::Disabled)
@@ -131,7 +139,7 @@ async fn over_the_rate_cap_a_return_waits_for_the_operator() {
     let ledger = Ledger::in_memory();
     let best = buyer("best", ReturnPolicy { rate_cap_percent: Decimal::from(50), ..ReturnPolicy::default() });
     for i in 0..4 {
-        ledger.record_sale(sale(&format!("l_{i}"), "best", 1000, 900, at(1))).await.unwrap();
+        sell(&ledger, sale(&format!("l_{i}"), "best", 1000, 900, at(1))).await.unwrap();
     }
     // 1/4 and 2/4 are at most 50 %; the third (3/4, counting the pending one) is above it.
     for (lead, expected) in [("l_0", ReturnStatus::Approved), ("l_1", ReturnStatus::Approved)] {
@@ -165,9 +173,9 @@ async fn the_report_agrees_with_the_ledger() {
     let best = buyer("best", ReturnPolicy { rate_cap_percent: Decimal::ONE_HUNDRED, ..ReturnPolicy::default() });
     let mut with_source = sale("l_1", "best", 2000, 1800, at(2));
     with_source.source = Some("site-a".into());
-    ledger.record_sale(with_source).await.unwrap();
-    ledger.record_sale(sale("l_2", "best", 1000, 900, at(2))).await.unwrap();
-    ledger.record_sale(sale("l_old", "best", 500, 450, at(1) - Duration::days(20))).await.unwrap();
+    sell(&ledger, with_source).await.unwrap();
+    sell(&ledger, sale("l_2", "best", 1000, 900, at(2))).await.unwrap();
+    sell(&ledger, sale("l_old", "best", 500, 450, at(1) - Duration::days(20))).await.unwrap();
     ledger.file_return(&best, request("l_1", "wrong_number"), at(3)).await.unwrap();
     ledger.file_return(&best, request("l_old", "wrong_number"), at(1) - Duration::days(19)).await.unwrap();
 
@@ -194,7 +202,7 @@ async fn the_report_agrees_with_the_ledger() {
 #[derive(Debug, Clone)]
 enum Step {
     Deposit { buyer: usize, cents: i64 },
-    Sale { buyer: usize, cents: i64, margin: i64 },
+    Sale { buyer: usize, cents: i64, margin: i64, revision: u8 },
     Return { sale: usize, reason: usize },
     Decide { filed: usize, approve: bool },
 }
@@ -202,7 +210,12 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0..3usize, 1..1_000_000i64).prop_map(|(buyer, cents)| Step::Deposit { buyer, cents }),
-        (0..3usize, 1..100_000i64, 0..100i64).prop_map(|(buyer, cents, margin)| Step::Sale { buyer, cents, margin }),
+        (0..3usize, 1..100_000i64, 0..100i64, 0..2u8).prop_map(|(buyer, cents, margin, revision)| Step::Sale {
+            buyer,
+            cents,
+            margin,
+            revision
+        }),
         (0..64usize, 0..3usize).prop_map(|(sale, reason)| Step::Return { sale, reason }),
         (0..64usize, any::<bool>()).prop_map(|(filed, approve)| Step::Decide { filed, approve }),
     ]
@@ -227,10 +240,10 @@ async fn run_history(ledger: &Ledger, steps: &[Step]) -> BTreeMap<String, Money>
                 post(DEPOSITS.into(), -Money::from_cents(cents));
                 post(buyer_account(&buyers[buyer].id), Money::from_cents(cents));
             }
-            Step::Sale { buyer, cents, margin } => {
+            Step::Sale { buyer, cents, margin, revision } => {
                 let payout = cents * (100 - margin) / 100;
                 let sold = sale(&new_id("l_"), &buyers[buyer].id, cents, payout, at(2));
-                ledger.record_sale(sold.clone()).await.unwrap();
+                sell_under(ledger, sold.clone(), &format!("rev-{revision}")).await.unwrap();
                 post(buyer_account(&sold.buyer), -sold.price);
                 post(seller_account(&sold.seller), sold.payout);
                 post(REVENUE.into(), sold.price - sold.payout);
@@ -296,15 +309,48 @@ proptest! {
     fn replaying_the_journal_rebuilds_the_same_state(steps in prop::collection::vec(step(), 1..60)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // What is replayed matters here, not when it reached the disk: no fsync keeps 256 cases quick.
+        let options = JournalOptions { fsync: false, ..JournalOptions::default() };
         let (books, balances) = runtime.block_on(async {
-            let (ledger, _) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+            let (ledger, _) = Ledger::open(dir.path(), options.clone()).unwrap();
             run_history(&ledger, &steps).await;
             ledger.close().await.unwrap();
             (ledger.read(|books| serde_json::to_value(books).unwrap()), nonzero_balances(&ledger))
         });
-        let (replayed, recovery) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+        let (replayed, recovery) = Ledger::open(dir.path(), options).unwrap();
         prop_assert!(recovery.warnings.is_empty());
         prop_assert_eq!(replayed.read(|books| serde_json::to_value(books).unwrap()), books);
         prop_assert_eq!(nonzero_balances(&replayed), balances);
     }
+}
+
+#[tokio::test]
+async fn terms_are_recorded_once_per_buyer_and_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+    sell(&ledger, sale("l_1", "best", 1000, 900, at(1))).await.unwrap();
+    sell(&ledger, sale("l_2", "best", 1000, 900, at(1))).await.unwrap();
+    sell(&ledger, sale("l_3", "other", 1000, 900, at(1))).await.unwrap();
+    sell_under(&ledger, sale("l_4", "best", 1000, 900, at(2)), "rev-2").await.unwrap();
+    // Asked for terms only when they are new.
+    let asked = std::cell::Cell::new(false);
+    let later = sale("l_5", "best", 1000, 900, at(2));
+    ledger
+        .record_sale(later, "rev-2", || {
+            asked.set(true);
+            Value::Null
+        })
+        .await
+        .unwrap();
+    assert!(!asked.get());
+    ledger.close().await.unwrap();
+    drop(ledger);
+
+    let (replayed, _) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+    replayed.read(|books| {
+        let named: Vec<_> = books.terms.iter().map(|t| (t.buyer.as_str(), t.config_revision.as_str())).collect();
+        assert_eq!(named, [("best", "rev-1"), ("other", "rev-1"), ("best", "rev-2")]);
+        let terms_of = |lead: &str| books.terms(books.leads[lead].sale.terms_id).unwrap().terms["revision"].clone();
+        assert_eq!((terms_of("l_2"), terms_of("l_5")), (Value::from("rev-1"), Value::from("rev-2")));
+    });
 }

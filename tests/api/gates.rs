@@ -57,6 +57,28 @@ async fn a_daily_cap_of_three_sells_exactly_three_leads_of_two_hundred_concurren
 }
 
 #[tokio::test]
+async fn a_ramp_is_the_daily_cap_and_never_over_delivers_under_concurrency() {
+    // Started two days ago in the buyer's timezone at 2 a day plus 1 a day: today's limit is 4, below the cap.
+    let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let start = chrono::Utc::now().with_timezone(&tz).date_naive() - chrono::Days::new(2);
+    let ramp = format!(
+        "[buyers.filters]\nschedule = {{ timezone = \"America/New_York\", days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"], open = \"00:00\", close = \"23:59\" }}\n\
+         [buyers.caps]\ndaily = 100\n[buyers.ramp]\nstart = \"{start}\"\ndaily_start = 2\ndaily_step = 1"
+    );
+    let app = spawn_app("ping_deadline_ms = 2000", vec![TestBuyer::bidding("ramped", "10.00").with(&ramp)]).await;
+    let before = app.buyer("ramped").await;
+    assert_eq!(before["ramp"]["today_limit"], 4, "{before}");
+    assert_eq!(before["caps"]["daily"]["limit"], 4, "{before}");
+
+    assert_eq!(sell_concurrently(&app, 100).await, 4);
+    assert_eq!(app.sim("ramped").post_count(), 4, "the buyer received exactly today's ramp");
+    let daily = &app.buyer("ramped").await["caps"]["daily"];
+    assert_eq!(daily, &json!({"limit": 4, "used": 4, "held": 0, "remaining": 0}));
+    let answer = app.ping().await;
+    assert_eq!(app.outcome_of(answer["ping_id"].as_str().unwrap(), "ramped").await["detail"], "cap:daily");
+}
+
+#[tokio::test]
 async fn a_daily_budget_is_never_overspent_under_concurrency() {
     let buyer = TestBuyer::bidding("budgeted", "10.00").with("[buyers.caps]\ndaily_budget = \"30.00\"");
     let app = spawn_app("ping_deadline_ms = 2000", vec![buyer]).await;

@@ -42,13 +42,15 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sims: Vec<(&'static str, SimBuyer)>,
-    config_text: String,
-    _data_dir: tempfile::TempDir,
+    /// The config file the server was started from (and reloads from); the data directory is beside it.
+    pub config_path: std::path::PathBuf,
+    _root: tempfile::TempDir,
 }
 
 /// Starts simulated buyers and the server. `campaign_toml` is added to the `auto` campaign's table.
 pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    let root = tempfile::tempdir().expect("temp dir");
+    let data_dir = root.path().join("data");
     let mut sims = Vec::new();
     let mut buyer_tables = String::new();
     let mut funded = Vec::new();
@@ -99,14 +101,16 @@ max_bid = "100.00"
 {campaign_toml}
 
 {buyer_tables}"#,
-        data_dir = data_dir.path().display(),
+        data_dir = data_dir.display(),
     );
+    let config_path = root.path().join("gavel.toml");
+    std::fs::write(&config_path, &config_text).expect("config written");
     let config =
-        gavel::config::parse(&config_text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
+        gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
     let server = app::start(config, None).await.expect("server starts");
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let app = TestApp { server, base, http, sims, config_text, _data_dir: data_dir };
+    let app = TestApp { server, base, http, sims, config_path, _root: root };
     for id in funded {
         app.deposit(id, "10000.00").await;
     }
@@ -127,12 +131,22 @@ pub fn full_lead() -> Value {
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, http, sims, config_text, _data_dir, .. } = self;
+        let TestApp { server, http, sims, config_path, _root, .. } = self;
         server.shutdown().await;
-        let config = gavel::config::parse(&config_text).expect("same config");
+        let config = gavel::config::load_file(&config_path).expect("same config");
         let server = app::start(config, None).await.expect("server restarts");
         let base = format!("http://{}", server.addr);
-        TestApp { server, base, http, sims, config_text, _data_dir }
+        TestApp { server, base, http, sims, config_path, _root }
+    }
+
+    /// The config file's text now.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path).expect("config readable")
+    }
+
+    /// Rewrites the config file (the server notices on reload or restart).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config_path, text).expect("config written");
     }
 
     pub fn sim(&self, id: &str) -> &SimBuyer {

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod crash;
+mod delivery;
 mod errors;
 mod gates;
 mod helpers;
@@ -8,5 +9,6 @@ mod lifecycle;
 mod ping;
 mod portal;
 mod post;
+mod reload;
 mod returns;
 mod statements;
