@@ -1,12 +1,15 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
+mod auth;
 mod crash;
 mod errors;
 mod gates;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod ping;
 mod portal;
 mod post;
 mod returns;
+mod shedding;
 mod statements;
