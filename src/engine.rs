@@ -31,6 +31,8 @@ use crate::ids::new_id;
 use crate::ledger::journal::JournalOptions;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::ratelimit::PingRateLimiter;
+use crate::shedding::AuctionSlots;
 
 /// A seller's ping, its envelope already checked.
 pub struct PingRequest {
@@ -129,6 +131,10 @@ pub struct Engine {
     pub ledger: Ledger,
     /// Per campaign, the round-robin turn.
     rotations: DashMap<String, AtomicU64>,
+    /// Each seller's ping rate (`max_pings_per_second`), checked by the HTTP layer before a ping is read.
+    pub ping_rates: PingRateLimiter,
+    /// Auctions in flight; past the limit the HTTP layer sheds new ones before they reach the engine.
+    pub auction_slots: AuctionSlots,
 }
 
 impl Engine {
@@ -149,6 +155,8 @@ impl Engine {
             metrics,
             ledger,
             rotations: DashMap::new(),
+            ping_rates: PingRateLimiter::new(),
+            auction_slots: AuctionSlots::default(),
         };
         engine.restore_from_books();
         engine

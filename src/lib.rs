@@ -19,6 +19,8 @@
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
+//! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
+//!   auctions in flight.
 //! - [`app`] — startup and shutdown; [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
 //! - [`ids`], [`time`], [`logging`], [`signals`] — small shared utilities.
 #![forbid(unsafe_code)]
@@ -41,6 +43,8 @@ pub mod ids;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod ratelimit;
+pub mod shedding;
 pub mod signals;
 pub mod sim;
 pub mod time;

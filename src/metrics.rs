@@ -90,6 +90,11 @@ const HELP: &[(&str, &str, &str)] = &[
     ("gavel_sales_total", "counter", "Leads sold, by campaign."),
     ("gavel_late_answers_total", "counter", "Buyer answers dropped because they arrived after the buyer's time."),
     ("gavel_http_requests_total", "counter", "HTTP requests answered, by route and status."),
+    (
+        "gavel_requests_refused_total",
+        "counter",
+        "Seller calls refused before any work: rate_limited (by seller) or overloaded (load shed).",
+    ),
     ("gavel_auction_seconds", "histogram", "Time from a ping's arrival to its answer, by campaign."),
     ("gavel_buyer_ping_seconds", "histogram", "Round trip of one buyer ping, by buyer."),
     ("gavel_buyer_post_seconds", "histogram", "Round trip of one buyer post attempt, by buyer."),

@@ -615,12 +615,18 @@ fn read_server(mut s: Section, p: &mut Problems) -> Option<ServerConfig> {
     let data_dir = s.need("data_dir", p).and_then(|f| f.non_empty_str(p)).map(PathBuf::from);
     let admin_token = s.need("admin_token", p).and_then(|f| f.secret(p));
     let max_body_bytes = s.with_default("max_body_bytes", 65_536, |f| f.uint(1024, U32_MAX, p));
+    let header_read_timeout_ms = s.with_default("header_read_timeout_ms", 10_000, |f| f.uint(100, 600_000, p));
+    let max_connections = s.with_default("max_connections", 4096, |f| f.uint(1, 1_000_000, p));
+    let max_auctions_in_flight = s.optional("max_auctions_in_flight", |f| f.uint(1, 1_000_000, p));
     s.finish(p);
     Some(ServerConfig {
         listen: listen?,
         data_dir: data_dir?,
         admin_token: admin_token?,
         max_body_bytes: usize::try_from(max_body_bytes?).ok()?,
+        header_read_timeout: std::time::Duration::from_millis(header_read_timeout_ms?),
+        max_connections: usize::try_from(max_connections?).ok()?,
+        max_auctions_in_flight: max_auctions_in_flight?.map(usize::try_from).transpose().ok()?,
     })
 }
 
@@ -1157,6 +1163,8 @@ post_url = "https://buyer.example/post"
         assert_eq!(config.server.data_dir, PathBuf::from("data"));
         assert_eq!(config.server.admin_token.expose(), "admin-secret");
         assert_eq!(config.server.max_body_bytes, 65_536);
+        assert_eq!(config.server.header_read_timeout, std::time::Duration::from_secs(10));
+        assert_eq!((config.server.max_connections, config.server.max_auctions_in_flight), (4096, None));
 
         let seller = &config.sellers[0];
         assert_eq!((seller.id.as_str(), seller.api_key.expose()), ("acme", "sk_1"));
@@ -1330,6 +1338,12 @@ daily = 0
     fn wrong_types_name_the_expected_type() {
         assert_single_problems(&[
             (server_with("max_body_bytes = \"64k\""), "server.max_body_bytes: must be an integer, found a string"),
+            (
+                server_with("header_read_timeout_ms = 50"),
+                "server.header_read_timeout_ms: must be between 100 and 600000",
+            ),
+            (server_with("max_connections = 0"), "server.max_connections: must be between 1 and 1000000"),
+            (server_with("max_auctions_in_flight = 0"), "server.max_auctions_in_flight: must be between 1 and 1000000"),
             (
                 replacing("admin_token = \"admin-secret\"", "admin_token = 5"),
                 "server.admin_token: must be a string, found an integer",

@@ -4,6 +4,7 @@
 //! (`buyers[2].caps.daily: must be > 0`). A loaded `Config` is shared as an `Arc` and never mutated: a reload
 //! builds a new one and swaps it in, while in-flight auctions keep the snapshot they started with.
 
+mod keys;
 mod load;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use hyper::header::{HeaderName, HeaderValue};
@@ -19,6 +21,7 @@ use serde::Serialize;
 
 use crate::domain::money::Money;
 
+use keys::KeyIndex;
 pub use load::{load_file, parse, ConfigErrors};
 
 /// The whole running configuration. Ids index into the vectors through the lookup maps.
@@ -33,8 +36,8 @@ pub struct Config {
     pub loaded_at: DateTime<Utc>,
     /// The file it was read from; a reload re-reads it. `None` for a config parsed from text.
     pub source: Option<PathBuf>,
-    seller_by_key: HashMap<String, usize>,
-    buyer_by_key: HashMap<String, usize>,
+    seller_by_key: KeyIndex,
+    buyer_by_key: KeyIndex,
     campaign_by_id: HashMap<String, usize>,
     buyer_by_id: HashMap<String, usize>,
     seller_by_id: HashMap<String, usize>,
@@ -51,9 +54,9 @@ impl Config {
         buyers: Vec<Buyer>,
         revision: String,
     ) -> Config {
-        let seller_by_key = sellers.iter().enumerate().map(|(i, s)| (s.api_key.expose().to_owned(), i)).collect();
+        let seller_by_key = KeyIndex::new(sellers.iter().map(|s| &s.api_key));
         let seller_by_id = sellers.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
-        let buyer_by_key = buyers.iter().enumerate().map(|(i, b)| (b.api_key.expose().to_owned(), i)).collect();
+        let buyer_by_key = KeyIndex::new(buyers.iter().map(|b| &b.api_key));
         let buyer_by_id = buyers.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect();
         let campaign_by_id: HashMap<String, usize> =
             campaigns.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
@@ -82,14 +85,14 @@ impl Config {
         }
     }
 
-    /// The seller whose api key this is.
+    /// The seller whose api key this is (found in time that does not depend on the key; see [`keys`]).
     pub fn seller_by_key(&self, key: &str) -> Option<&Arc<Seller>> {
-        self.seller_by_key.get(key).map(|&i| &self.sellers[i])
+        self.seller_by_key.find(key).map(|i| &self.sellers[i])
     }
 
-    /// The buyer whose api key this is.
+    /// The buyer whose api key this is (found in time that does not depend on the key; see [`keys`]).
     pub fn buyer_by_key(&self, key: &str) -> Option<&Arc<Buyer>> {
-        self.buyer_by_key.get(key).map(|&i| &self.buyers[i])
+        self.buyer_by_key.find(key).map(|i| &self.buyers[i])
     }
 
     /// A seller by id.
@@ -148,6 +151,13 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub admin_token: Secret,
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's headers, and again its body (`header_read_timeout_ms`).
+    pub header_read_timeout: Duration,
+    /// Open client connections at most; past it the server stops accepting until one closes.
+    pub max_connections: usize,
+    /// Auctions (pings and direct posts) running at once at most; past it new ones are shed with 503
+    /// `overloaded`. `None`: derived from the machine's cores (see `shedding`).
+    pub max_auctions_in_flight: Option<usize>,
 }
 
 /// `[[sellers]]`.

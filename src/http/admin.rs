@@ -36,7 +36,8 @@ pub fn metrics(engine: &Engine) -> HttpResponse {
 pub fn authorize(engine: &Engine, request: &Request<Incoming>) -> Result<(), ApiError> {
     let config = engine.config();
     match bearer(request.headers()) {
-        Some(token) if token == config.server.admin_token.expose() => Ok(()),
+        // Compared by digest in constant time, never as text: see `config::keys`.
+        Some(token) if config.server.admin_token.matches(token) => Ok(()),
         _ => Err(ApiError::unauthorized()),
     }
 }
@@ -134,7 +135,7 @@ pub async fn pause_or_resume(
 ) -> Result<HttpResponse, ApiError> {
     let roster = engine.roster();
     let (buyer, state) = roster.buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
-    read_object(request, roster.config.server.max_body_bytes).await?;
+    read_object(request, &roster.config.server).await?;
     if pause {
         state.pause(buyer, PausedBy::Operator);
     } else {
@@ -148,7 +149,7 @@ pub async fn pause_or_resume(
 pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> Result<HttpResponse, ApiError> {
     let roster = engine.roster();
     let (buyer, _) = roster.buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
-    let envelope = Envelope(read_object(request, roster.config.server.max_body_bytes).await?);
+    let envelope = Envelope(read_object(request, &roster.config.server).await?);
     let amount = envelope.optional_money("amount")?.ok_or_else(|| ApiError::missing_field("amount"))?;
     if amount.is_zero() {
         return Err(ApiError::invalid_field("amount must be more than 0.00"));
@@ -217,7 +218,7 @@ pub async fn decide_return(
     return_id: &str,
     approve: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let envelope = Envelope(read_object(request, engine.config().server.max_body_bytes).await?);
+    let envelope = Envelope(read_object(request, &engine.config().server).await?);
     let note = envelope.optional_str("note")?.map(str::to_owned);
     let decided = engine.ledger.decide_return(return_id, approve, note, Utc::now()).await?;
     Ok(json_response(StatusCode::OK, &admin_return_object(&decided)))

@@ -9,6 +9,7 @@ use hyper::{HeaderMap, Request};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::config::ServerConfig;
 use crate::domain::money::Money;
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -19,14 +20,18 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Reads the body as a JSON object. An empty body reads as `{}` (operator actions need none); anything else
-/// must be JSON, at most `limit` bytes.
-pub async fn read_object(request: Request<Incoming>, limit: usize) -> Result<Map<String, Value>, ApiError> {
+/// must be JSON, at most `server.max_body_bytes`, and arrive within `server.header_read_timeout` (a client
+/// that sends its body slowly would otherwise hold its connection and, for a ping, its auction's time).
+pub async fn read_object(request: Request<Incoming>, server: &ServerConfig) -> Result<Map<String, Value>, ApiError> {
+    let limit = server.max_body_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
     let json_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(is_json_media_type);
-    let bytes = read_limited(request.into_body(), limit).await?;
+    let bytes = tokio::time::timeout(server.header_read_timeout, read_limited(request.into_body(), limit))
+        .await
+        .map_err(|_elapsed| ApiError::request_timeout(server.header_read_timeout))??;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

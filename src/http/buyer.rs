@@ -92,7 +92,7 @@ pub async fn pause_or_resume(
     state: &BuyerState,
     pause: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let envelope = Envelope(read_object(request, engine.config().server.max_body_bytes).await?);
+    let envelope = Envelope(read_object(request, &engine.config().server).await?);
     envelope.optional_str("note")?;
     if !buyer.self_pause {
         return Err(ApiError::forbidden(
@@ -132,7 +132,7 @@ pub fn return_policy(buyer: &Buyer) -> HttpResponse {
 
 /// `POST /v1/returns` `{"lead_id", "reason", "note"}` → 201 with the return.
 pub async fn file_return(engine: &Engine, request: Request<Incoming>, buyer: &Buyer) -> Result<HttpResponse, ApiError> {
-    let envelope = Envelope(read_object(request, engine.config().server.max_body_bytes).await?);
+    let envelope = Envelope(read_object(request, &engine.config().server).await?);
     let lead_id = envelope.required_str("lead_id")?.to_owned();
     let reason = envelope.required_str("reason")?;
     if !KNOWN_RETURN_REASONS.contains(&reason) {

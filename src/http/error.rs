@@ -1,8 +1,11 @@
 //! The contract's error shape, `{"error": {"code", "message"}}`, and the one mapping from every refusal to
 //! its status and code.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -15,11 +18,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header, on refusals that are only about timing (429, 503).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after_s: None }
     }
 
     /// 400: the body is not JSON.
@@ -75,6 +80,42 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time after the headers.
+    pub fn request_timeout(within: Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {} ms of the headers; send it at once", within.as_millis()),
+        )
+    }
+
+    /// 429: the seller is over its `max_pings_per_second`; a ping may be sent again after `retry_after_s`.
+    pub fn rate_limited(per_second: u32, retry_after_s: u64) -> ApiError {
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "over this seller's limit of {per_second} pings per second; retry after {retry_after_s} s \
+                     (Retry-After) or ask the operator for a higher limit"
+                ),
+            )
+        }
+    }
+
+    /// 503: the engine already runs as many auctions as it can answer in time; nothing was recorded.
+    pub fn overloaded() -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is at its limit of auctions in flight; nothing was recorded, retry shortly",
+            )
+        }
+    }
+
     /// 503: the server is stopping.
     pub fn shutting_down() -> ApiError {
         ApiError::new(
@@ -97,7 +138,11 @@ impl ApiError {
     /// The response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        super::json_response(self.status, &body)
+        let mut response = super::json_response(self.status, &body);
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod buyer;
 pub mod error;
+pub mod limits;
 mod portal;
 mod query;
 mod render;
@@ -22,7 +23,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -36,10 +37,6 @@ use crate::ledger::{buyer_account, seller_account};
 /// Every response this server sends.
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// A client must send its request headers within this time, so an idle or dribbling connection cannot hold
-/// a slot for long.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Longest wait for in-flight requests at shutdown. Auctions end by their deadlines (at most 5 s); posts by
 /// their buyers' post timeouts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -48,10 +45,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    let server_config = engine.config().server.clone();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    limits::configure(&mut builder, &server_config);
+    let connection_slots = limits::ConnectionSlots::new(server_config.max_connections);
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = connection_slots.acquire() => slot,
+            () = &mut shutdown => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
@@ -74,6 +77,7 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;
+            drop(slot);
         });
     }
     drop(listener);

@@ -74,7 +74,7 @@ pub fn seller_returns(engine: &Engine, seller: &Seller, query: &Query) -> Result
 pub async fn payout(engine: &Engine, request: Request<Incoming>, seller_id: &str) -> Result<HttpResponse, ApiError> {
     let config = engine.config();
     let seller = config.seller(seller_id).ok_or_else(|| ApiError::not_found("seller"))?;
-    let envelope = Envelope(read_object(request, config.server.max_body_bytes).await?);
+    let envelope = Envelope(read_object(request, &config.server).await?);
     let amount = envelope.optional_money("amount")?.ok_or_else(|| ApiError::missing_field("amount"))?;
     if amount.is_zero() {
         return Err(ApiError::invalid_field("amount must be more than 0.00"));

@@ -13,19 +13,21 @@ use super::{json_response, HttpResponse};
 use crate::auction::held::PostResult;
 use crate::config::Seller;
 use crate::engine::{Engine, PingAnswer, PingRequest};
+use crate::shedding::AuctionSlot;
 use crate::time::rfc3339;
 
 /// `POST /v1/ping`.
 pub async fn ping(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
-    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::Yes).await?;
     let ping = ping_request(seller, &mut envelope, received)?;
+    let _slot = auction_slot(engine, &ping.seller)?;
     let answer = engine.ping(ping).await?;
     Ok(json_response(StatusCode::OK, &render_ping(&answer)))
 }
 
 /// `POST /v1/post`.
 pub async fn post(engine: &Engine, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::No).await?;
     let ping_id = envelope.required_str("ping_id")?.to_owned();
     let lead = envelope.take_object("lead")?;
     let min_payout = envelope.optional_money("min_payout")?;
@@ -39,22 +41,52 @@ pub async fn direct_post(
     request: Request<Incoming>,
     received: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let (seller, mut envelope) = authenticated_envelope(engine, request).await?;
+    let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::Yes).await?;
     let min_payout = envelope.optional_money("min_payout")?;
     let ping = ping_request(seller, &mut envelope, received)?;
+    let _slot = auction_slot(engine, &ping.seller)?;
     let (ping_id, result) = engine.direct_post(ping, min_payout).await?;
     Ok(json_response(StatusCode::OK, &render_post(&ping_id, &result)))
+}
+
+/// Whether a call runs an auction, and so counts against the seller's `max_pings_per_second`.
+#[derive(PartialEq, Eq)]
+enum Pinging {
+    Yes,
+    No,
 }
 
 async fn authenticated_envelope(
     engine: &Engine,
     request: Request<Incoming>,
+    pinging: Pinging,
 ) -> Result<(Arc<Seller>, Envelope), ApiError> {
     let config = engine.config();
     let seller = bearer(request.headers()).and_then(|key| config.seller_by_key(key)).cloned();
     let seller = seller.ok_or_else(ApiError::unauthorized)?;
-    let body = read_object(request, config.server.max_body_bytes).await?;
+    // Before the body is read: a seller over its rate costs as little as possible.
+    if pinging == Pinging::Yes {
+        admit_ping(engine, &seller)?;
+    }
+    let body = read_object(request, &config.server).await?;
     Ok((seller, Envelope(body)))
+}
+
+/// Refuses a ping over its seller's `max_pings_per_second` with 429 `rate_limited` and `Retry-After`.
+fn admit_ping(engine: &Engine, seller: &Seller) -> Result<(), ApiError> {
+    engine.ping_rates.admit(seller, Instant::now()).map_err(|limited| {
+        engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "rate_limited")]);
+        ApiError::rate_limited(limited.per_second, limited.retry_after_seconds())
+    })
+}
+
+/// A slot for one auction, or 503 `overloaded` when the engine already runs as many as it may: the
+/// request is refused before it gets a ping id, so nothing of it is recorded.
+fn auction_slot<'e>(engine: &'e Engine, seller: &Seller) -> Result<AuctionSlot<'e>, ApiError> {
+    engine.auction_slots.try_take(engine.config().server.max_auctions_in_flight).ok_or_else(|| {
+        engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "overloaded")]);
+        ApiError::overloaded()
+    })
 }
 
 fn ping_request(seller: Arc<Seller>, envelope: &mut Envelope, received: Instant) -> Result<PingRequest, ApiError> {

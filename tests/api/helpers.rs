@@ -47,8 +47,20 @@ pub struct TestApp {
     _root: tempfile::TempDir,
 }
 
+/// Extra TOML lines for the `[server]` table and for the `acme` seller's table.
+#[derive(Default)]
+pub struct Tuning {
+    pub server: &'static str,
+    pub acme: &'static str,
+}
+
 /// Starts simulated buyers and the server. `campaign_toml` is added to the `auto` campaign's table.
 pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
+    spawn_tuned_app(Tuning::default(), campaign_toml, buyers).await
+}
+
+/// [`spawn_app`] with extra server and seller settings (limits, rates).
+pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
     let mut sims = Vec::new();
@@ -83,11 +95,13 @@ listen = "127.0.0.1:0"
 data_dir = "{data_dir}"
 admin_token = "{ADMIN_TOKEN}"
 max_body_bytes = 4096
+{server_toml}
 
 [[sellers]]
 id = "acme"
 api_key = "{SELLER_KEY}"
 margin_percent = "10"
+{acme_toml}
 
 [[sellers]]
 id = "other"
@@ -102,6 +116,8 @@ max_bid = "100.00"
 
 {buyer_tables}"#,
         data_dir = data_dir.display(),
+        server_toml = tuning.server,
+        acme_toml = tuning.acme,
     );
     let config_path = root.path().join("gavel.toml");
     std::fs::write(&config_path, &config_text).expect("config written");

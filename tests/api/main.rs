@@ -1,14 +1,17 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
+mod auth;
 mod crash;
 mod delivery;
 mod errors;
 mod gates;
 mod helpers;
 mod lifecycle;
+mod limits;
 mod ping;
 mod portal;
 mod post;
 mod reload;
 mod returns;
+mod shedding;
 mod statements;
