@@ -116,6 +116,17 @@ pub enum ReloadError {
     Invalid(ConfigErrors),
 }
 
+/// The server settings fixed at start, as `(key, value)`.
+fn fixed_settings(config: &Config) -> [(&'static str, String); 4] {
+    let server = &config.server;
+    [
+        ("server.listen", server.listen.to_string()),
+        ("server.data_dir", server.data_dir.display().to_string()),
+        ("server.header_read_timeout_ms", server.header_read_timeout.as_millis().to_string()),
+        ("server.max_connections", server.max_connections.to_string()),
+    ]
+}
+
 /// The running exchange.
 pub struct Engine {
     /// The config in force with its buyers' running state.
@@ -229,19 +240,13 @@ impl Engine {
             tracing::warn!(problems = errors.0.len(), "config reload refused; the running config stays in force");
             ReloadError::Invalid(errors)
         })?;
-        // The listener and the journal were opened at start; pretending to move them would be a lie.
+        // The listener, its connection settings and the journal were set up at start; pretending to change
+        // them would be a lie, so such a file is refused and names the restart it needs.
         let mut problems = Vec::new();
-        if config.server.listen != running.server.listen {
-            problems.push(format!(
-                "server.listen: cannot change while running (still {}); restart to listen on {}",
-                running.server.listen, config.server.listen
-            ));
-        }
-        if config.server.data_dir != running.server.data_dir {
-            problems.push(format!(
-                "server.data_dir: cannot change while running (still {}); restart to move the journal",
-                running.server.data_dir.display()
-            ));
+        for ((name, now), (_, wanted)) in fixed_settings(&running).into_iter().zip(fixed_settings(&config)) {
+            if now != wanted {
+                problems.push(format!("{name}: cannot change while running (still {now}); restart to apply {wanted}"));
+            }
         }
         if !problems.is_empty() {
             tracing::warn!(problems = problems.len(), "config reload refused; the running config stays in force");
