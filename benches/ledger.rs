@@ -78,7 +78,9 @@ fn replay(c: &mut Criterion) {
     write_journal(dir.path());
     let bytes: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     eprintln!("journal of {SALES} sales: {bytes} bytes, {} bytes a sale", bytes / SALES as u64);
-    group.bench_function("100k sales from entries", |b| b.iter(|| assert_eq!(open(dir.path()).1.entries, SALES + BUYERS)));
+    group.bench_function("100k sales from entries", |b| {
+        b.iter(|| assert_eq!(open(dir.path()).1.entries, SALES + BUYERS))
+    });
 
     // The same books from a snapshot: what every start-up after the first costs.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

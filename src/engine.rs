@@ -12,6 +12,7 @@ use parking_lot::RwLock;
 use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::auction::cascade::Cascade;
 use crate::auction::deadline::Deadline;
@@ -342,7 +343,10 @@ impl Engine {
             ledger: &self.ledger,
             draw: rand::thread_rng().gen(),
         };
-        let collected = collect_bids(&self.client, &self.metrics, fan_out).await;
+        // Every line logged for this auction carries its ping id: the request id an operator greps for.
+        let span =
+            tracing::debug_span!("auction", ping_id = %ping_id, campaign = %campaign.id, seller = %request.seller.id);
+        let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
 
         let Collected { mut outcomes, bids, eligible, pinged, slowest_leg } = collected;
@@ -405,6 +409,10 @@ impl Engine {
         let status = if quote.is_ok() { "bid" } else { "no_bid" };
         self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
         let elapsed = deadline.elapsed();
+        span.in_scope(|| {
+            let elapsed_us = elapsed.as_micros() as u64;
+            tracing::debug!(status, eligible, pinged, bids = bids_received, elapsed_us, "auction answered");
+        });
         self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], elapsed);
         let overhead = elapsed.saturating_sub(slowest_leg);
         self.metrics.observe("gavel_engine_overhead_seconds", &[("campaign", &campaign.id)], overhead);
@@ -436,10 +444,19 @@ impl Engine {
         check_postable(&held.campaign, lead)?;
         let cascade =
             Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics, history: &self.history };
-        let delivered = cascade.deliver(held, lead, min_payout).await;
+        let span = tracing::debug_span!("post", ping_id = %held.ping_id, campaign = %held.campaign.id);
+        let delivered = cascade.deliver(held, lead, min_payout).instrument(span.clone()).await;
         // Sold or not, the ping is done: what its other bids held goes back.
         held.release_holds();
         let result = Arc::new(delivered?);
+        span.in_scope(|| match &*result {
+            PostResult::Sold { sales } => {
+                for sale in sales {
+                    tracing::debug!(lead_id = %sale.lead_id, buyer = %sale.buyer, price = %sale.price, "lead sold");
+                }
+            }
+            PostResult::Unsold { reason } => tracing::debug!(reason = ?reason, "lead unsold"),
+        });
         *memo = Some(PostMemo { lead_fingerprint: fingerprint, result: Arc::clone(&result) });
         Ok(result)
     }

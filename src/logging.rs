@@ -1,13 +1,68 @@
-//! Log setup: human-readable lines on stderr, level from `GAVEL_LOG` (or `RUST_LOG`), `info` by default.
+//! Log setup: lines on stderr, as text for people or as JSON objects for log shippers.
+//!
+//! The filter comes from `--log`, else `GAVEL_LOG`, else `RUST_LOG`, else `info`. A bare level (`debug`) is
+//! Gavel's level alone, with dependencies kept at `warn`: their debug lines name buyer URLs, and a URL may carry
+//! a buyer's credentials. Full directives (`gavel=debug,hyper=trace`) are taken as written.
+//!
+//! What Gavel logs never holds PII or secrets: auctions are named by their ping id (the request id of every
+//! line logged inside one) and lead id, buyers and sellers by id, and no lead field is ever logged.
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global logger. Safe to call more than once (later calls do nothing).
-pub fn init() {
-    let filter = std::env::var("GAVEL_LOG")
-        .ok()
-        .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global logger. `filter` is the command line's `--log`; a bad one is an error naming it. Safe
+/// to call more than once (later calls do nothing).
+pub fn init(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
+    let filter = match filter {
+        Some(spec) => parse_filter(spec).map_err(|error| format!("--log {spec:?}: {error}"))?,
+        None => from_environment(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+    Ok(())
+}
+
+fn from_environment() -> EnvFilter {
+    for variable in ["GAVEL_LOG", "RUST_LOG"] {
+        let Ok(spec) = std::env::var(variable) else { continue };
+        match parse_filter(&spec) {
+            Ok(filter) => return filter,
+            // The logger is not up yet: say so where the operator will look, and go on at `info`.
+            Err(error) => eprintln!("gavel: ignoring {variable}={spec:?}: {error}"),
+        }
+    }
+    parse_filter("info").expect("a level is a filter")
+}
+
+/// A bare level applies to Gavel only; anything else is an `EnvFilter` directive list.
+fn parse_filter(spec: &str) -> Result<EnvFilter, String> {
+    let spec = spec.trim();
+    let directives = match spec.parse::<LevelFilter>() {
+        Ok(level) => format!("warn,gavel={level}"),
+        Err(_) => spec.to_owned(),
+    };
+    EnvFilter::try_new(directives).map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_level_is_gavels_alone_and_directives_are_kept() {
+        assert_eq!(parse_filter("debug").unwrap().to_string(), "warn,gavel=debug");
+        assert_eq!(parse_filter(" TRACE ").unwrap().to_string(), "warn,gavel=trace");
+        assert_eq!(parse_filter("gavel=info,hyper=debug").unwrap().to_string(), "gavel=info,hyper=debug");
+        assert!(parse_filter("gavel=loud").is_err());
+    }
 }

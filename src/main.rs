@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use gavel::logging::LogFormat;
 use gavel::{app, config, demo};
 
 #[derive(Parser)]
@@ -13,6 +14,13 @@ use gavel::{app, config, demo};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log filter: a level (error, warn, info, debug, trace) for Gavel alone, or tracing directives such as
+    /// `gavel=debug,hyper=info`. Default: $GAVEL_LOG, else $RUST_LOG, else info.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    /// Log lines as `text` or as `json` objects.
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand)]
@@ -40,8 +48,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    gavel::logging::init();
     let cli = Cli::parse();
+    let format = if cli.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
+    if let Err(error) = gavel::logging::init(cli.log.as_deref(), format) {
+        eprintln!("gavel: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -122,6 +122,9 @@ impl Cascade<'_> {
             let outcome = attempt.outcome.label();
             self.metrics.inc("gavel_posts_total", &[("buyer", &buyer.id), ("outcome", outcome)]);
             self.metrics.observe("gavel_buyer_post_seconds", &[("buyer", &buyer.id)], attempt.latency);
+            // Not the buyer's reason text: a buyer may echo the lead back in it.
+            let latency_ms = round_ms(attempt.latency);
+            tracing::debug!(buyer = %buyer.id, %lead_id, outcome, latency_ms, "post attempt");
         }
         held.audit.record_posts(attempts.iter().map(|attempt| PostAttemptRecord {
             buyer: buyer.id.clone(),

@@ -171,6 +171,10 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
         if outcome.outcome != "excluded" {
             metrics.inc("gavel_buyer_responses_total", &[("buyer", &outcome.buyer), ("outcome", outcome.outcome)]);
         }
+        // A buyer that fails costs only itself, but its operator wants to see it (inside the auction's span).
+        if matches!(outcome.outcome, "timeout" | "error") {
+            tracing::debug!(buyer = %outcome.buyer, outcome = outcome.outcome, detail = ?outcome.detail, "buyer ping failed");
+        }
     }
     Collected { outcomes, bids, eligible, pinged, slowest_leg }
 }

@@ -8,6 +8,7 @@ mod gates;
 mod helpers;
 mod lifecycle;
 mod limits;
+mod logs;
 mod ping;
 mod portal;
 mod post;
