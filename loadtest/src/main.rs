@@ -179,7 +179,10 @@ fn print_config(scenario: &Scenario, listen: SocketAddr) -> ExitCode {
 
 /// `gavel serve`, from this binary: the same library code, so a fresh checkout needs no second build.
 fn serve_engine(config: &Path, listen: Option<SocketAddr>) -> ExitCode {
-    gavel::logging::init();
+    // The filter from GAVEL_LOG / RUST_LOG, as `gavel serve` without `--log`.
+    if let Err(error) = gavel::logging::init(None, gavel::logging::LogFormat::Text) {
+        return fail(&error);
+    }
     let loaded = match gavel::config::load_file(config) {
         Ok(loaded) => loaded,
         Err(problems) => return fail(&format!("{} is not valid: {problems}", config.display())),
