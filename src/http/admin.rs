@@ -200,10 +200,7 @@ pub fn returns(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError>
     };
     let returns: Vec<Value> = engine.ledger.read(|books| {
         books
-            .return_order
-            .iter()
-            .rev()
-            .map(|id| &books.returns[id])
+            .returns_newest_first()
             .filter(|filed| status.is_none_or(|status| filed.status == status))
             .map(admin_return_object)
             .collect()

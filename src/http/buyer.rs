@@ -153,14 +153,7 @@ pub async fn file_return(engine: &Engine, request: Request<Incoming>, buyer: &Bu
 /// `GET /v1/buyer/returns`: its returns, newest first.
 pub fn returns(engine: &Engine, buyer: &Buyer) -> HttpResponse {
     let returns: Vec<Value> = engine.ledger.read(|books| {
-        books
-            .return_order
-            .iter()
-            .rev()
-            .map(|id| &books.returns[id])
-            .filter(|filed| filed.buyer == buyer.id)
-            .map(return_object)
-            .collect()
+        books.returns_newest_first().filter(|filed| filed.buyer == buyer.id).map(return_object).collect()
     });
     json_response(StatusCode::OK, &json!({ "returns": returns }))
 }

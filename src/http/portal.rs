@@ -43,10 +43,7 @@ pub fn seller_returns(engine: &Engine, seller: &Seller, query: &Query) -> Result
     let since = query.time("since")?;
     let returns: Vec<Value> = engine.ledger.read(|books| {
         books
-            .return_order
-            .iter()
-            .rev()
-            .map(|id| &books.returns[id])
+            .returns_newest_first()
             .take_while(|filed| since.is_none_or(|since| filed.created_at >= since))
             .filter_map(|filed| {
                 let sale = &books.leads[&filed.lead_id].sale;

@@ -216,6 +216,11 @@ impl Books {
     pub fn lead(&self, lead_id: &str) -> Option<&SoldLead> {
         self.leads.get(lead_id)
     }
+
+    /// Every return, newest filed first.
+    pub fn returns_newest_first(&self) -> impl Iterator<Item = &Return> {
+        self.return_order.iter().rev().map(|id| &self.returns[id])
+    }
 }
 
 /// The postings of a sale at price P with payout S: buyer −P, seller +S, platform +(P − S).

@@ -357,10 +357,7 @@ fn recent_returns(books: &Books, buyer: &str, since: DateTime<Utc>) -> RecentRet
         .map(|ids| ids.iter().rev().take_while(|id| books.leads[*id].sale.at >= since).count())
         .unwrap_or(0);
     let counted = books
-        .return_order
-        .iter()
-        .rev()
-        .map(|id| &books.returns[id])
+        .returns_newest_first()
         .take_while(|filed| filed.created_at >= since)
         .filter(|filed| filed.buyer == buyer && filed.status != ReturnStatus::Rejected)
         .count();

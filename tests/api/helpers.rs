@@ -133,6 +133,17 @@ max_bid = "100.00"
     app
 }
 
+/// Waits up to 10 s for a server (the real binary, started by a test) to answer `GET /healthz`.
+pub async fn wait_for_health(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server at {base} did not come up");
+}
+
 /// A lead whose ping fields are all present, without PII.
 pub fn ping_lead() -> Value {
     json!({"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true})

@@ -7,6 +7,8 @@ use std::time::Duration;
 use gavel::sim::{Latency, SimBuyer, SimBuyerSpec};
 use serde_json::{json, Value};
 
+use crate::helpers::wait_for_health;
+
 const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
 
 /// The `env:` secrets config/example.toml names.
@@ -73,15 +75,7 @@ async fn sigterm_finishes_the_auction_in_flight_then_exits_zero() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "server did not come up");
+    wait_for_health(&http, &base).await;
 
     let ping = tokio::spawn({
         let http = http.clone();

@@ -8,6 +8,8 @@ use gavel::sim::{RawReply, SimBuyer, SimBuyerSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::helpers::wait_for_health;
+
 const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
 
 /// The run's PII and secrets, none of which may be logged.
@@ -64,15 +66,7 @@ async fn a_full_run_logs_structured_lines_with_ping_ids_and_no_pii_or_secrets() 
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "gavel came up");
+    wait_for_health(&http, &base).await;
 
     let send = |path: &str, key: &str, body: Value| {
         let request = http.post(format!("{base}{path}")).bearer_auth(key).json(&body);
