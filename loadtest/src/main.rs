@@ -68,7 +68,7 @@ struct RunArgs {
     /// A running engine on loopback (started on `gavel-loadtest config` output) instead of a child process.
     #[arg(long)]
     target: Option<SocketAddr>,
-    /// The engine binary to start (default: `gavel` next to this executable, else this executable).
+    /// The engine binary to start (default: this executable, whose `serve-engine` runs the same library code).
     #[arg(long)]
     engine_bin: Option<PathBuf>,
     /// Worker threads of the engine (and of the echo server, for a fair comparison); default: one per core.
