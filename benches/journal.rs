@@ -1,5 +1,7 @@
 //! Journal throughput with 200-byte records (about one sale): group commit from many producers against one
 //! fsync per record and against fsync off, all in the same run (PERF.md: ratios to a same-run baseline).
+//! Each durable case runs twice side by side: segments preallocated with zeroes (the default) and grown by
+//! every batch (`preallocate_bytes: 0`), so that what preallocation buys is read from one run.
 //!
 //! `cargo bench --bench journal -- --warm-up-time 1 --measurement-time 5`; criterion reports records/s as
 //! `elem/s`. The journal lives under `$GAVEL_BENCH_DIR`, else the system temp directory: on tmpfs an fsync
@@ -14,12 +16,21 @@ use tokio::time::Instant;
 
 const RECORD_BYTES: usize = 200;
 
-/// (name, producers, fsync). Fsync off runs last so its dirty pages do not slow the durable runs' fsyncs.
-const CASES: [(&str, u64, bool); 4] = [
-    ("group commit, 64 producers", 64, true),
-    ("group commit, 256 producers", 256, true),
-    ("fsync per record, 1 producer", 1, true),
-    ("fsync off, 64 producers", 64, false),
+/// The default preallocation step; 0 grows the file with each batch.
+const PREALLOCATED: u64 = 1 << 20;
+const GROWN: u64 = 0;
+
+/// (name, producers, fsync, preallocate_bytes), each grown case right before its preallocated twin so that
+/// drift in the machine's load hits both alike. Fsync off runs last so its dirty pages do not slow the
+/// durable runs' fsyncs.
+const CASES: [(&str, u64, bool, u64); 7] = [
+    ("group commit, 64 producers, grown per batch", 64, true, GROWN),
+    ("group commit, 64 producers", 64, true, PREALLOCATED),
+    ("group commit, 256 producers, grown per batch", 256, true, GROWN),
+    ("group commit, 256 producers", 256, true, PREALLOCATED),
+    ("fsync per record, 1 producer, grown per batch", 1, true, GROWN),
+    ("fsync per record, 1 producer", 1, true, PREALLOCATED),
+    ("fsync off, 64 producers", 64, false, PREALLOCATED),
 ];
 
 fn journal_throughput(c: &mut Criterion) {
@@ -30,9 +41,9 @@ fn journal_throughput(c: &mut Criterion) {
     // Few, long samples: each must hold thousands of records for 64 producers to be busy at once.
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
-    for (name, producers, fsync) in CASES {
+    for (name, producers, fsync, preallocate_bytes) in CASES {
         let dir = tempfile::Builder::new().prefix("gavel-journal-bench").tempdir_in(&root).expect("bench directory");
-        let options = JournalOptions { fsync, ..JournalOptions::default() };
+        let options = JournalOptions { fsync, preallocate_bytes, ..JournalOptions::default() };
         let (journal, _) = Journal::open(dir.path(), options).expect("journal opens");
         group
             .bench_function(name, |b| b.iter_custom(|records| runtime.block_on(produce(&journal, producers, records))));

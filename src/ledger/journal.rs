@@ -31,6 +31,19 @@
 //! and cut off the file; damage anywhere else makes `open` fail with the file and byte offset. A lock file
 //! keeps a second journal (another process) out of the directory.
 //!
+//! ## Preallocation
+//! The writer keeps the open segment extended with written zeroes ahead of its records
+//! ([`JournalOptions::preallocate_bytes`] at a time), so a batch's `fdatasync` writes data blocks only: a
+//! batch that grew the file would also make it write the inode with the new size, a second synchronous
+//! device write per batch (BENCHMARKS.md, `## Journal`). Zeroes after the last record are therefore the
+//! normal end of a segment, read without a warning; a segment is full when its *records* reach
+//! `segment_bytes`. The price: a growing file's new size reached the disk after its data, so a power cut in
+//! the middle of a batch's `fdatasync` could not show a later block of that batch without an earlier one.
+//! Over preallocated zeroes it can (the disk may persist the blocks of an unacknowledged batch in any order),
+//! and recovery then finds zeroes followed by valid records, which it refuses as damage rather than guess.
+//! A process crash cannot cause this (the page cache takes a `write` in order: at worst the batch is cut
+//! short, a torn tail), only losing power can.
+//!
 //! ## Layout
 //! - `journal/format.rs` — file names, the segment header and the record frame (the format is written
 //!   out there).
@@ -74,11 +87,15 @@ pub struct JournalOptions {
     pub fsync: bool,
     /// Sees every committed record's latency; `None` skips the clock reads.
     pub on_commit: Option<CommitObserver>,
+    /// Keeps the open segment extended with written zeroes up to the next multiple of this many bytes past
+    /// its records, so that a batch's `fdatasync` writes its data blocks only and not also the file's new
+    /// size. 0 grows the file with every batch instead (slower). Files written either way read the same.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        JournalOptions { segment_bytes: 64 << 20, fsync: true, on_commit: None }
+        JournalOptions { segment_bytes: 64 << 20, fsync: true, on_commit: None, preallocate_bytes: 1 << 20 }
     }
 }
 
@@ -88,6 +105,7 @@ impl fmt::Debug for JournalOptions {
             .field("segment_bytes", &self.segment_bytes)
             .field("fsync", &self.fsync)
             .field("on_commit", &self.on_commit.is_some())
+            .field("preallocate_bytes", &self.preallocate_bytes)
             .finish()
     }
 }
@@ -158,6 +176,8 @@ pub struct JournalStats {
     pub bytes: u64,
     /// `fdatasync` calls on segments.
     pub syncs: u64,
+    /// Zeroes written ahead of the records to preallocate segments (not in `bytes`).
+    pub preallocated: u64,
 }
 
 #[derive(Default)]
@@ -166,6 +186,7 @@ struct Counters {
     records: AtomicU64,
     bytes: AtomicU64,
     syncs: AtomicU64,
+    preallocated: AtomicU64,
     #[cfg(test)]
     fail_writes: std::sync::atomic::AtomicBool,
 }
@@ -202,8 +223,7 @@ impl Journal {
         let (replay, tail) = reader::recover(dir, options.fsync)?;
         let counters = Arc::new(Counters::default());
         let timed = options.on_commit.is_some();
-        let writer =
-            Writer::new(dir, tail, options.segment_bytes, options.fsync, options.on_commit, Arc::clone(&counters))?;
+        let writer = Writer::new(dir, tail, &options, Arc::clone(&counters))?;
         let (requests, receiver) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("gavel-journal".into())
@@ -241,6 +261,7 @@ impl Journal {
             records: c.records.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
+            preallocated: c.preallocated.load(Ordering::Relaxed),
         }
     }
 

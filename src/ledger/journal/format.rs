@@ -33,8 +33,8 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    // Zero is deliberately no kind: a zero-filled tail (blocks the file system allocated but never wrote)
-    // must not read as records.
+    // Zero is deliberately no kind: a zero-filled tail (zeroes the writer preallocates, or blocks the file
+    // system allocated but never wrote) must not read as records.
     fn from_byte(byte: u8) -> Option<Kind> {
         match byte {
             1 => Some(Kind::Record),

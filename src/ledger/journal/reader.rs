@@ -1,4 +1,9 @@
 //! Recovery on open: reads every segment, checks it, repairs a torn tail and says what to replay.
+//!
+//! A segment ends at its last valid record. What follows may be zeroes (preallocated by the writer, or
+//! never written), which is a clean end; anything else after the last valid record of the last segment is a
+//! torn write, dropped with a warning; anything invalid with a valid record after it, or in an earlier
+//! segment, is damage and stops the open.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -16,7 +21,7 @@ pub(super) struct Tail {
     /// Segments still needed by replay, oldest first, as (first sequence number, path); the last is the one
     /// appended to.
     pub segments: Vec<(u64, PathBuf)>,
-    /// Bytes in the last segment after any repair.
+    /// Bytes of the last segment's header and records after any repair; preallocated zeroes may follow.
     pub len: u64,
     /// Records (snapshots included) in the last segment.
     pub records: u64,
@@ -140,7 +145,7 @@ struct Segment {
     /// Payload ranges of its valid records, in order.
     records: Vec<std::ops::Range<usize>>,
     starts_with_snapshot: bool,
-    /// Bytes up to the end of the last valid record.
+    /// Bytes up to the end of the last valid record; only zeroes (or a torn record) follow.
     valid_len: u64,
     /// Set when a torn tail was found: the length to truncate the file to.
     torn_at: Option<u64>,
@@ -185,6 +190,12 @@ fn read_segment(
                 segment.valid_len = end as u64;
             }
             Frame::Incomplete { reason } | Frame::Invalid { reason } => {
+                if bytes[at..].iter().all(|&b| b == 0) {
+                    // The zeroes a writer keeps ahead of its records (or blocks a file system allocated but
+                    // never wrote): the clean end of the segment, in any segment. The writer carries on
+                    // over them, so there is nothing to repair.
+                    break;
+                }
                 if !is_last || format::valid_record_from(bytes, at + 1) {
                     return Err(corrupt(path, at, reason));
                 }

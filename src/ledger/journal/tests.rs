@@ -5,9 +5,14 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::format::{FRAME_LEN, HEADER_LEN};
+use super::format::{Frame, FRAME_LEN, HEADER_LEN};
 use super::writer::Request;
 use super::*;
+
+mod preallocated;
+
+/// Both ways a segment can end: grown batch by batch (`0`), or followed by preallocated zeroes.
+const PREALLOCATE: [u64; 2] = [0, 4096];
 
 fn open(dir: &Path) -> (Journal, Replay) {
     open_with(dir, JournalOptions::default())
@@ -18,7 +23,11 @@ fn open_with(dir: &Path, options: JournalOptions) -> (Journal, Replay) {
 }
 
 fn open_error(dir: &Path) -> String {
-    match Journal::open(dir, JournalOptions::default()) {
+    open_error_with(dir, JournalOptions::default())
+}
+
+fn open_error_with(dir: &Path, options: JournalOptions) -> String {
+    match Journal::open(dir, options) {
         Ok(_) => panic!("open should fail"),
         Err(error) => error.to_string(),
     }
@@ -47,6 +56,33 @@ fn only_segment(dir: &Path) -> PathBuf {
     let files = segments(dir);
     assert_eq!(files.len(), 1, "{files:?}");
     files.into_iter().next().unwrap()
+}
+
+/// A segment's header and records, and the count of preallocated zeroes after them.
+fn split_segment(path: &Path) -> (Vec<u8>, usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let mut end = HEADER_LEN;
+    while let Frame::Valid { end: next, .. } = format::read_frame(&bytes, end) {
+        end = next;
+    }
+    let zeroes = bytes.split_off(end);
+    assert!(zeroes.iter().all(|&b| b == 0), "{}: only zeroes follow the records", path.display());
+    (bytes, zeroes.len())
+}
+
+/// Writes `records` and then `zeroes` zero bytes over the segment at `path`.
+fn write_segment(path: &Path, records: &[u8], zeroes: usize) {
+    let mut bytes = records.to_vec();
+    bytes.resize(records.len() + zeroes, 0);
+    fs::write(path, bytes).unwrap();
+}
+
+/// What a crash in the middle of writing the last `cut` bytes of the records leaves: a grown file ends
+/// early, a preallocated one keeps zeroes where those bytes were never written.
+fn tear(path: &Path, cut: usize) {
+    let (records, zeroes) = split_segment(path);
+    let kept = records.len() - cut;
+    write_segment(path, &records[..kept], if zeroes == 0 { 0 } else { zeroes + cut });
 }
 
 async fn append_all(journal: &Journal, range: std::ops::Range<usize>) {
@@ -137,6 +173,9 @@ async fn a_queued_batch_is_written_with_one_fsync() {
     let stats = journal.stats();
     assert_eq!((stats.batches, stats.records, stats.syncs), (1, 100, 1));
     assert_eq!(stats.bytes, payloads(0..100).iter().map(|p| (FRAME_LEN + p.len()) as u64).sum::<u64>());
+    // The zeroes that preallocate the segment went out with the batch, under the same fdatasync.
+    let preallocated = HEADER_LEN as u64 + stats.bytes + stats.preallocated;
+    assert_eq!(preallocated, JournalOptions::default().preallocate_bytes);
 }
 
 #[tokio::test]
@@ -155,58 +194,66 @@ async fn the_observer_sees_every_committed_record() {
 
 #[tokio::test]
 async fn a_torn_final_record_is_dropped_with_a_warning_at_every_cut_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open(dir.path());
-    append_all(&journal, 0..3).await;
-    journal.close().await.unwrap();
-    let path = only_segment(dir.path());
-    let full = fs::read(&path).unwrap();
-    let last_len = FRAME_LEN + payload(2).len();
-
-    for cut in 1..last_len {
-        fs::write(&path, &full[..full.len() - cut]).unwrap();
-        let (journal, replay) = open(dir.path());
-        assert_eq!(replay.records, payloads(0..2), "cut {cut}");
-        assert_eq!(replay.warnings.len(), 1, "cut {cut}: {:?}", replay.warnings);
-        assert!(replay.warnings[0].contains("torn final record"), "{}", replay.warnings[0]);
-        assert_eq!(fs::metadata(&path).unwrap().len(), (full.len() - last_len) as u64, "truncated before appends");
-
-        journal.append(b"after the tear".to_vec()).await.unwrap();
+    for preallocate_bytes in PREALLOCATE {
+        let options = JournalOptions { preallocate_bytes, ..Default::default() };
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open_with(dir.path(), options.clone());
+        append_all(&journal, 0..3).await;
         journal.close().await.unwrap();
-        let (journal, replay) = open(dir.path());
-        let mut expected = payloads(0..2);
-        expected.push(b"after the tear".to_vec());
-        assert_eq!(replay.records, expected, "cut {cut}");
-        assert!(replay.warnings.is_empty());
-        journal.close().await.unwrap();
+        let path = only_segment(dir.path());
+        let (full, zeroes) = split_segment(&path);
+        assert_eq!(zeroes > 0, preallocate_bytes > 0);
+        let last_len = FRAME_LEN + payload(2).len();
+
+        for cut in 1..last_len {
+            write_segment(&path, &full, zeroes);
+            tear(&path, cut);
+            let (journal, replay) = open_with(dir.path(), options.clone());
+            assert_eq!(replay.records, payloads(0..2), "cut {cut}");
+            assert_eq!(replay.warnings.len(), 1, "cut {cut}: {:?}", replay.warnings);
+            assert!(replay.warnings[0].contains("torn final record"), "{}", replay.warnings[0]);
+            let truncated = (full.len() - last_len) as u64;
+            assert_eq!(fs::metadata(&path).unwrap().len(), truncated, "truncated before appends");
+
+            journal.append(b"after the tear".to_vec()).await.unwrap();
+            journal.close().await.unwrap();
+            let (journal, replay) = open_with(dir.path(), options.clone());
+            let mut expected = payloads(0..2);
+            expected.push(b"after the tear".to_vec());
+            assert_eq!(replay.records, expected, "cut {cut}");
+            assert!(replay.warnings.is_empty());
+            journal.close().await.unwrap();
+        }
     }
 }
 
 #[tokio::test]
-async fn a_bad_checksum_or_zeroes_at_the_very_end_count_as_a_torn_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open(dir.path());
-    append_all(&journal, 0..3).await;
-    journal.close().await.unwrap();
-    let path = only_segment(dir.path());
-    let full = fs::read(&path).unwrap();
+async fn a_bad_checksum_at_the_very_end_is_a_torn_tail_but_zeroes_are_a_clean_end() {
+    for preallocate_bytes in PREALLOCATE {
+        let options = JournalOptions { preallocate_bytes, ..Default::default() };
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open_with(dir.path(), options.clone());
+        append_all(&journal, 0..3).await;
+        journal.close().await.unwrap();
+        let path = only_segment(dir.path());
+        let (full, zeroes) = split_segment(&path);
 
-    let mut flipped = full.clone();
-    *flipped.last_mut().unwrap() ^= 0x01;
-    fs::write(&path, &flipped).unwrap();
-    let (journal, replay) = open(dir.path());
-    assert_eq!(replay.records, payloads(0..2));
-    assert!(replay.warnings[0].contains("checksum"), "{}", replay.warnings[0]);
-    journal.close().await.unwrap();
+        let mut flipped = full.clone();
+        *flipped.last_mut().unwrap() ^= 0x01;
+        write_segment(&path, &flipped, zeroes);
+        let (journal, replay) = open_with(dir.path(), options.clone());
+        assert_eq!(replay.records, payloads(0..2));
+        assert!(replay.warnings[0].contains("checksum"), "{}", replay.warnings[0]);
+        journal.close().await.unwrap();
 
-    // Blocks a file system allocated but never wrote before the crash.
-    let mut zero_filled = full.clone();
-    zero_filled.extend_from_slice(&[0; 4096]);
-    fs::write(&path, &zero_filled).unwrap();
-    let (_journal, replay) = open(dir.path());
-    assert_eq!(replay.records, payloads(0..3));
-    assert_eq!(replay.warnings.len(), 1);
-    assert_eq!(fs::metadata(&path).unwrap().len(), full.len() as u64);
+        // Preallocated by a writer, or blocks a file system allocated but never wrote before a crash.
+        write_segment(&path, &full, zeroes + 4096);
+        let (journal, replay) = open_with(dir.path(), options.clone());
+        assert_eq!(replay.records, payloads(0..3));
+        assert!(replay.warnings.is_empty(), "{:?}", replay.warnings);
+        assert_eq!(fs::metadata(&path).unwrap().len(), (full.len() + zeroes + 4096) as u64, "nothing to repair");
+        journal.close().await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -233,23 +280,27 @@ async fn damage_before_the_final_record_stops_open_with_the_file_and_offset() {
 
 #[tokio::test]
 async fn damage_at_the_end_of_an_earlier_segment_stops_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open_with(dir.path(), JournalOptions { segment_bytes: 64, ..Default::default() });
-    append_all(&journal, 0..12).await;
-    journal.close().await.unwrap();
-    let files = segments(dir.path());
-    assert!(files.len() >= 3, "{files:?}");
-    let first = fs::read(&files[0]).unwrap();
+    for preallocate_bytes in PREALLOCATE {
+        let options = JournalOptions { segment_bytes: 64, preallocate_bytes, ..Default::default() };
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open_with(dir.path(), options.clone());
+        append_all(&journal, 0..12).await;
+        journal.close().await.unwrap();
+        let files = segments(dir.path());
+        assert!(files.len() >= 3, "{files:?}");
+        let (first, zeroes) = split_segment(&files[0]);
+        let last_record = first.len() - (FRAME_LEN + payload(0).len());
 
-    fs::write(&files[0], &first[..first.len() - 1]).unwrap();
-    let message = open_error(dir.path());
-    assert!(message.contains(&files[0].display().to_string()), "{message}");
-    assert!(message.contains("cut short"), "{message}");
+        tear(&files[0], 1);
+        let message = open_error_with(dir.path(), options.clone());
+        assert!(message.contains(&files[0].display().to_string()), "{message}");
+        assert!(message.contains(&format!("at byte {last_record}")), "{message}");
 
-    let mut flipped = first.clone();
-    *flipped.last_mut().unwrap() ^= 0x01;
-    fs::write(&files[0], &flipped).unwrap();
-    assert!(open_error(dir.path()).contains("checksum"));
+        let mut flipped = first.clone();
+        *flipped.last_mut().unwrap() ^= 0x01;
+        write_segment(&files[0], &flipped, zeroes);
+        assert!(open_error_with(dir.path(), options).contains("checksum"));
+    }
 }
 
 #[tokio::test]
@@ -282,12 +333,13 @@ async fn segments_rotate_by_size_and_replay_across_them() {
     for (i, file) in files.iter().enumerate() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(name, format::segment_name(next_seq));
-        let len = fs::metadata(file).unwrap().len();
-        let records = (len - HEADER_LEN as u64) / (FRAME_LEN + payload(0).len()) as u64;
+        // The records fill a segment; the zeroes preallocated after them do not count.
+        let len = split_segment(file).0.len();
+        let records = (len - HEADER_LEN) / (FRAME_LEN + payload(0).len());
         if i + 1 < files.len() {
-            assert!(len >= 100 && len < 100 + (FRAME_LEN + payload(0).len()) as u64, "{name}: {len} bytes");
+            assert!((100..100 + FRAME_LEN + payload(0).len()).contains(&len), "{name}: {len} bytes of records");
         }
-        next_seq += records;
+        next_seq += records as u64;
     }
     assert_eq!(next_seq, 31);
     let (_journal, replay) = open_with(dir.path(), options);
@@ -368,9 +420,7 @@ async fn a_torn_snapshot_falls_back_to_the_records_before_it() {
     journal.snapshot(b"a snapshot cut short by a crash".to_vec()).await.unwrap();
     journal.close().await.unwrap();
     // The crash: the snapshot segment is torn and the old segment was never deleted.
-    let snapshot_segment = only_segment(dir.path());
-    let torn = fs::read(&snapshot_segment).unwrap();
-    fs::write(&snapshot_segment, &torn[..torn.len() - 3]).unwrap();
+    tear(&only_segment(dir.path()), 3);
     fs::write(&old, &old_bytes).unwrap();
 
     let (journal, replay) = open(dir.path());
@@ -392,7 +442,7 @@ async fn a_torn_segment_header_is_rewritten() {
     journal.close().await.unwrap();
     let files = segments(dir.path());
     let last = files.last().unwrap();
-    let last_bytes = fs::read(last).unwrap();
+    let (last_bytes, _) = split_segment(last);
     let records_in_last = (last_bytes.len() - HEADER_LEN) / (FRAME_LEN + payload(0).len());
     fs::write(last, &last_bytes[..HEADER_LEN - 5]).unwrap();
 
@@ -415,7 +465,7 @@ async fn a_zeroed_last_segment_is_a_torn_header_but_a_foreign_one_is_refused() {
     let files = segments(dir.path());
     let last = files.last().unwrap();
     let last_len = fs::metadata(last).unwrap().len() as usize;
-    let records_in_last = (last_len - HEADER_LEN) / (FRAME_LEN + payload(0).len());
+    let records_in_last = (split_segment(last).0.len() - HEADER_LEN) / (FRAME_LEN + payload(0).len());
 
     fs::write(last, b"NOTOURS!-and-some-more-bytes").unwrap();
     assert!(open_error(dir.path()).contains("bad magic"));

@@ -5,8 +5,8 @@
 //! batch. The thread sleeps in `recv` when there is nothing to write.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::mem;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -17,11 +17,14 @@ use tokio::time::Instant;
 
 use super::format::{self, Kind, FRAME_LEN};
 use super::reader::Tail;
-use super::{io_error, sync_dir, CommitObserver, Counters, JournalError};
+use super::{io_error, sync_dir, CommitObserver, Counters, JournalError, JournalOptions};
 
 /// Stops draining the channel once a batch holds this much, so one batch's latency stays bounded when
 /// producers outpace the disk.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// What segments are preallocated with, a piece at a time (a static buffer, so a large step allocates nothing).
+static ZEROES: [u8; 64 << 10] = [0; 64 << 10];
 
 /// The answer a waiter gets.
 pub(super) type Done = oneshot::Sender<Result<(), JournalError>>;
@@ -46,14 +49,18 @@ pub(super) enum Request {
 pub(super) struct Writer {
     dir: PathBuf,
     segment_bytes: u64,
+    /// Zeroes to keep written ahead of the records, in steps of this many bytes; 0 grows the file instead.
+    preallocate_bytes: u64,
     fsync: bool,
     observer: Option<CommitObserver>,
     counters: Arc<Counters>,
     file: File,
     /// Live segments, oldest first; the last is `file`.
     segments: Vec<(u64, PathBuf)>,
-    /// Bytes of the open segment already written.
+    /// Bytes of the open segment's header and records already written: where the next batch goes.
     segment_len: u64,
+    /// Size of the open segment's file: `segment_len` plus the preallocated zeroes after it.
+    file_len: u64,
     /// Records in the open segment, written or in `buf`.
     segment_records: u64,
     /// Sequence number of the next record.
@@ -75,23 +82,25 @@ impl Writer {
     pub(super) fn new(
         dir: &Path,
         tail: Tail,
-        segment_bytes: u64,
-        fsync: bool,
-        observer: Option<CommitObserver>,
+        options: &JournalOptions,
         counters: Arc<Counters>,
     ) -> Result<Writer, JournalError> {
         let (first_seq, path) = tail.segments.last().cloned().expect("recovery leaves at least one segment");
-        let file = OpenOptions::new().append(true).open(&path).map_err(io_error(&path, "open the last segment"))?;
+        // Positioned writes, not `append`: the file may already extend past the records (preallocated).
+        let file = OpenOptions::new().write(true).open(&path).map_err(io_error(&path, "open the last segment"))?;
+        let file_len = file.metadata().map_err(io_error(&path, "read the size of the last segment"))?.len();
         Ok(Writer {
             _lock: tail.lock,
             dir: dir.to_path_buf(),
-            segment_bytes,
-            fsync,
-            observer,
+            segment_bytes: options.segment_bytes,
+            preallocate_bytes: options.preallocate_bytes,
+            fsync: options.fsync,
+            observer: options.on_commit.clone(),
             counters,
             file,
             segments: tail.segments,
             segment_len: tail.len,
+            file_len: file_len.max(tail.len),
             segment_records: tail.records,
             next_seq: first_seq + tail.records,
             snapshot_seq: tail.snapshot_seq,
@@ -167,6 +176,7 @@ impl Writer {
         let mut snapshot_taken = false;
         for request in batch {
             let Request::Write { kind, payload, .. } = request else { continue };
+            // The records' bytes, not the file's size: preallocated zeroes do not fill a segment.
             let pending = self.segment_len + self.buf.len() as u64;
             let rotate = *kind == Kind::Snapshot || pending >= self.segment_bytes;
             if rotate && self.segment_records > 0 {
@@ -194,23 +204,27 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes `buf` to the open segment and syncs it.
+    /// Writes `buf` to the open segment after its records and syncs it: one `write` of the whole batch,
+    /// plus one of zeroes when the batch reached past the preallocated end, then one `fdatasync`.
     fn flush(&mut self) -> Result<(), JournalError> {
-        let path = &self.segments.last().expect("at least one segment").1;
         #[cfg(test)]
         if self.counters.fail_writes.load(Ordering::Relaxed) {
-            return Err(io_error(path, "write records")(std::io::Error::other("injected failure")));
+            return Err(io_error(self.path(), "write records")(std::io::Error::other("injected failure")));
         }
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buf).map_err(io_error(path, "write records"))?;
+        self.file.write_all_at(&self.buf, self.segment_len).map_err(io_error(self.path(), "write records"))?;
         let written = self.buf.len() as u64;
         self.segment_len += written;
         self.counters.bytes.fetch_add(written, Ordering::Relaxed);
         self.buf.clear();
+        if self.segment_len > self.file_len {
+            self.file_len = self.segment_len;
+            self.preallocate()?;
+        }
         if self.fsync {
-            self.file.sync_data().map_err(io_error(path, "fsync records"))?;
+            self.file.sync_data().map_err(io_error(self.path(), "fsync records"))?;
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
             if mem::take(&mut self.dir_dirty) {
                 sync_dir(&self.dir)?;
@@ -219,20 +233,46 @@ impl Writer {
         Ok(())
     }
 
+    /// Extends the open segment with zeroes up to the next multiple of `preallocate_bytes` past its records.
+    ///
+    /// Why: a batch that grows the file makes its `fdatasync` write the inode (the new size) as well as the
+    /// data, a second synchronous device write; over blocks already written and synced, it writes the data
+    /// only. Real zeroes rather than `fallocate`: an unwritten extent still needs its metadata changed on
+    /// the first write into it. The zeroes are synced with the batch that reached past the old end, so the
+    /// size changes once per step rather than once per batch. The reader takes zeroes after the last
+    /// record for the clean end of a segment (zero is no record kind).
+    fn preallocate(&mut self) -> Result<(), JournalError> {
+        if self.preallocate_bytes == 0 {
+            return Ok(());
+        }
+        let step = self.preallocate_bytes;
+        let end = (self.segment_len / step).saturating_add(1).saturating_mul(step);
+        while self.file_len < end {
+            let piece = &ZEROES[..ZEROES.len().min(usize::try_from(end - self.file_len).unwrap_or(usize::MAX))];
+            self.file.write_all_at(piece, self.file_len).map_err(io_error(self.path(), "preallocate a segment"))?;
+            self.file_len += piece.len() as u64;
+            self.counters.preallocated.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Opens a new segment named after the next record; its header goes out with the next flush.
     fn start_segment(&mut self) -> Result<(), JournalError> {
         let path = self.dir.join(format::segment_name(self.next_seq));
-        self.file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io_error(&path, "create a segment"))?;
+        self.file =
+            OpenOptions::new().write(true).create_new(true).open(&path).map_err(io_error(&path, "create a segment"))?;
         self.segments.push((self.next_seq, path));
         self.segment_len = 0;
+        self.file_len = 0;
         self.segment_records = 0;
         self.dir_dirty = true;
         format::encode_header(self.next_seq, &mut self.buf);
         Ok(())
+    }
+
+    /// The open segment's path, for errors.
+    fn path(&self) -> &Path {
+        &self.segments.last().expect("at least one segment").1
     }
 
     /// Deletes the segments before the newest snapshot, which is durable by now. A failure here loses
@@ -263,8 +303,7 @@ impl Writer {
         if let Some(cause) = &self.failed {
             return Err(JournalError::Failed(Arc::clone(cause)));
         }
-        let path = &self.segments.last().expect("at least one segment").1;
-        self.file.sync_all().map_err(io_error(path, "sync on close"))?;
+        self.file.sync_all().map_err(io_error(self.path(), "sync on close"))?;
         if mem::take(&mut self.dir_dirty) {
             sync_dir(&self.dir)?;
         }
