@@ -222,6 +222,9 @@ mod tests {
             (ok(200, r#"{"bid": "500.01"}"#), error("bid_above_max")),
             (ok(200, r#"{"bid": 1e10}"#), error("bid_above_max")),
             (ok(200, r#"{"bid": "9999999999999"}"#), error("bid_above_max")),
+            // Were read as 40000.00 (found by the buyer_answer fuzz target) and as 100.00 (rounded up).
+            (ok(200, r#"{"bid": "4__e4"}"#), error("invalid_bid")),
+            (ok(200, r#"{"bid": 9.9999999999999999999999999999999e1}"#), bid(9999, None)),
             // bid_id.
             (ok(200, r#"{"bid": "7", "bid_id": "b-1"}"#), bid(700, Some("b-1"))),
             (ok(200, r#"{"bid": "7", "bid_id": 123}"#), bid(700, Some("123"))),

@@ -58,7 +58,11 @@ impl Lead {
                 // A well-known key sent as null is treated as absent rather than as a malformed value.
                 continue;
             }
-            fields.insert(key.clone(), normalize(key, value, now)?);
+            let normalized = normalize(key, value, now)?;
+            // Normalizing can lengthen a value (lower-casing "İ" gives two characters), and the normalized
+            // lead must itself be a valid lead: it is what a post is compared with and what is re-read.
+            check_flat_value(key, &normalized)?;
+            fields.insert(key.clone(), normalized);
         }
         let lead = Lead { fields };
         lead.check_hashes_agree()?;
@@ -238,6 +242,11 @@ fn normalize(key: &str, value: &Value, now: DateTime<Utc>) -> Result<Value, Lead
 /// US ZIP: five digits, or ZIP+4 (`94107-1234` or `941071234`), kept as its five digits.
 pub fn normalize_postal_code(text: &str) -> Result<String, &'static str> {
     let text = text.trim();
+    // Byte lengths and offsets below are only character positions for ASCII text; slicing anything else at
+    // byte 5 could split a character (found by the `lead` fuzz target).
+    if !text.is_ascii() {
+        return Err("must be a US ZIP code: 5 digits or ZIP+4");
+    }
     let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let five = match text.len() {
         5 => text,
@@ -445,6 +454,25 @@ mod tests {
             assert_eq!(err.key.as_deref(), Some(key), "{key}={input}: {err}");
             assert!(err.message.contains(key), "message names the key: {err}");
         }
+    }
+
+    #[test]
+    fn a_postal_code_with_a_character_across_byte_five_is_refused_not_a_panic() {
+        // Nine and ten bytes long, as ZIP+4 is, with a multi-byte character where the five digits end.
+        for text in ["1234\u{e9}678", "123\u{addaf}45", "9410\u{20ac}12", "\u{e9}\u{e9}\u{e9}\u{e9}-"] {
+            let err = parse(json!({ "postal_code": text })).expect_err(text);
+            assert_eq!(err.key.as_deref(), Some("postal_code"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_normalizes_past_the_length_limit_is_refused() {
+        // 1023 characters as sent; lower-casing turns each "İ" into "i" and a combining dot.
+        let email = format!("{}@example.com", "\u{130}".repeat(1011));
+        let err = parse(json!({ "email": email })).expect_err("over the limit once normalized");
+        assert_eq!(err.key.as_deref(), Some("email"));
+        let lead = parse(json!({ "email": format!("{}@example.com", "\u{130}".repeat(500)) })).unwrap();
+        assert_eq!(Lead::parse(lead.fields(), now()), Ok(lead), "a normalized lead re-parses to itself");
     }
 
     #[test]

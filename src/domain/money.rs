@@ -28,6 +28,11 @@ pub enum MoneyError {
 
 /// Largest amount accepted from outside: twelve digits before the point.
 const MAX_INTEGER_DIGITS: usize = 12;
+/// Most digits before the point of an amount read back from the journal. Amounts from outside have at most
+/// twelve; this leaves room for what arithmetic makes of them, while keeping every sum of up to billions of
+/// them exact: an amount near the decimal type's 28 digits made the ledger's sums round (found by the
+/// `ledger` fuzz target), so its accounts no longer summed to zero.
+const MAX_STORED_INTEGER_DIGITS: u32 = 15;
 /// Numbers written with an exponent must stay at or below this magnitude.
 const MAX_EXPONENT_VALUE: i64 = 1_000_000_000;
 
@@ -90,25 +95,7 @@ impl Money {
         if body.contains(['e', 'E']) {
             return parse_scientific(body);
         }
-        let (int_part, frac_part) = match body.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (body, ""),
-        };
-        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
-            return Err(MoneyError::NotANumber);
-        }
-        if int_part.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
-            return Err(MoneyError::TooLarge);
-        }
-        // Truncating the text to two decimals is the exact round-down, and keeps any number of input
-        // decimals from overflowing the decimal type.
-        let cents_text = format!(
-            "{}.{:0<2}",
-            if int_part.is_empty() { "0" } else { int_part },
-            &frac_part[..frac_part.len().min(2)]
-        );
-        Decimal::from_str(&cents_text).map(Money::from_decimal_floor).map_err(|_| MoneyError::NotANumber)
+        parse_plain(body)
     }
 
     /// Parses a JSON money value: a string or a number (kept as its text, never as a float).
@@ -121,15 +108,70 @@ impl Money {
     }
 }
 
-fn parse_scientific(body: &str) -> Result<Money, MoneyError> {
-    let value = Decimal::from_scientific(body).map_err(|_| MoneyError::NotANumber)?;
-    if value > Decimal::from(MAX_EXPONENT_VALUE) {
+/// Unsigned decimal text without an exponent (`"12.5"`, `".5"`, `"5."`), rounded down to the cent.
+fn parse_plain(body: &str) -> Result<Money, MoneyError> {
+    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
+        return Err(MoneyError::NotANumber);
+    }
+    if int_part.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
         return Err(MoneyError::TooLarge);
     }
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err(MoneyError::Negative);
+    // Truncating the text to two decimals is the exact round-down, and keeps any number of input
+    // decimals from overflowing the decimal type.
+    let cents_text =
+        format!("{}.{:0<2}", if int_part.is_empty() { "0" } else { int_part }, &frac_part[..frac_part.len().min(2)]);
+    Decimal::from_str(&cents_text).map(Money::from_decimal_floor).map_err(|_| MoneyError::NotANumber)
+}
+
+/// Unsigned text with an exponent (`"1.239E1"`), read by moving the decimal point in the text and then as
+/// plain text. `Decimal::from_scientific` is not used: it reads `_` between digits, so `"4__e4"` was a bid of
+/// 40000.00 (found by the `buyer_answer` fuzz target), and it rounds a mantissa of more than 28 digits to
+/// nearest, so 99.999… written with an exponent was 100.00.
+fn parse_scientific(body: &str) -> Result<Money, MoneyError> {
+    let (mantissa, exponent) = body.split_once(['e', 'E']).ok_or(MoneyError::NotANumber)?;
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    let shape_ok = !(int_part.is_empty() && frac_part.is_empty())
+        && all_digits(int_part)
+        && all_digits(frac_part)
+        && !exponent_digits.is_empty()
+        && all_digits(exponent_digits);
+    if !shape_ok {
+        return Err(MoneyError::NotANumber);
     }
-    Ok(Money::from_decimal_floor(value))
+    // The value is 0.<significant> × 10^point.
+    let digits = format!("{int_part}{frac_part}");
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return Ok(Money::ZERO);
+    }
+    // An exponent too long for an i64 is far beyond either bound below.
+    let exponent: i64 = exponent.parse().unwrap_or(if exponent.starts_with('-') { i64::MIN } else { i64::MAX });
+    let leading_zeros = (digits.len() - significant.len()) as i64;
+    let point = (int_part.len() as i64 - leading_zeros).saturating_add(exponent);
+    if point > 10 {
+        // At least 10^10, over the bound below.
+        return Err(MoneyError::TooLarge);
+    }
+    if point < -1 {
+        // Under a cent.
+        return Ok(Money::ZERO);
+    }
+    let plain = match usize::try_from(point) {
+        Ok(point) if point >= significant.len() => format!("{significant}{}", "0".repeat(point - significant.len())),
+        Ok(point) => format!("{}.{}", &significant[..point], &significant[point..]),
+        Err(_) => format!("0.0{significant}"),
+    };
+    let value = parse_plain(&plain)?;
+    if value.0 > Decimal::from(MAX_EXPONENT_VALUE) {
+        return Err(MoneyError::TooLarge);
+    }
+    Ok(value)
+}
+
+fn all_digits(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl fmt::Display for Money {
@@ -153,11 +195,18 @@ impl Serialize for Money {
 }
 
 /// Reads back what [`Serialize`] wrote (the journal's records): a signed decimal string with two decimals.
-/// Unlike [`Money::parse_text`] it accepts negative amounts, because ledger postings are signed.
+/// Unlike [`Money::parse_text`] it accepts negative amounts, because ledger postings are signed; like it, it
+/// bounds them (see [`MAX_STORED_INTEGER_DIGITS`]).
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Decimal::from_str(&text).map(Money::from_decimal_floor).map_err(serde::de::Error::custom)
+        let value = Decimal::from_str(&text).map_err(serde::de::Error::custom)?;
+        if value.abs() >= Decimal::from(10_i64.pow(MAX_STORED_INTEGER_DIGITS)) {
+            return Err(serde::de::Error::custom(format!(
+                "amount {text} has more than {MAX_STORED_INTEGER_DIGITS} digits before the decimal point"
+            )));
+        }
+        Ok(Money::from_decimal_floor(value))
     }
 }
 
@@ -243,9 +292,38 @@ mod tests {
             ("12,50", MoneyError::NotANumber),
             ("1e10", MoneyError::TooLarge),
             ("1234567890123", MoneyError::TooLarge),
+            // Separators and half-written exponents are no numbers (found by the buyer_answer fuzz target).
+            ("4__e4", MoneyError::NotANumber),
+            ("1_0e1", MoneyError::NotANumber),
+            ("1e1_0", MoneyError::NotANumber),
+            ("1e", MoneyError::NotANumber),
+            ("e5", MoneyError::NotANumber),
+            (".e5", MoneyError::NotANumber),
+            ("1e-+2", MoneyError::NotANumber),
+            ("1e99999999999999999999", MoneyError::TooLarge),
         ];
         for (input, expected) in cases {
             assert_eq!(text(input), Err(expected), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn exponents_move_the_point_exactly_however_long_the_mantissa() {
+        let cases = [
+            // 32 nines: a 28-digit decimal would round this up to 100.00.
+            ("0.99999999999999999999999999999999e2", "99.99"),
+            ("9.9999999999999999999999999999999E1", "99.99"),
+            ("1e+2", "100.00"),
+            ("1e-2", "0.01"),
+            ("0.0012e1", "0.01"),
+            ("00012e-1", "1.20"),
+            ("5e-3", "0.00"),
+            ("0e999", "0.00"),
+            ("1e-99999999999999999999", "0.00"),
+            ("1e9", "1000000000.00"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(text(input).as_deref(), Ok(expected), "input {input:?}");
         }
     }
 
@@ -274,6 +352,16 @@ mod tests {
             let price = Money::parse_text(price).unwrap();
             let margin = Decimal::from_str(margin).unwrap();
             assert_eq!(price.less_margin(margin).to_string(), payout, "{price} at {margin}%");
+        }
+    }
+
+    #[test]
+    fn stored_amounts_read_back_within_their_bound() {
+        let read = |text: &str| serde_json::from_str::<Money>(&format!("\"{text}\""));
+        assert_eq!(read("-12.50").unwrap(), Money::from_cents(-1250));
+        assert_eq!(read("999999999999999.99").unwrap().to_string(), "999999999999999.99");
+        for huge in ["1000000000000000.00", "-1000000000000000", "1770860613586546005142666807.1"] {
+            assert!(read(huge).unwrap_err().to_string().contains("more than 15 digits"), "{huge}");
         }
     }
 

@@ -28,17 +28,25 @@ pub async fn read_object(request: Request<Incoming>, server: &ServerConfig) -> R
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
-    let json_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(is_json_media_type);
-    let bytes = tokio::time::timeout(server.header_read_timeout, read_limited(request.into_body(), limit))
+    let (parts, body) = request.into_parts();
+    let bytes = tokio::time::timeout(server.header_read_timeout, read_limited(body, limit))
         .await
         .map_err(|_elapsed| ApiError::request_timeout(server.header_read_timeout))??;
+    // A header that is not text is no JSON media type.
+    let content_type = parts.headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or(""));
+    object_from_body(&bytes, content_type)
+}
+
+/// The JSON object of a body already read within its limit, given its `Content-Type` (`None`: no header).
+/// Pure, so the fuzz targets (`fuzz/`) drive exactly what a request goes through.
+pub fn object_from_body(bytes: &[u8], content_type: Option<&str>) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    if json_type != Some(true) {
+    if !content_type.is_some_and(is_json_media_type) {
         return Err(ApiError::unsupported_media_type());
     }
-    match serde_json::from_slice::<Value>(&bytes) {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(ApiError::invalid_json("the body must be a JSON object")),
         Err(error) => Err(ApiError::invalid_json(format!("the body is not valid JSON: {error}"))),

@@ -2,7 +2,7 @@
 //! engine and renders.
 
 mod admin;
-mod body;
+pub mod body;
 mod buyer;
 pub mod error;
 pub mod limits;

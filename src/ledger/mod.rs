@@ -111,6 +111,7 @@ impl Ledger {
             Some(bytes) => serde_json::from_slice(bytes).map_err(|e| inconsistent(0, format!("snapshot: {e}")))?,
             None => Books::default(),
         };
+        books.check().map_err(|e| inconsistent(0, format!("snapshot: {e}")))?;
         for (index, bytes) in replay.records.iter().enumerate() {
             let entry: Entry = serde_json::from_slice(bytes).map_err(|e| inconsistent(index + 1, e.to_string()))?;
             books.apply(entry).map_err(|e| inconsistent(index + 1, e.to_string()))?;

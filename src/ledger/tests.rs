@@ -354,3 +354,75 @@ async fn terms_are_recorded_once_per_buyer_and_revision() {
         assert_eq!((terms_of("l_2"), terms_of("l_5")), (Value::from("rev-1"), Value::from("rev-2")));
     });
 }
+
+/// Writes a journal of raw payloads (an optional snapshot first) and opens a ledger on it.
+fn open_written(snapshot: Option<Vec<u8>>, records: &[&str]) -> Result<(Ledger, Recovery), LedgerError> {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (journal, _) = Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        if let Some(snapshot) = snapshot {
+            journal.snapshot(snapshot).await.unwrap();
+        }
+        for record in records {
+            journal.append(record.as_bytes().to_vec()).await.unwrap();
+        }
+        journal.close().await.unwrap();
+    });
+    Ledger::open(dir.path(), JournalOptions::default())
+}
+
+fn replay_error(result: Result<(Ledger, Recovery), LedgerError>) -> (usize, String) {
+    match result {
+        Err(LedgerError::Replay { index, problem, .. }) => (index, problem),
+        Err(other) => panic!("not a replay error: {other}"),
+        Ok(_) => panic!("replayed"),
+    }
+}
+
+#[test]
+fn a_snapshot_whose_return_has_lost_its_lead_is_a_replay_error_not_a_panic() {
+    // Found while writing the ledger fuzz target: replaying a decision on such a return indexed the lead.
+    let mut books = Books::default();
+    let terms = Terms { terms_id: 0, buyer: "best".into(), config_revision: "rev-1".into(), terms: Value::Null };
+    books.apply(Entry::Terms { terms }).unwrap();
+    books.apply(Entry::Sale { transaction_id: "t_1".into(), sale: sale("l_1", "best", 1250, 1125, at(1)) }).unwrap();
+    let filed = Return {
+        return_id: "r_1".into(),
+        lead_id: "l_1".into(),
+        buyer: "best".into(),
+        reason: "disconnected".into(),
+        note: None,
+        status: ReturnStatus::PendingReview,
+        decision_reason: DecisionReason::AutoApproved,
+        created_at: at(2),
+        decided_at: None,
+        decision_note: None,
+        credit: Money::ZERO,
+        clawback: Money::ZERO,
+        transaction_id: None,
+    };
+    books.apply(Entry::Return { filed }).unwrap();
+    books.leads.clear();
+    let decision = r#"{"entry":"decision","decision":{"return_id":"r_1","approve":true,"note":null,
+        "at":"2026-11-03T12:00:00Z","transaction_id":"t_2"}}"#;
+    let (index, problem) = replay_error(open_written(Some(serde_json::to_vec(&books).unwrap()), &[decision]));
+    assert_eq!(index, 0);
+    assert!(problem.contains("snapshot") && problem.contains("l_1"), "{problem}");
+}
+
+#[test]
+fn an_amount_beyond_what_the_ledger_can_sum_exactly_is_a_replay_error() {
+    // Found by the ledger fuzz target: 28-digit amounts made the sums round, so the accounts no longer
+    // summed to zero.
+    let huge = r#"{"entry":"sale","transaction_id":"t_1","sale":{"lead_id":"l_1","ping_id":"p_1","campaign":"auto",
+        "seller":"acme","buyer":"best","source":null,"price":"1.00","payout":"-1770860613586546005142666807.1",
+        "at":"2026-11-01T12:00:00Z","lead":{},"terms_id":0}}"#;
+    let fine = r#"{"entry":"sale","transaction_id":"t_0","sale":{"lead_id":"l_0","ping_id":"p_0","campaign":"auto",
+        "seller":"acme","buyer":"best","source":null,"price":"12.50","payout":"11.25",
+        "at":"2026-11-01T12:00:00Z","lead":{},"terms_id":0}}"#;
+    let terms = r#"{"entry":"terms","terms":{"terms_id":0,"buyer":"best","config_revision":"rev-1","terms":null}}"#;
+    let (index, problem) = replay_error(open_written(None, &[terms, fine, huge]));
+    assert_eq!(index, 3);
+    assert!(problem.contains("more than 15 digits"), "{problem}");
+}
