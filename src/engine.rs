@@ -235,12 +235,19 @@ impl Engine {
     /// on the snapshot they started with; the buyers' running state is kept by id, so money, caps used, holds,
     /// health and API pauses carry over for every buyer that stays. A file with any problem changes nothing.
     pub fn reload(&self) -> Result<Arc<Config>, ReloadError> {
+        let reloaded = self.swap_config();
+        match &reloaded {
+            Ok(config) => tracing::info!(revision = %config.revision, "config reloaded"),
+            // For SIGHUP the log is the only answer, so it carries every problem (they never quote secrets).
+            Err(error) => tracing::warn!(%error, "config reload refused; the running config stays in force"),
+        }
+        reloaded
+    }
+
+    fn swap_config(&self) -> Result<Arc<Config>, ReloadError> {
         let running = self.config();
         let path = running.source.as_deref().ok_or(ReloadError::NoFile)?;
-        let config = load_file(path).map_err(|errors| {
-            tracing::warn!(problems = errors.0.len(), "config reload refused; the running config stays in force");
-            ReloadError::Invalid(errors)
-        })?;
+        let config = load_file(path).map_err(ReloadError::Invalid)?;
         // The listener, its connection settings and the journal were set up at start; pretending to change
         // them would be a lie, so such a file is refused and names the restart it needs.
         let mut problems = Vec::new();
@@ -250,12 +257,10 @@ impl Engine {
             }
         }
         if !problems.is_empty() {
-            tracing::warn!(problems = problems.len(), "config reload refused; the running config stays in force");
             return Err(ReloadError::Invalid(ConfigErrors(problems)));
         }
         let config = Arc::new(config);
         *self.roster.write() = Arc::new(self.buyers.roster(Arc::clone(&config)));
-        tracing::info!(revision = %config.revision, "config reloaded");
         Ok(config)
     }
 

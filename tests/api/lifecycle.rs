@@ -100,3 +100,58 @@ async fn sigterm_finishes_the_auction_in_flight_then_exits_zero() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file_and_a_broken_one_leaves_the_running_config() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gavel.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nadmin_token = \"admin\"\n\
+         [[sellers]]\nid = \"s\"\napi_key = \"sk\"\n\
+         [[campaigns]]\nid = \"c\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\n",
+        data = dir.path().join("data").display(),
+    );
+    std::fs::write(&config, &text).unwrap();
+    let mut child = Command::new(GAVEL)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for_health(&http, &base).await;
+    let admin_config = || async {
+        let answer = http.get(format!("{base}/admin/config")).bearer_auth("admin").send().await.unwrap();
+        answer.json::<Value>().await.unwrap()
+    };
+    let hangup = || Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().unwrap();
+    let first = admin_config().await;
+    assert_eq!(first["campaigns"], 1);
+
+    // A second campaign, then SIGHUP: the server picks the file up.
+    std::fs::write(&config, format!("{text}[[campaigns]]\nid = \"d\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\n"))
+        .unwrap();
+    hangup();
+    let mut reloaded = Value::Null;
+    for _ in 0..100 {
+        reloaded = admin_config().await;
+        if reloaded["campaigns"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloaded["campaigns"], 2, "{reloaded}");
+    assert_ne!(reloaded["revision"], first["revision"]);
+
+    // A broken file: the signal changes nothing, and the server keeps serving.
+    std::fs::write(&config, "[server]\nlisten = 5\n").unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(admin_config().await, reloaded);
+    let _ = child.kill();
+    let _ = child.wait();
+}
