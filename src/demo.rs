@@ -75,22 +75,35 @@ PING_ID=$(curl -s {base}/v1/ping -H 'Authorization: Bearer {seller_key}' -H 'Con
   | tee /dev/stderr | grep -o '"p_[0-9a-f]*"' | tr -d '"'); echo
 
 # 2. Post the full lead: it goes to the winner, or down the ranked bids if the winner rejects it.
-curl -s {base}/v1/post -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json' \
+LEAD_ID=$(curl -s {base}/v1/post -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json' \
   -d '{{"ping_id": "'$PING_ID'", "lead": {{"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true,
-       "first_name": "Ada", "last_name": "Lovelace", "phone": "(415) 867-0100", "email": "ada@example.com"}}}}'; echo
+       "first_name": "Ada", "last_name": "Lovelace", "phone": "(415) 867-0100", "email": "ada@example.com"}}}}' \
+  | tee /dev/stderr | grep -o '"l_[0-9a-f]*"' | head -n 1 | tr -d '"'); echo
 
 # 3. The auction's audit trail: every buyer's outcome and every post attempt.
 curl -s {base}/admin/pings/$PING_ID -H 'Authorization: Bearer {admin}'; echo
 
-# 4. Ping and post in one call (direct post).
+# 4. The buyer that bought the lead returns it; the other buyers' keys get 404 (a buyer never sees another's
+#    lead). A buyer's first return is over its 10% rate cap, so it waits for the operator's review.
+for KEY in {buyer_keys}; do
+  curl -s {base}/v1/returns -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d '{{"lead_id": "'$LEAD_ID'", "reason": "wrong_number", "note": "number disconnected"}}'; echo
+done
+curl -s '{base}/admin/returns?status=pending_review' -H 'Authorization: Bearer {admin}'; echo
+
+# 5. The lead's delivery record: the terms it was sold under, and its return.
+curl -s {base}/admin/leads/$LEAD_ID -H 'Authorization: Bearer {admin}'; echo
+
+# 6. Ping and post in one call (direct post).
 curl -s {base}/v1/leads -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json' \
   -d '{{"campaign": "auto-insurance", "lead": {{"postal_code": "94107", "state": "CA", "age": 41, "homeowner": false,
        "first_name": "Alan", "last_name": "Turing", "phone": "212-867-5309", "email": "alan@example.com"}}}}'; echo
 
-# 5. Metrics.
+# 7. Metrics.
 curl -s {base}/metrics | grep gavel_buyer_responses_total
 
 Press Ctrl-C to stop."#,
         buyers = config.buyers.len(),
+        buyer_keys = config.buyers.iter().map(|b| b.api_key.expose()).collect::<Vec<_>>().join(" "),
     )
 }
