@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
+use crate::helpers::serve_binary;
 
 /// A config file in a temp dir whose data directory survives restarts of the binary.
 struct Site {
@@ -53,13 +53,7 @@ impl Site {
     }
 
     fn spawn(&self) -> Child {
-        Command::new(GAVEL)
-            .args(["serve", "--config"])
-            .arg(self.dir.path().join("gavel.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        serve_binary(&[], &self.dir.path().join("gavel.toml"), Stdio::piped())
     }
 
     /// Starts the binary and waits until it answers.

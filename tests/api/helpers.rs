@@ -133,6 +133,21 @@ max_bid = "100.00"
     app
 }
 
+/// The `gavel` binary built for these tests.
+pub const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
+
+/// Starts `gavel <options> serve --config <config>` with its stdout dropped and its stderr as given.
+pub fn serve_binary(options: &[&str], config: &std::path::Path, stderr: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(GAVEL)
+        .args(options)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("the gavel binary starts")
+}
+
 /// Waits up to 10 s for a server (the real binary, started by a test) to answer `GET /healthz`.
 pub async fn wait_for_health(http: &reqwest::Client, base: &str) {
     for _ in 0..200 {

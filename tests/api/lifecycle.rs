@@ -7,9 +7,7 @@ use std::time::Duration;
 use gavel::sim::{Latency, SimBuyer, SimBuyerSpec};
 use serde_json::{json, Value};
 
-use crate::helpers::wait_for_health;
-
-const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
+use crate::helpers::{serve_binary, wait_for_health, GAVEL};
 
 /// The `env:` secrets config/example.toml names.
 const EXAMPLE_SECRETS: [&str; 8] = [
@@ -65,14 +63,7 @@ async fn sigterm_finishes_the_auction_in_flight_then_exits_zero() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(GAVEL)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve_binary(&[], &config, Stdio::null());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_health(&http, &base).await;
@@ -113,14 +104,7 @@ async fn sighup_reloads_the_config_file_and_a_broken_one_leaves_the_running_conf
         data = dir.path().join("data").display(),
     );
     std::fs::write(&config, &text).unwrap();
-    let mut child = Command::new(GAVEL)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve_binary(&[], &config, Stdio::null());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_for_health(&http, &base).await;

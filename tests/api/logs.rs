@@ -8,9 +8,7 @@ use gavel::sim::{RawReply, SimBuyer, SimBuyerSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::wait_for_health;
-
-const GAVEL: &str = env!("CARGO_BIN_EXE_gavel");
+use crate::helpers::{serve_binary, wait_for_health};
 
 /// The run's PII and secrets, none of which may be logged.
 const NEVER_LOGGED: [&str; 11] = [
@@ -57,13 +55,7 @@ async fn a_full_run_logs_structured_lines_with_ping_ids_and_no_pii_or_secrets() 
         ),
     )
     .unwrap();
-    let mut child = Command::new(GAVEL)
-        .args(["--log", "trace", "--log-format", "json", "serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_binary(&["--log", "trace", "--log-format", "json"], &config, Stdio::piped());
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     wait_for_health(&http, &base).await;
