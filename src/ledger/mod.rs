@@ -107,11 +107,10 @@ impl Ledger {
         let (journal, replay) = Journal::open(dir, options)?;
         let inconsistent =
             |index: usize, problem: String| LedgerError::Replay { dir: dir.display().to_string(), index, problem };
-        let mut books: Books = match &replay.snapshot {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| inconsistent(0, format!("snapshot: {e}")))?,
+        let mut books = match &replay.snapshot {
+            Some(bytes) => Books::from_snapshot(bytes).map_err(|e| inconsistent(0, format!("snapshot: {e}")))?,
             None => Books::default(),
         };
-        books.check().map_err(|e| inconsistent(0, format!("snapshot: {e}")))?;
         for (index, bytes) in replay.records.iter().enumerate() {
             let entry: Entry = serde_json::from_slice(bytes).map_err(|e| inconsistent(index + 1, e.to_string()))?;
             books.apply(entry).map_err(|e| inconsistent(index + 1, e.to_string()))?;

@@ -352,6 +352,10 @@ async fn terms_are_recorded_once_per_buyer_and_revision() {
         assert_eq!(named, [("best", "rev-1"), ("other", "rev-1"), ("best", "rev-2")]);
         let terms_of = |lead: &str| books.terms(books.leads[lead].sale.terms_id).unwrap().terms["revision"].clone();
         assert_eq!((terms_of("l_2"), terms_of("l_5")), (Value::from("rev-1"), Value::from("rev-2")));
+        // The index is not in a snapshot: books read back from one find the terms again.
+        let restored = Books::from_snapshot(&serde_json::to_vec(books).unwrap()).unwrap();
+        assert_eq!(restored.terms_in_force("rev-2", "best"), Some(2));
+        assert_eq!(restored.terms_in_force("rev-1", "other"), Some(1));
     });
 }
 
