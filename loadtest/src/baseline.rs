@@ -4,7 +4,7 @@
 //! for the throughput ratio).
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,10 +100,10 @@ impl Drop for EchoServer {
 }
 
 impl EchoServer {
-    /// Starts on loopback, on the runtime of the caller (give it the engine's thread count for a fair
-    /// comparison).
-    pub async fn start(fan_out: Arc<FanOut>) -> std::io::Result<EchoServer> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    /// Starts on `addr` (port 0: one the OS picks), on the caller's runtime. `gavel-loadtest serve-echo` runs
+    /// it in a process of its own, with the engine's threads and pinning, so its CPU can be compared.
+    pub async fn start(addr: SocketAddr, fan_out: Arc<FanOut>) -> std::io::Result<EchoServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let accept = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
@@ -132,5 +132,37 @@ impl EchoServer {
             }
         });
         Ok(EchoServer { addr, accept })
+    }
+}
+
+/// One scheduled request to the echo fan-out server (the same bytes as a seller's ping), timed from `due`.
+pub async fn timed_echo(pool: Arc<ConnPool>, body: Bytes, limit: Duration, due: Instant, recorder: Arc<Recorder>) {
+    match pool.post("/echo", &[], body, limit).await {
+        Ok(answer) if answer.status.is_success() => recorder.ok("echo", due.elapsed(), "answered"),
+        Ok(answer) => recorder.error("echo", &format!("http_{}", answer.status.as_u16())),
+        Err(error) => recorder.error("echo", crate::seller::error_kind(&error)),
+    }
+}
+
+/// Parses a `serve-echo --buyer` value: `ADDR=TIMEOUT_MS`.
+pub fn parse_leg(text: &str) -> Result<(SocketAddr, Duration), String> {
+    let (addr, timeout) = text.split_once('=').ok_or_else(|| format!("{text:?} is not ADDR=TIMEOUT_MS"))?;
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr:?}: {e}"))?;
+    let timeout: u64 = timeout.parse().map_err(|e| format!("{timeout:?}: {e}"))?;
+    Ok((addr, Duration::from_millis(timeout)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echo_leg_is_an_address_and_a_timeout() {
+        assert_eq!(
+            parse_leg("127.0.0.1:18201=200"),
+            Ok((SocketAddr::from(([127, 0, 0, 1], 18201)), Duration::from_millis(200)))
+        );
+        assert!(parse_leg("127.0.0.1:18201").is_err());
+        assert!(parse_leg("nowhere=200").is_err());
     }
 }

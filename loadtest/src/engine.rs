@@ -1,6 +1,7 @@
-//! The engine under test: the config generated for a scenario, and the engine itself — a child process of
-//! the release binary (or of this binary, which links the same library), or one already running on
-//! loopback (`--target`).
+//! The servers under test, each a process of its own so its CPU is its own: the engine (the config generated
+//! for a scenario, and a child process of the release binary or of this binary, which links the same
+//! library, or one already running on loopback with `--target`) and the echo fan-out baseline (a child
+//! process of this binary).
 
 use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -16,8 +17,10 @@ use crate::seller::{CAMPAIGN, PING_FIELDS, SELLER_KEY};
 
 /// The admin token of the generated config.
 pub const ADMIN_TOKEN: &str = "loadtest-admin";
-/// How long a starting engine has to answer `/healthz`.
+/// How long a starting server has to answer `/healthz`.
 const START_LIMIT: Duration = Duration::from_secs(20);
+/// The same under callgrind, which runs a program ~50× slower.
+const START_LIMIT_CALLGRIND: Duration = Duration::from_secs(180);
 
 /// Where the engine comes from.
 #[derive(Debug, Clone)]
@@ -30,25 +33,36 @@ pub enum EngineSource {
     Target(SocketAddr),
 }
 
-/// How the child engine runs.
+/// How a child server (engine or echo) runs.
 #[derive(Debug, Clone, Default)]
 pub struct ChildOptions {
     /// `TOKIO_WORKER_THREADS` for the child (default: one per core).
     pub threads: Option<usize>,
     /// CPU list for `taskset -c` (e.g. "0" or "2-5"); unpinned when absent.
     pub cpus: Option<String>,
+    /// Run under `valgrind --tool=callgrind`, its dumps in this directory (the `cpu` mode).
+    pub callgrind: Option<PathBuf>,
 }
 
-/// A running engine; a child is killed and its data directory removed on drop.
-pub struct Engine {
+/// A running server; a child is killed and its data directory removed on drop.
+pub struct Server {
     pub addr: SocketAddr,
     /// What ran, for the report.
     pub description: String,
+    /// The process, for its CPU time: the child's, or the one given with `--target-pid`.
+    pid: Option<u32>,
     child: Option<Child>,
     _data_dir: Option<tempfile::TempDir>,
 }
 
-impl Drop for Engine {
+impl Server {
+    /// The server's process id, where known.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+}
+
+impl Drop for Server {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
@@ -113,79 +127,111 @@ pub async fn start_child(
     scenario: &Scenario,
     buyer_addrs: &[SocketAddr],
     options: &ChildOptions,
-) -> Result<Engine, String> {
+) -> Result<Server, String> {
     let data_dir = tempfile::Builder::new().prefix("gavel-loadtest-").tempdir().map_err(|e| e.to_string())?;
     let listen = free_port()?;
     let config_path = data_dir.path().join("gavel.toml");
     let journal = data_dir.path().join("data");
     std::fs::write(&config_path, config_text(scenario, buyer_addrs, listen, &journal)).map_err(|e| e.to_string())?;
-    let log_path = data_dir.path().join("engine.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let log_err = log.try_clone().map_err(|e| e.to_string())?;
-
     let (program, mut args): (PathBuf, Vec<String>) = match source {
         EngineSource::Binary(bin) => (bin.clone(), vec!["serve".into()]),
         EngineSource::ThisBinary => (std::env::current_exe().map_err(|e| e.to_string())?, vec!["serve-engine".into()]),
         EngineSource::Target(addr) => return Err(format!("internal: {addr} is a running target, not a child")),
     };
     args.extend(["--config".into(), config_path.display().to_string(), "--listen".into(), listen.to_string()]);
-    let mut command = match &options.cpus {
-        Some(cpus) => {
-            let mut taskset = Command::new("taskset");
-            taskset.arg("-c").arg(cpus).arg(&program).args(&args);
-            taskset
-        }
-        None => {
-            let mut direct = Command::new(&program);
-            direct.args(&args);
-            direct
-        }
-    };
-    command.stdin(Stdio::null()).stdout(log).stderr(log_err).env("GAVEL_LOG", "warn");
+    spawn_server("engine", &program, &args, listen, data_dir, options).await
+}
+
+/// Starts the echo fan-out server (this binary's hidden `serve-echo`) as a child process, with the same
+/// threads, pinning and wrapper as the engine, so the two compare like for like.
+pub async fn start_echo(
+    buyers: &[(SocketAddr, Duration)],
+    deadline: Duration,
+    options: &ChildOptions,
+) -> Result<Server, String> {
+    let data_dir = tempfile::Builder::new().prefix("gavel-loadtest-echo-").tempdir().map_err(|e| e.to_string())?;
+    let listen = free_port()?;
+    let program = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut args: Vec<String> = vec!["serve-echo".into(), "--listen".into(), listen.to_string()];
+    args.extend(["--deadline-ms".into(), deadline.as_millis().to_string()]);
+    for (addr, timeout) in buyers {
+        args.extend(["--buyer".into(), format!("{addr}={}", timeout.as_millis())]);
+    }
+    spawn_server("echo fan-out server", &program, &args, listen, data_dir, options).await
+}
+
+/// `[taskset -c CPUS] [valgrind --tool=callgrind …] program args`, its output into a log in `data_dir`;
+/// waits until it answers `/healthz`.
+async fn spawn_server(
+    what: &str,
+    program: &Path,
+    args: &[String],
+    listen: SocketAddr,
+    data_dir: tempfile::TempDir,
+    options: &ChildOptions,
+) -> Result<Server, String> {
+    let log_path = data_dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    // Each wrapper execs the next, so the child's pid stays the server's own.
+    let mut line: Vec<String> = Vec::new();
+    if let Some(cpus) = &options.cpus {
+        line.extend(["taskset".into(), "-c".into(), cpus.clone()]);
+    }
+    if let Some(dir) = &options.callgrind {
+        line.extend(crate::cpu::callgrind_prefix(dir));
+    }
+    line.push(program.display().to_string());
+    line.extend(args.iter().cloned());
+    let mut command = Command::new(&line[0]);
+    command.args(&line[1..]).stdin(Stdio::null()).stdout(log).stderr(log_err).env("GAVEL_LOG", "warn");
     if let Some(threads) = options.threads {
         command.env("TOKIO_WORKER_THREADS", threads.to_string());
     }
-    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", line[0]))?;
     let threads =
         options.threads.map_or_else(|| "one worker thread per core".to_owned(), |t| format!("{t} worker threads"));
     let pinned = options.cpus.as_ref().map_or_else(|| "unpinned".to_owned(), |c| format!("pinned to CPUs {c}"));
-    let mut engine = Engine {
+    let counted = if options.callgrind.is_some() { ", under callgrind" } else { "" };
+    let mut server = Server {
         addr: listen,
-        description: format!("child process `{} {}` ({threads}, {pinned})", program.display(), args[0]),
+        description: format!("child process `{} {}` ({threads}, {pinned}{counted})", program.display(), args[0]),
+        pid: Some(child.id()),
         child: Some(child),
         _data_dir: Some(data_dir),
     };
-    if let Err(why) = wait_healthy(&mut engine).await {
+    let limit = if options.callgrind.is_some() { START_LIMIT_CALLGRIND } else { START_LIMIT };
+    if let Err(why) = wait_healthy(&mut server, what, limit).await {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        return Err(format!("{why}\n--- engine log ---\n{log}"));
+        return Err(format!("{why}\n--- {what} log ---\n{log}"));
     }
-    Ok(engine)
+    Ok(server)
 }
 
-/// An engine already running at a loopback address.
-pub async fn running(addr: SocketAddr) -> Result<Engine, String> {
+/// An engine already running at a loopback address; `pid` is its process, for its CPU time.
+pub async fn running(addr: SocketAddr, pid: Option<u32>) -> Result<Server, String> {
     let mut engine =
-        Engine { addr, description: format!("running engine at {addr} (--target)"), child: None, _data_dir: None };
-    wait_healthy(&mut engine).await?;
+        Server { addr, description: format!("running engine at {addr} (--target)"), pid, child: None, _data_dir: None };
+    wait_healthy(&mut engine, "engine", START_LIMIT).await?;
     Ok(engine)
 }
 
-async fn wait_healthy(engine: &mut Engine) -> Result<(), String> {
-    let pool = ConnPool::new(engine.addr);
-    let until = Instant::now() + START_LIMIT;
+async fn wait_healthy(server: &mut Server, what: &str, limit: Duration) -> Result<(), String> {
+    let pool = ConnPool::new(server.addr);
+    let until = Instant::now() + limit;
     loop {
         if let Ok(answer) = pool.get("/healthz", Duration::from_secs(1)).await {
             if answer.status.is_success() {
                 return Ok(());
             }
         }
-        if let Some(child) = &mut engine.child {
+        if let Some(child) = &mut server.child {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("the engine exited at start ({status})"));
+                return Err(format!("the {what} exited at start ({status})"));
             }
         }
         if Instant::now() > until {
-            return Err(format!("the engine did not answer /healthz at {} within {START_LIMIT:?}", engine.addr));
+            return Err(format!("the {what} did not answer /healthz at {} within {limit:?}", server.addr));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

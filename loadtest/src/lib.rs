@@ -10,15 +10,31 @@
 //! - [`conn`] — the raw hyper `client::conn` pool every request of the load test goes through.
 //! - [`seller`] — the seller's requests to the engine (ping, ping + post, direct post).
 //! - [`baseline`] — the raw fan-out (floor) and the echo fan-out server.
-//! - [`engine`] — the generated config and the engine under test (child process or `--target`).
-//! - [`run`] — the `run`, `floor` and `max-rate` modes.
-//! - [`report`] — the table, the JSON and the PERF.md ratios.
+//! - [`engine`] — the generated config, and the servers under test as child processes: the engine (or a
+//!   running one, `--target`) and the echo fan-out server.
+//! - [`progress`] — the phase, times, rate and running quantiles on stderr while a run goes.
+//! - [`run`] — the bench every measuring mode starts, its phases, and the `run` and `floor` modes.
+//! - [`criteria`] — the rules: when a rate is sustainable, and issue 19's targets as verdicts.
+//! - [`maxrate`] — the `max-rate` search and the `targets` mode (the search, then everything at half of it).
+//! - [`cpu`] — CPU time from `/proc` and instruction counts from perf or callgrind.
+//! - [`instructions`] — the `cpu` mode: instructions per auction, engine and echo.
+//! - [`scale`] — the `scale` mode: auctions per second by engine cores pinned.
+//! - [`report`], [`table`] — the figures, their JSON, and the table printed.
+//! - [`plot`] — the percentile series and the SVG chart of `--plot`.
 
 pub mod baseline;
 pub mod conn;
+pub mod cpu;
+pub mod criteria;
 pub mod engine;
+pub mod instructions;
 pub mod load;
+pub mod maxrate;
+pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod scenario;
 pub mod seller;
+pub mod table;

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+use crate::progress::{Counts, Show};
 
 /// Most requests in flight at once; past it, due requests are dropped and counted as errors, so a dead
 /// server cannot make the generator grow without bound.
@@ -87,6 +90,17 @@ impl Default for Recorder {
     }
 }
 
+/// A running phase at a glance, for the progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glance {
+    /// First requests answered (every kind but the post that follows a ping).
+    pub answered: u64,
+    pub errors: u64,
+    /// Quantiles of the kind with the most answers so far.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
 /// What a finished phase hands to the report.
 pub struct PhaseResult {
     pub ops: BTreeMap<&'static str, OpStats>,
@@ -123,6 +137,20 @@ impl Recorder {
         bump(&mut self.inner.lock().ops.entry(op).or_default().outcomes, outcome);
     }
 
+    /// The phase so far; reads the quantiles under the lock (a scan of the histogram's counts, a few µs).
+    pub fn glance(&self) -> Glance {
+        let data = self.inner.lock();
+        let first = data.ops.iter().filter(|(op, _)| **op != "post");
+        let (answered, errors) = first.clone().fold((0, 0), |(ok, err), (_, s)| (ok + s.ok, err + s.errors));
+        let busiest = first.map(|(_, s)| s).filter(|s| !s.latency.is_empty()).max_by_key(|s| s.latency.len());
+        Glance {
+            answered,
+            errors,
+            p50_us: busiest.map(|s| s.latency.value_at_quantile(0.5)),
+            p99_us: busiest.map(|s| s.latency.value_at_quantile(0.99)),
+        }
+    }
+
     fn lag(&self, lag: Duration) {
         record(&mut self.inner.lock().send_lag, lag);
     }
@@ -145,7 +173,8 @@ fn bump(outcomes: &mut BTreeMap<String, u64>, outcome: &str) {
 
 /// Sends `requests` requests at `rate` per second on a fixed schedule. `make(i, due, recorder)` is request
 /// `i`; it records its own result. Returns once every request has finished (each bounds its own time).
-pub async fn open_loop<F, Fut>(rate: f64, requests: u64, make: F) -> PhaseResult
+/// The phase is on show in the progress display while it runs.
+pub async fn open_loop<F, Fut>(rate: f64, requests: u64, show: Show<'_>, make: F) -> PhaseResult
 where
     F: Fn(u64, Instant, Arc<Recorder>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -155,6 +184,7 @@ where
     // A little head start so the schedule does not begin behind.
     let start = Instant::now() + Duration::from_millis(2);
     let interval_nanos = 1e9 / rate;
+    show.open(Duration::from_secs_f64(requests as f64 / rate), &recorder);
     let ticker = std::thread::Builder::new()
         .name("loadtest-schedule".into())
         .spawn(move || {
@@ -182,6 +212,7 @@ where
     }
     while tasks.join_next().await.is_some() {}
     let _ = ticker.join();
+    show.end();
     let recorder = Arc::try_unwrap(recorder).unwrap_or_else(|_| unreachable!("every request task has ended"));
     recorder.finish(start, requests)
 }
@@ -197,46 +228,41 @@ pub struct Saturation {
 
 /// Keeps `concurrency` requests in flight for `duration`: the most the server can answer, for throughput.
 /// `make()` sends one request and says whether it succeeded.
-pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, make: F) -> Saturation
+pub async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, show: Show<'_>, make: F) -> Saturation
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
     let make = Arc::new(make);
+    let counts = Arc::new(Counts::default());
     let start = Instant::now();
     let end = start + duration;
+    show.closed(duration, &counts);
     let mut workers = JoinSet::new();
     for _ in 0..concurrency {
-        let make = Arc::clone(&make);
+        let (make, counts) = (Arc::clone(&make), Arc::clone(&counts));
         workers.spawn(async move {
-            let (mut ok, mut errors) = (0u64, 0u64);
             while Instant::now() < end {
-                if make().await {
-                    ok += 1;
-                } else {
-                    errors += 1;
-                }
+                let counter = if make().await { &counts.ok } else { &counts.errors };
+                counter.fetch_add(1, Ordering::Relaxed);
             }
-            (ok, errors)
         });
     }
-    let (mut ok, mut errors) = (0, 0);
-    while let Some(joined) = workers.join_next().await {
-        if let Ok((o, e)) = joined {
-            ok += o;
-            errors += e;
-        }
-    }
-    Saturation { ok, errors, elapsed: start.elapsed() }
+    while workers.join_next().await.is_some() {}
+    let elapsed = start.elapsed();
+    show.end();
+    Saturation { ok: counts.ok.load(Ordering::Relaxed), errors: counts.errors.load(Ordering::Relaxed), elapsed }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Progress;
 
     #[tokio::test]
     async fn the_open_loop_sends_every_request_and_times_it_from_its_due_time() {
-        let result = open_loop(500.0, 50, |i, due, recorder| async move {
+        let progress = Progress::off();
+        let result = open_loop(500.0, 50, progress.phase("t"), |i, due, recorder| async move {
             // A server that stalls on one request must not delay the ones due after it.
             if i == 10 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -255,7 +281,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_closed_loop_keeps_its_concurrency_for_its_duration() {
-        let saturation = closed_loop(4, Duration::from_millis(50), || async {
+        let progress = Progress::off();
+        let saturation = closed_loop(4, Duration::from_millis(50), progress.phase("t"), || async {
             tokio::time::sleep(Duration::from_millis(5)).await;
             true
         })

@@ -3,12 +3,19 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use gavel_loadtest::baseline::{parse_leg, EchoServer, FanOut};
+use gavel_loadtest::cpu::{self, Counter};
 use gavel_loadtest::engine::{self, ChildOptions, EngineSource};
+use gavel_loadtest::instructions::{self, CpuSettings};
+use gavel_loadtest::progress::{Progress, Style};
 use gavel_loadtest::report::Report;
 use gavel_loadtest::run::{self, Options, Runtimes};
 use gavel_loadtest::scenario::Scenario;
+use gavel_loadtest::{maxrate, plot, scale};
 
 #[derive(Parser)]
 #[command(
@@ -23,10 +30,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Floor and engine phases alternating, the throughput runs, and PERF.md's ratios.
+    /// Floor, echo and engine phases alternating at one rate, the throughput runs, CPU per auction, the ratios.
     Run(RunArgs),
-    /// Search for the highest rate whose p99 stays under the deadline.
+    /// Search for the highest rate whose p99 stays within 2x the floor's p99 + 1 ms, with no errors.
     MaxRate(RunArgs),
+    /// The max-rate search, then `run` at half the rate found: every issue-19 target judged in one command.
+    Targets(RunArgs),
+    /// Instructions per auction of the engine and the echo fan-out server (callgrind, or perf where it works).
+    Cpu(CpuArgs),
+    /// Auctions per second with the engine pinned to 1, 2, 4, 8 ... CPUs and buyers and generator on the rest.
+    Scale(ScaleArgs),
     /// Only the raw fan-out baseline (a plain hyper client pinging the simulated buyers).
     Floor(CommonArgs),
     /// Print the engine config a scenario needs, for an engine started by hand and used with --target.
@@ -44,6 +57,17 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Serve the echo fan-out baseline: every request fans out to the buyers, then gets a fixed answer.
+    #[command(hide = true)]
+    ServeEcho {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        deadline_ms: u64,
+        /// ADDR=TIMEOUT_MS of one buyer; repeated.
+        #[arg(long)]
+        buyer: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -53,105 +77,238 @@ struct CommonArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Seller requests per second instead of the scenario's.
+    /// Also draw every phase's latency percentile distribution into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Seller requests per second instead of the scenario's (max-rate and targets: the first rate tried).
     #[arg(long)]
     rate: Option<f64>,
     /// Worker threads of the simulated buyers' runtime.
     #[arg(long, default_value_t = 1)]
     buyer_threads: usize,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// The engine binary to start (default: this executable, whose `serve-engine` runs the same library code).
+    #[arg(long)]
+    engine_bin: Option<PathBuf>,
+    /// Worker threads of the engine and of the echo fan-out server; default: one per core.
+    #[arg(long)]
+    engine_threads: Option<usize>,
+    /// Pin the engine and the echo fan-out server to these CPUs with `taskset -c` (e.g. "0" or "2-5").
+    #[arg(long)]
+    engine_cpus: Option<String>,
 }
 
 #[derive(Args)]
 struct RunArgs {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// A running engine on loopback (started on `gavel-loadtest config` output) instead of a child process.
     #[arg(long)]
     target: Option<SocketAddr>,
-    /// The engine binary to start (default: this executable, whose `serve-engine` runs the same library code).
+    /// The process id of the --target engine, for its CPU per auction.
+    #[arg(long, requires = "target")]
+    target_pid: Option<u32>,
+}
+
+#[derive(Args)]
+struct CpuArgs {
+    /// The scenario file (loadtest/scenarios/*.toml).
+    scenario: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// How to count: perf (hardware counters, where they work) or callgrind; default: perf where it works.
+    #[arg(long)]
+    counter: Option<Counter>,
+    /// Auctions in the counted window.
+    #[arg(long, default_value_t = 400)]
+    auctions: u64,
+    /// Auctions before the window.
+    #[arg(long, default_value_t = 100)]
+    warmup: u64,
+    /// Auctions per second (low: a server under callgrind runs ~50x slower).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Worker threads of the simulated buyers' runtime.
+    #[arg(long, default_value_t = 1)]
+    buyer_threads: usize,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The engine binary to start (default: this executable's `serve-engine`).
     #[arg(long)]
     engine_bin: Option<PathBuf>,
-    /// Worker threads of the engine (and of the echo server, for a fair comparison); default: one per core.
-    #[arg(long)]
-    engine_threads: Option<usize>,
-    /// Pin the engine to these CPUs with `taskset -c` (e.g. "0" or "2-5").
-    #[arg(long)]
-    engine_cpus: Option<String>,
+    /// Engine core counts, each run with the engine and echo on CPUs 0..N-1 and this process on the rest.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    cores: Vec<usize>,
+}
+
+/// What to measure, with the settings only one mode has.
+enum Mode {
+    Run,
+    MaxRate,
+    Targets,
+    Floor,
+    Cpu(CpuSettings),
+    Scale(Vec<usize>),
+}
+
+/// The settings every measuring mode shares, from whichever arguments it has.
+struct Plan {
+    scenario: PathBuf,
+    json: Option<PathBuf>,
+    plot: Option<PathBuf>,
+    rate: Option<f64>,
+    buyer_threads: usize,
+    quiet: bool,
+    source: Result<EngineSource, String>,
+    child: ChildOptions,
+    target_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::ServeEngine { config, listen } => serve_engine(&config, listen),
+        Command::ServeEcho { listen, deadline_ms, buyer } => serve_echo(listen, deadline_ms, &buyer),
         Command::Config { scenario, listen } => match Scenario::load(&scenario) {
             Ok(scenario) => print_config(&scenario, listen),
             Err(error) => fail(&error.to_string()),
         },
-        Command::Run(args) => measure(Mode::Run, &args.common, Some(&args)),
-        Command::MaxRate(args) => measure(Mode::MaxRate, &args.common, Some(&args)),
-        Command::Floor(common) => measure(Mode::Floor, &common, None),
+        Command::Run(args) => measure(Mode::Run, run_plan(args)),
+        Command::MaxRate(args) => measure(Mode::MaxRate, run_plan(args)),
+        Command::Targets(args) => measure(Mode::Targets, run_plan(args)),
+        Command::Floor(common) => measure(Mode::Floor, common_plan(common, None, EngineArgs::none())),
+        Command::Cpu(args) => {
+            let settings = CpuSettings {
+                counter: args.counter.unwrap_or_else(cpu::pick_counter),
+                auctions: args.auctions.max(1),
+                warmup: args.warmup,
+                rate: args.rate,
+            };
+            let common = CommonArgs {
+                scenario: args.scenario,
+                json: args.json,
+                plot: None,
+                rate: Some(args.rate),
+                buyer_threads: args.buyer_threads,
+                quiet: args.quiet,
+            };
+            measure(Mode::Cpu(settings), common_plan(common, None, args.engine))
+        }
+        Command::Scale(args) => {
+            let engine = EngineArgs { engine_bin: args.engine_bin, engine_threads: None, engine_cpus: None };
+            measure(Mode::Scale(args.cores), common_plan(args.common, None, engine))
+        }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Mode {
-    Run,
-    MaxRate,
-    Floor,
+impl EngineArgs {
+    fn none() -> EngineArgs {
+        EngineArgs { engine_bin: None, engine_threads: None, engine_cpus: None }
+    }
 }
 
-fn measure(mode: Mode, common: &CommonArgs, run_args: Option<&RunArgs>) -> ExitCode {
-    let scenario = match Scenario::load(&common.scenario) {
+fn run_plan(args: RunArgs) -> Plan {
+    let mut plan = common_plan(args.common, args.target, args.engine);
+    plan.target_pid = args.target_pid;
+    plan
+}
+
+fn common_plan(common: CommonArgs, target: Option<SocketAddr>, engine: EngineArgs) -> Plan {
+    let source = match (target, engine.engine_bin) {
+        (Some(target), _) => engine::loopback_only(target).map(EngineSource::Target),
+        (None, Some(bin)) => Ok(EngineSource::Binary(bin)),
+        (None, None) => Ok(engine::default_source()),
+    };
+    Plan {
+        scenario: common.scenario,
+        json: common.json,
+        plot: common.plot,
+        rate: common.rate,
+        buyer_threads: common.buyer_threads.max(1),
+        quiet: common.quiet,
+        source,
+        child: ChildOptions { threads: engine.engine_threads, cpus: engine.engine_cpus, callgrind: None },
+        target_pid: None,
+    }
+}
+
+fn measure(mode: Mode, plan: Plan) -> ExitCode {
+    let scenario = match Scenario::load(&plan.scenario) {
         Ok(scenario) => scenario,
         Err(error) => return fail(&error.to_string()),
     };
-    if common.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+    if plan.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         return fail("--rate must be > 0");
     }
-    let source = match run_args {
-        Some(RunArgs { target: Some(target), .. }) => match engine::loopback_only(*target) {
-            Ok(addr) => EngineSource::Target(addr),
-            Err(why) => return fail(&why),
-        },
-        Some(RunArgs { engine_bin: Some(bin), .. }) => EngineSource::Binary(bin.clone()),
-        _ => engine::default_source(),
+    let source = match plan.source {
+        Ok(source) => source,
+        Err(why) => return fail(&why),
     };
-    let engine_threads = run_args.and_then(|a| a.engine_threads);
+    if matches!(source, EngineSource::Target(_)) && matches!(mode, Mode::Cpu(_) | Mode::Scale(_)) {
+        return fail("cpu and scale start their own engine; --target does not apply");
+    }
     let options = Options {
         source,
-        child: ChildOptions { threads: engine_threads, cpus: run_args.and_then(|a| a.engine_cpus.clone()) },
-        rate: common.rate,
+        child: plan.child,
+        target_pid: plan.target_pid,
+        rate: plan.rate,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let echo_threads = engine_threads.unwrap_or(cpus);
-    let buyer_threads = common.buyer_threads.max(1);
-    let built = (runtime("sim-buyer", buyer_threads), runtime("echo", echo_threads), current_thread());
-    let (buyers_rt, echo_rt, generator) = match built {
-        (Ok(b), Ok(e), Ok(g)) => (b, e, g),
+    let (buyers_rt, generator) = match (runtime("sim-buyer", plan.buyer_threads), current_thread()) {
+        (Ok(b), Ok(g)) => (b, g),
         _ => return fail("cannot start the runtimes"),
     };
-    let runtimes =
-        Runtimes { buyers: buyers_rt.handle().clone(), buyer_threads, echo: echo_rt.handle().clone(), echo_threads };
+    let runtimes = Runtimes { buyers: buyers_rt.handle().clone(), buyer_threads: plan.buyer_threads };
+    let progress = Progress::new(Style::detect(plan.quiet));
     let outcome = generator.block_on(async {
         match mode {
-            Mode::Run => run::run(&scenario, &options, &runtimes).await,
-            Mode::MaxRate => run::max_rate(&scenario, &options, &runtimes).await,
-            Mode::Floor => run::floor(&scenario, &options, &runtimes).await,
+            Mode::Run => run::run(&scenario, &options, &runtimes, &progress).await,
+            Mode::MaxRate => maxrate::max_rate(&scenario, &options, &runtimes, &progress).await,
+            Mode::Targets => maxrate::targets(&scenario, &options, &runtimes, &progress).await,
+            Mode::Floor => run::floor(&scenario, &options, &runtimes, &progress).await,
+            Mode::Cpu(settings) => {
+                instructions::instructions(&scenario, &options, &runtimes, &progress, settings).await
+            }
+            Mode::Scale(cores) => scale::scale(&scenario, &options, &runtimes, &progress, &cores).await,
         }
     });
-    // The runtimes shut down here, outside any async context.
+    // The status line goes before the report is printed; the runtimes shut down outside any async context.
+    drop(progress);
     drop(generator);
-    drop(echo_rt);
     drop(buyers_rt);
     match outcome {
-        Ok(report) => emit(&report, common.json.as_deref()),
+        Ok(report) => emit(&report, plan.json.as_deref(), plan.plot.as_deref()),
         Err(why) => fail(&why),
     }
 }
 
-fn emit(report: &Report, json: Option<&Path>) -> ExitCode {
+fn emit(report: &Report, json: Option<&Path>, plot: Option<&Path>) -> ExitCode {
     println!("{}", report.table());
+    if let Some(path) = plot {
+        let title = format!("gavel-loadtest {}: latency by percentile, from the scheduled send time", report.scenario);
+        if let Err(error) = std::fs::write(path, plot::svg(&title, &report.distributions)) {
+            return fail(&format!("cannot write {}: {error}", path.display()));
+        }
+        println!("latency percentile plot written to {}", path.display());
+    }
     if let Some(path) = json {
         let text = match serde_json::to_string_pretty(report) {
             Ok(text) => text,
@@ -198,6 +355,27 @@ fn serve_engine(config: &Path, listen: Option<SocketAddr>) -> ExitCode {
         };
         gavel::signals::wait_for_stop().await;
         server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// The echo fan-out baseline in a process of its own (started by the load test, like the engine).
+fn serve_echo(listen: SocketAddr, deadline_ms: u64, buyers: &[String]) -> ExitCode {
+    let legs = match buyers.iter().map(|b| parse_leg(b)).collect::<Result<Vec<_>, _>>() {
+        Ok(legs) => legs,
+        Err(why) => return fail(&format!("--buyer {why}")),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async {
+        let fan_out = Arc::new(FanOut::new(&legs, Duration::from_millis(deadline_ms)));
+        let _server = match EchoServer::start(listen, fan_out).await {
+            Ok(server) => server,
+            Err(error) => return fail(&format!("cannot listen on {listen}: {error}")),
+        };
+        gavel::signals::wait_for_stop().await;
         ExitCode::SUCCESS
     })
 }

@@ -1,14 +1,20 @@
-//! The report: one row per phase and request kind, the throughput runs, and the PERF.md ratios with their
-//! targets; printed as a table and written as JSON.
+//! The report: one row per phase and request kind, the `max-rate` steps, the throughput runs, CPU per
+//! auction, PERF.md's ratios and issue 19's targets with their verdicts; printed as a table and written as
+//! JSON (the percentile series too, which `--plot` draws).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu::CpuRow;
+use crate::criteria::{Check, StepVerdict, Target};
+use crate::instructions::Instructions;
 use crate::load::{OpStats, PhaseResult};
+use crate::plot::Series;
+use crate::scale::ScaleRow;
+use crate::scenario::Scenario;
 
 /// Everything one invocation measured.
 #[derive(Debug, Clone, Serialize)]
@@ -27,8 +33,20 @@ pub struct Report {
     pub ratios: Option<Ratios>,
     /// The engine's own `/metrics` quantiles at the end of the run (µs), e.g. `engine_overhead_p99`.
     pub engine_metrics: BTreeMap<String, f64>,
-    /// `max-rate` only: the highest rate whose p99 stayed under the deadline.
+    /// `max-rate` and `targets`: the highest rate whose p99 stayed within 2× the floor's + 1 ms, error-free.
     pub max_rate: Option<f64>,
+    /// `max-rate` and `targets`: every rate tried, with its verdict.
+    pub steps: Vec<StepVerdict>,
+    /// The engine's and the echo fan-out server's CPU over each phase.
+    pub cpu: Vec<CpuRow>,
+    /// Issue 19's targets, each as a ratio with its verdict.
+    pub targets: Vec<Target>,
+    /// Latency by percentile of every phase kind and rate (`--plot` draws them).
+    pub distributions: Vec<Series>,
+    /// `cpu` mode: instructions per auction.
+    pub instructions: Option<Instructions>,
+    /// `scale` mode: auctions per second by engine cores.
+    pub scaling: Vec<ScaleRow>,
 }
 
 /// One request kind in one phase.
@@ -79,8 +97,17 @@ pub struct Ratios {
     /// Engine ping latency − raw fan-out latency, as the seller's client sees it (µs).
     pub overhead_us_p50: Option<f64>,
     pub overhead_us_p99: Option<f64>,
-    /// Engine exchanges/s ÷ echo fan-out exchanges/s (target ≥ 0.6).
+    /// Engine exchanges/s ÷ echo fan-out exchanges/s (target ≥ 0.8).
     pub throughput_ratio: Option<f64>,
+    /// CPU per auction (µs) of the engine and the echo fan-out server over the open-loop rounds, and their
+    /// ratio (target ≤ 1.3).
+    pub cpu_us_per_auction_engine: Option<f64>,
+    pub cpu_us_per_auction_echo: Option<f64>,
+    pub cpu_ratio: Option<f64>,
+    /// The same over the closed-loop throughput runs (saturated, for reference).
+    pub cpu_us_per_auction_engine_saturated: Option<f64>,
+    pub cpu_us_per_auction_echo_saturated: Option<f64>,
+    pub cpu_ratio_saturated: Option<f64>,
     /// Share of pings answered within deadline + 2 ms (target ≥ 0.999) and + 5 ms (target 1.0).
     pub deadline_adherence_2ms: Option<f64>,
     pub deadline_adherence_5ms: Option<f64>,
@@ -171,124 +198,69 @@ impl Ratios {
         ratios
     }
 
+    /// Sets the CPU figures: engine and echo CPU per auction (µs), over the open-loop rounds or, with
+    /// `saturated`, over the throughput runs.
+    pub fn set_cpu(&mut self, engine: Option<f64>, echo: Option<f64>, saturated: bool) {
+        let ratio = match (engine, echo) {
+            (Some(engine), Some(echo)) if echo > 0.0 => Some(engine / echo),
+            _ => None,
+        };
+        let fields = if saturated {
+            (
+                &mut self.cpu_us_per_auction_engine_saturated,
+                &mut self.cpu_us_per_auction_echo_saturated,
+                &mut self.cpu_ratio_saturated,
+            )
+        } else {
+            (&mut self.cpu_us_per_auction_engine, &mut self.cpu_us_per_auction_echo, &mut self.cpu_ratio)
+        };
+        (*fields.0, *fields.1, *fields.2) = (engine, echo, ratio);
+    }
+
     /// Each figure with its PERF.md target and whether it is met.
-    fn checks(&self) -> Vec<(&'static str, Option<f64>, &'static str, Check)> {
+    fn checks(&self) -> Vec<(&'static str, Option<f64>, Check)> {
         vec![
-            ("overhead ratio p50", self.overhead_ratio_p50, "<= 1.3", Check::AtMost(1.3)),
-            ("overhead ratio p99", self.overhead_ratio_p99, "<= 2.0", Check::AtMost(2.0)),
-            ("engine overhead p50 (µs, client view)", self.overhead_us_p50, "<= 100", Check::AtMost(100.0)),
-            ("engine overhead p99 (µs, client view)", self.overhead_us_p99, "<= 1000", Check::AtMost(1000.0)),
-            ("throughput ratio", self.throughput_ratio, ">= 0.6", Check::AtLeast(0.6)),
-            ("deadline adherence, deadline + 2 ms", self.deadline_adherence_2ms, ">= 0.999", Check::AtLeast(0.999)),
-            ("deadline adherence, deadline + 5 ms", self.deadline_adherence_5ms, "= 1", Check::AtLeast(1.0)),
+            ("overhead ratio p50", self.overhead_ratio_p50, Check::AtMost(1.3)),
+            ("overhead ratio p99", self.overhead_ratio_p99, Check::AtMost(2.0)),
+            ("engine overhead p50 (µs, client view)", self.overhead_us_p50, Check::AtMost(100.0)),
+            ("engine overhead p99 (µs, client view)", self.overhead_us_p99, Check::AtMost(1000.0)),
+            ("throughput ratio", self.throughput_ratio, Check::AtLeast(0.8)),
+            ("CPU per auction, engine ÷ echo", self.cpu_ratio, Check::AtMost(1.3)),
+            ("  the same, saturated (reference)", self.cpu_ratio_saturated, Check::AtMost(1.3)),
+            ("deadline adherence, deadline + 2 ms", self.deadline_adherence_2ms, Check::AtLeast(0.999)),
+            ("deadline adherence, deadline + 5 ms", self.deadline_adherence_5ms, Check::AtLeast(1.0)),
         ]
     }
 }
 
-#[derive(Clone, Copy)]
-enum Check {
-    AtMost(f64),
-    AtLeast(f64),
-}
-
-impl Check {
-    fn verdict(self, value: f64) -> String {
-        match self {
-            Check::AtMost(target) if value <= target => "met".into(),
-            Check::AtLeast(target) if value >= target => "met".into(),
-            Check::AtMost(target) => format!("MISSED ({:+.1}% over)", (value / target - 1.0) * 100.0),
-            Check::AtLeast(target) => format!("MISSED ({:.1}% under)", (1.0 - value / target) * 100.0),
+impl Report {
+    /// An empty report of `scenario`, run by `command` on a machine of `cpus` CPUs laid out as `layout`.
+    pub fn new(scenario: &Scenario, command: String, cpus: usize, layout: Vec<String>) -> Report {
+        Report {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            command,
+            cpus,
+            layout,
+            buyers: scenario.buyers.len(),
+            deadline_ms: u64::try_from(scenario.deadline.as_millis()).unwrap_or(u64::MAX),
+            phases: Vec::new(),
+            throughput: Vec::new(),
+            ratios: None,
+            engine_metrics: BTreeMap::new(),
+            max_rate: None,
+            steps: Vec::new(),
+            cpu: Vec::new(),
+            targets: Vec::new(),
+            distributions: Vec::new(),
+            instructions: None,
+            scaling: Vec::new(),
         }
     }
-}
 
-impl Report {
-    /// The report as a readable table.
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "gavel-loadtest — scenario {} ({} buyers, deadline {} ms)",
-            self.scenario, self.buyers, self.deadline_ms
-        );
-        if !self.description.is_empty() {
-            let _ = writeln!(out, "  {}", self.description);
-        }
-        let _ = writeln!(out, "  command: {}", self.command);
-        let _ = writeln!(out, "  machine: {} CPUs", self.cpus);
-        for line in &self.layout {
-            let _ = writeln!(out, "  {line}");
-        }
-        let _ = writeln!(
-            out,
-            "\nopen loop, latency from each request's scheduled send time (µs):\n{:<14} {:<7} {:>9} {:>10} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
-            "phase", "op", "target/s", "achieved/s", "ok", "err", "p50", "p90", "p99", "p99.9", "max", "lag p99"
-        );
-        for row in &self.phases {
-            let _ = writeln!(
-                out,
-                "{:<14} {:<7} {:>9.0} {:>10.1} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
-                row.phase,
-                row.op,
-                row.target_rate,
-                row.achieved_rate,
-                row.ok,
-                row.errors,
-                row.p50_us,
-                row.p90_us,
-                row.p99_us,
-                row.p999_us,
-                row.max_us,
-                row.send_lag_p99_us
-            );
-        }
-        let outcomes: Vec<String> = self
-            .phases
-            .iter()
-            .filter(|r| !r.outcomes.is_empty())
-            .map(|r| format!("{} {}: {:?}", r.phase, r.op, r.outcomes))
-            .collect();
-        if !outcomes.is_empty() {
-            let _ = writeln!(out, "outcomes:\n  {}", outcomes.join("\n  "));
-        }
-        if !self.throughput.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nthroughput, closed loop, buyers answering at once:\n{:<10} {:>6} {:>9} {:>6} {:>12} {:>13}",
-                "phase", "conc.", "ok", "err", "requests/s", "exchanges/s"
-            );
-            for row in &self.throughput {
-                let _ = writeln!(
-                    out,
-                    "{:<10} {:>6} {:>9} {:>6} {:>12.0} {:>13.0}",
-                    row.phase, row.concurrency, row.ok, row.errors, row.requests_per_s, row.exchanges_per_s
-                );
-            }
-        }
-        if !self.engine_metrics.is_empty() {
-            let figures: Vec<String> = self.engine_metrics.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
-            let _ =
-                writeln!(out, "\nengine's own /metrics (µs, open-loop phases and warm-ups): {}", figures.join(", "));
-        }
-        if let Some(ratios) = &self.ratios {
-            let _ = writeln!(out, "\nPERF.md figures (this run's baselines):");
-            for (name, value, target, check) in ratios.checks() {
-                let (shown, verdict) = match value {
-                    Some(v) => (format!("{v:.4}"), check.verdict(v)),
-                    None => ("n/a".into(), "not measured".into()),
-                };
-                let _ = writeln!(out, "  {name:<40} {shown:>10}   target {target:<8} {verdict}");
-            }
-        }
-        if let Some(rate) = self.max_rate {
-            let _ = writeln!(
-                out,
-                "\nmax sustainable rate: {rate:.0} requests/s (p99 under the deadline, errors under 1%); \
-                 PERF.md's ratios are taken at half of it: --rate {:.0}",
-                rate / 2.0
-            );
-        }
-        out
+    /// PERF.md's figures as `(name, value, check)` for the table.
+    pub(crate) fn perf_checks(&self) -> Vec<(&'static str, Option<f64>, Check)> {
+        self.ratios.as_ref().map(Ratios::checks).unwrap_or_default()
     }
 }
 
@@ -340,12 +312,5 @@ mod tests {
         // 4 of 6 pings (one failed) within 302 ms; 5 of 6 within 305 ms.
         assert_eq!(ratios.deadline_adherence_2ms, Some(4.0 / 6.0));
         assert_eq!(ratios.deadline_adherence_5ms, Some(5.0 / 6.0));
-    }
-
-    #[test]
-    fn verdicts_say_by_how_much_a_target_is_missed() {
-        assert_eq!(Check::AtMost(2.0).verdict(1.0), "met");
-        assert_eq!(Check::AtMost(2.0).verdict(3.0), "MISSED (+50.0% over)");
-        assert_eq!(Check::AtLeast(0.6).verdict(0.3), "MISSED (50.0% under)");
     }
 }

@@ -61,6 +61,11 @@ impl Seller {
         }
     }
 
+    /// The body of every ping (the echo fan-out server gets the same bytes).
+    pub fn ping_body(&self) -> Bytes {
+        self.ping_body.clone()
+    }
+
     /// The engine's connection pool (for `/metrics` and `/healthz`).
     pub fn pool(&self) -> &ConnPool {
         &self.pool

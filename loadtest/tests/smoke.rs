@@ -10,20 +10,35 @@ fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"))
 }
 
-/// Runs `gavel-loadtest <args> --json <file>` and returns the JSON report and the printed table.
-fn loadtest(args: &[&str]) -> (Value, String) {
+/// What one invocation left: the JSON report, the printed table, the progress on stderr, the SVG if asked.
+struct Outcome {
+    report: Value,
+    table: String,
+    progress: String,
+    svg: Option<String>,
+}
+
+/// Runs `gavel-loadtest <args> --json <file>` (and `--plot <file>` with `plot`).
+fn loadtest_with(args: &[&str], plot: bool) -> Outcome {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_gavel-loadtest"))
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("gavel-loadtest runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "exit {}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let svg = dir.path().join("plot.svg");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gavel-loadtest"));
+    command.args(args).arg("--json").arg(&json);
+    if plot {
+        command.arg("--plot").arg(&svg);
+    }
+    let output = command.output().expect("gavel-loadtest runs");
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    let progress = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "exit {}\n{table}\n{progress}", output.status);
     let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("report written")).expect("JSON report");
-    (report, stdout)
+    Outcome { report, table, progress, svg: plot.then(|| std::fs::read_to_string(&svg).expect("plot written")) }
+}
+
+fn loadtest(args: &[&str]) -> (Value, String) {
+    let outcome = loadtest_with(args, false);
+    (outcome.report, outcome.table)
 }
 
 fn as_u64(row: &Value, key: &str) -> u64 {
@@ -44,11 +59,11 @@ fn assert_sane_rows(rows: &[Value]) {
 
 #[test]
 fn run_reports_every_phase_the_throughput_and_the_ratios() {
-    let (report, table) = loadtest(&["run", scenario("smoke").to_str().unwrap()]);
+    let Outcome { report, table, progress, svg } = loadtest_with(&["run", scenario("smoke").to_str().unwrap()], true);
     let phases = report["phases"].as_array().expect("phases");
     let names: Vec<String> =
         phases.iter().map(|r| format!("{} {}", r["phase"].as_str().unwrap(), r["op"].as_str().unwrap())).collect();
-    for expected in ["floor#1 fanout", "engine#1 ping", "engine#1 post", "engine#1 direct"] {
+    for expected in ["floor#1 fanout", "echo#1 echo", "engine#1 ping", "engine#1 post", "engine#1 direct"] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
     assert_sane_rows(phases);
@@ -69,9 +84,35 @@ fn run_reports_every_phase_the_throughput_and_the_ratios() {
     }
     // The engine's own HDR quantiles came back from /metrics.
     assert!(report["engine_metrics"]["engine_overhead_p50"].as_f64().is_some(), "{}", report["engine_metrics"]);
-    for heading in ["open loop", "throughput", "PERF.md figures", "overhead ratio p50"] {
+    for heading in
+        ["open loop", "throughput", "PERF.md figures", "overhead ratio p50", "issue 19 targets", "µs/auction"]
+    {
         assert!(table.contains(heading), "{heading} missing from the table:\n{table}");
     }
+
+    // Both servers are processes of their own, so each has its CPU per auction; both sides of the ratio came out.
+    let cpu = report["cpu"].as_array().expect("cpu rows");
+    for (phase, process) in [("engine#1", "engine"), ("echo#1", "echo"), ("throughput engine#1", "engine")] {
+        let row = cpu.iter().find(|r| r["phase"] == phase && r["process"] == process);
+        let row = row.unwrap_or_else(|| panic!("no CPU row for {phase} in {cpu:?}"));
+        assert!(as_u64(row, "auctions") > 0, "{row}");
+    }
+    assert!(report["ratios"]["cpu_us_per_auction_engine"].as_f64().is_some(), "{}", report["ratios"]);
+    let targets: Vec<&str> =
+        report["targets"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+
+    // The chart holds floor, echo and engine at the run's rate.
+    let svg = svg.expect("an SVG");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for label in ["floor @50/s", "echo @50/s", "engine @50/s"] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+    // Not a terminal: plain progress lines, one per measured phase at least.
+    for phase in ["floor#1", "echo#1", "engine#1", "throughput engine#1"] {
+        assert!(progress.lines().any(|l| l.contains(phase) && l.contains("done in")), "{phase}:\n{progress}");
+    }
+    assert!(!progress.contains('\x1b'), "no terminal codes in a log:\n{progress}");
 }
 
 #[test]
@@ -85,13 +126,24 @@ fn floor_runs_the_raw_baseline_alone() {
 }
 
 #[test]
-fn max_rate_searches_in_bounded_steps() {
-    let (report, _) = loadtest(&["max-rate", scenario("smoke").to_str().unwrap(), "--rate", "20"]);
-    let steps: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|r| r["phase"].as_str().unwrap()).collect();
-    assert!(!steps.is_empty() && steps.iter().all(|s| s.starts_with("max-rate@")), "{steps:?}");
-    // The smoke scenario allows two steps, each with up to three request kinds.
-    let distinct: std::collections::BTreeSet<_> = steps.iter().collect();
-    assert!(distinct.len() <= 2, "{steps:?}");
+fn max_rate_searches_in_bounded_steps_against_the_floor_at_each_rate() {
+    let (report, table) = loadtest(&["max-rate", scenario("smoke").to_str().unwrap(), "--rate", "20"]);
+    let phases: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|r| r["phase"].as_str().unwrap()).collect();
+    // The smoke scenario allows two steps; each measures the floor, then the engine, at the same rate.
+    let steps = report["steps"].as_array().expect("steps");
+    assert!((1..=2).contains(&steps.len()), "{steps:?}");
+    for step in steps {
+        let rate = step["rate"].as_f64().unwrap();
+        for side in ["floor", "engine"] {
+            let label = format!("{side}@{rate:.0}");
+            assert!(phases.contains(&label.as_str()), "{label} missing from {phases:?}");
+        }
+        // Every rate it ran has its p99 ratio, and a failed one says why.
+        assert!(step["p99_ratio"].as_f64().is_some(), "{step}");
+        let passed = step["passed"].as_bool().unwrap();
+        assert_eq!(passed, step["reasons"].as_array().unwrap().is_empty(), "{step}");
+    }
+    assert!(table.contains("max-rate steps") && table.contains("max sustainable rate"), "{table}");
 }
 
 #[test]
