@@ -175,7 +175,8 @@ pub fn issue19_targets(f: &TargetFigures) -> Vec<Target> {
     let considered: Vec<(f64, f64)> =
         f.p99_ratios.iter().copied().filter(|(rate, _)| half.is_none_or(|h| *rate <= h + 0.5)).collect();
     let worst = considered.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
-    let rates: Vec<String> = considered.iter().map(|(rate, _)| format!("{rate:.0}")).collect();
+    let mut rates: Vec<String> = considered.iter().map(|(rate, _)| format!("{rate:.0}")).collect();
+    rates.dedup();
     let p99_basis = match (worst, half) {
         (Some((rate, _)), Some(half)) => {
             format!("worst at {rate:.0}/s of the rates up to {half:.0}/s: {}", rates.join(", "))

@@ -24,8 +24,10 @@ const RIGHT: f64 = 280.0;
 const TOP: f64 = 48.0;
 const BOTTOM: f64 = 56.0;
 
-/// Colours by rate (in the order rates first appear), dashes by kind of phase.
+/// Colours by rate (in the order rates first appear), or by kind where there is one rate; dashes by kind.
 const PALETTE: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+/// Floor blue, echo green, engine red.
+const KIND_COLOURS: [&str; 3] = ["#1f77b4", "#2ca02c", "#d62728"];
 
 /// Which side of the comparison a series is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,11 +171,17 @@ pub fn svg(title: &str, series: &[Series]) -> String {
         TOP + plot_h / 2.0
     );
     let mut rates: Vec<f64> = Vec::new();
-    for (index, line) in series.iter().enumerate() {
+    for line in series {
         if !rates.iter().any(|r| (r - line.rate).abs() < 0.5) {
             rates.push(line.rate);
         }
-        let colour = rates.iter().position(|r| (r - line.rate).abs() < 0.5).map_or(PALETTE[0], |i| PALETTE[i % 8]);
+    }
+    for (index, line) in series.iter().enumerate() {
+        let colour = if rates.len() > 1 {
+            rates.iter().position(|r| (r - line.rate).abs() < 0.5).map_or(PALETTE[0], |i| PALETTE[i % 8])
+        } else {
+            KIND_COLOURS[line.kind as usize]
+        };
         let dash = match line.kind {
             Kind::Floor => r#" stroke-dasharray="7 4""#,
             Kind::Echo => r#" stroke-dasharray="2 3""#,

@@ -161,7 +161,8 @@ impl Show<'_> {
         if shared.style == Style::Off {
             return;
         }
-        let watched = Watched { label: self.label.to_owned(), kept: self.kept, start: Instant::now(), length, source };
+        let label = if self.kept { self.label.to_owned() } else { format!("{} warm-up", self.label) };
+        let watched = Watched { label, kept: self.kept, start: Instant::now(), length, source };
         *shared.watched.lock() = Some(watched);
         shared.wake.notify_one();
     }

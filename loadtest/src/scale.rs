@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::cpu::CpuRow;
 use crate::progress::Progress;
 use crate::report::{Report, ThroughputRow};
 use crate::run::{Bench, Options, Runtimes};
@@ -23,6 +24,9 @@ pub struct ScaleRow {
     /// Auctions (pings answered) per second, engine and echo.
     pub engine_per_s: f64,
     pub echo_per_s: f64,
+    /// Cores the engine kept busy (CPU seconds ÷ wall seconds): well under `engine_cores` means the buyers or
+    /// the generator, not the engine, set the pace, and the row says nothing about the engine's scaling.
+    pub engine_busy: Option<f64>,
     /// Auctions per second ÷ (cores × the first row's auctions per second per core).
     pub engine_linear: Option<f64>,
     pub echo_linear: Option<f64>,
@@ -63,6 +67,7 @@ pub async fn scale(
             concurrency,
             engine_per_s: per_second(&part.throughput, "engine#"),
             echo_per_s: per_second(&part.throughput, "echo#"),
+            engine_busy: busy(&part.cpu, "engine"),
             engine_linear: None,
             echo_linear: None,
         });
@@ -115,6 +120,13 @@ fn per_second(rows: &[ThroughputRow], prefix: &str) -> f64 {
     }
 }
 
+/// Cores a process kept busy over its rows.
+fn busy(rows: &[CpuRow], process: &str) -> Option<f64> {
+    let rows = rows.iter().filter(|r| r.process == process);
+    let (cpu, wall) = rows.fold((0.0, 0.0), |(c, w), r| (c + r.cpu_s, w + r.wall_s));
+    (wall > 0.0).then(|| cpu / wall)
+}
+
 /// `taskset -c` syntax for CPUs `from..to`: `0`, `0-3`, `4-15`.
 pub fn cpu_list(from: usize, to: usize) -> String {
     if to <= from + 1 {
@@ -159,6 +171,7 @@ mod tests {
             concurrency: 16 * k,
             engine_per_s: engine,
             echo_per_s: echo,
+            engine_busy: None,
             engine_linear: None,
             echo_linear: None,
         };

@@ -236,14 +236,14 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nscaling, closed loop: engine (and echo) pinned to the first N CPUs, buyers and generator on the rest\n{:>6} {:<8} {:<8} {:>6} {:>12} {:>9} {:>12} {:>9}",
-            "cores", "engine", "rest", "conc.", "engine/s", "linear", "echo/s", "linear"
+            "\nscaling, closed loop: engine (and echo) pinned to the first N CPUs, buyers and generator on the rest\n{:>6} {:<8} {:<8} {:>6} {:>12} {:>9} {:>12} {:>9} {:>12}",
+            "cores", "engine", "rest", "conc.", "engine/s", "linear", "echo/s", "linear", "engine busy"
         );
         for row in &self.scaling {
             let fraction = |f: Option<f64>| f.map_or_else(|| "n/a".to_owned(), |f| format!("{f:.2}"));
             let _ = writeln!(
                 out,
-                "{:>6} {:<8} {:<8} {:>6} {:>12.0} {:>9} {:>12.0} {:>9}",
+                "{:>6} {:<8} {:<8} {:>6} {:>12.0} {:>9} {:>12.0} {:>9} {:>12}",
                 row.engine_cores,
                 row.engine_cpus,
                 row.rest_cpus,
@@ -251,9 +251,14 @@ impl Report {
                 row.engine_per_s,
                 fraction(row.engine_linear),
                 row.echo_per_s,
-                fraction(row.echo_linear)
+                fraction(row.echo_linear),
+                row.engine_busy.map_or_else(|| "n/a".to_owned(), |b| format!("{b:.2} cores"))
             );
         }
-        let _ = writeln!(out, "(linear: auctions/s ÷ (cores × the first row's auctions/s per core); target >= 0.7)");
+        let _ = writeln!(
+            out,
+            "(linear: auctions/s ÷ (cores × the first row's auctions/s per core); target >= 0.7. An engine busy well \
+             under its cores was not the bottleneck: give the buyers more threads, --buyer-threads)"
+        );
     }
 }

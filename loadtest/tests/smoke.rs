@@ -156,3 +156,59 @@ fn a_target_off_loopback_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+#[test]
+fn targets_judges_every_issue_19_target_at_half_the_rate_found() {
+    let (report, table) = loadtest(&["targets", scenario("smoke").to_str().unwrap(), "--rate", "20"]);
+    let targets = report["targets"].as_array().expect("targets");
+    let names: Vec<&str> = targets.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["overhead ratio p50", "overhead ratio p99, every rate", "CPU per auction, engine ÷ echo", "throughput ratio"]
+    );
+    if let Some(max) = report["max_rate"].as_f64() {
+        // The rounds ran at half the rate found, and the p50 target says so.
+        let half = format!("{:.0}", max / 2.0);
+        let engine = report["phases"].as_array().unwrap().iter().find(|r| r["phase"] == "engine#1").expect("rounds");
+        assert_eq!(format!("{:.0}", engine["target_rate"].as_f64().unwrap()), half);
+        assert!(targets[0]["basis"].as_str().unwrap().contains("half the max rate"), "{}", targets[0]);
+        assert!(targets[3]["value"].as_f64().is_some(), "{}", targets[3]);
+    }
+    assert!(table.contains("issue 19 targets"), "{table}");
+}
+
+#[test]
+fn cpu_counts_instructions_per_auction_of_both_servers() {
+    let valgrind = Command::new("valgrind").arg("--version").output();
+    if !valgrind.is_ok_and(|o| o.status.success()) {
+        eprintln!("valgrind is not installed: the cpu mode is not checked here");
+        return;
+    }
+    let smoke = scenario("smoke");
+    let args = ["--counter", "callgrind", "--auctions", "10", "--warmup", "5", "--rate", "10"];
+    let (report, table) = loadtest(&[&["cpu", smoke.to_str().unwrap()][..], &args[..]].concat());
+    let counts = &report["instructions"];
+    for side in ["echo", "engine"] {
+        assert_eq!(as_u64(&counts[side], "answered"), 10, "{counts}");
+        assert!(counts[side]["per_auction"].as_f64().unwrap() > 1_000.0, "{counts}");
+    }
+    assert!(counts["ratio"].as_f64().is_some(), "{counts}");
+    assert!(table.contains("instructions per auction"), "{table}");
+}
+
+#[test]
+fn scale_pins_the_engine_apart_from_the_load() {
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2
+        || Command::new("taskset").arg("-V").output().is_err()
+    {
+        eprintln!("scale needs two CPUs and taskset: not checked here");
+        return;
+    }
+    let (report, table) = loadtest(&["scale", scenario("smoke").to_str().unwrap(), "--cores", "1"]);
+    let rows = report["scaling"].as_array().expect("scaling rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["engine_cpus"], "0");
+    assert!(rows[0]["engine_per_s"].as_f64().unwrap() > 0.0, "{}", rows[0]);
+    assert_eq!(rows[0]["engine_linear"].as_f64(), Some(1.0));
+    assert!(table.contains("scaling, closed loop"), "{table}");
+}
