@@ -21,6 +21,7 @@
 //! - [`scale`] — the `scale` mode: auctions per second by engine cores pinned.
 //! - [`report`], [`table`] — the figures, their JSON, and the table printed.
 //! - [`plot`] — the percentile series and the SVG chart of `--plot`.
+//! - [`summary`] — JSON reports of several runs as `BENCHMARKS.md`'s tables.
 
 pub mod baseline;
 pub mod conn;
@@ -37,4 +38,5 @@ pub mod run;
 pub mod scale;
 pub mod scenario;
 pub mod seller;
+pub mod summary;
 pub mod table;

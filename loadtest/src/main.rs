@@ -15,7 +15,7 @@ use gavel_loadtest::progress::{Progress, Style};
 use gavel_loadtest::report::Report;
 use gavel_loadtest::run::{self, Options, Runtimes};
 use gavel_loadtest::scenario::Scenario;
-use gavel_loadtest::{maxrate, plot, scale};
+use gavel_loadtest::{maxrate, plot, scale, summary};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,12 @@ enum Command {
     Scale(ScaleArgs),
     /// Only the raw fan-out baseline (a plain hyper client pinging the simulated buyers).
     Floor(CommonArgs),
+    /// Print the JSON reports of earlier runs (--json) as BENCHMARKS.md's Markdown tables.
+    Summary {
+        /// Report files, in the order their rows should appear.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
     /// Print the engine config a scenario needs, for an engine started by hand and used with --target.
     Config {
         scenario: PathBuf,
@@ -191,6 +197,7 @@ fn main() -> ExitCode {
             Ok(scenario) => print_config(&scenario, listen),
             Err(error) => fail(&error.to_string()),
         },
+        Command::Summary { reports } => print_summary(&reports),
         Command::Run(args) => measure(Mode::Run, run_plan(args)),
         Command::MaxRate(args) => measure(Mode::MaxRate, run_plan(args)),
         Command::Targets(args) => measure(Mode::Targets, run_plan(args)),
@@ -319,6 +326,22 @@ fn emit(report: &Report, json: Option<&Path>, plot: Option<&Path>) -> ExitCode {
         }
         println!("report written to {}", path.display());
     }
+    ExitCode::SUCCESS
+}
+
+fn print_summary(paths: &[PathBuf]) -> ExitCode {
+    let mut reports = Vec::new();
+    for path in paths {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) => return fail(&format!("cannot read {}: {error}", path.display())),
+        };
+        match serde_json::from_str(&text) {
+            Ok(value) => reports.push((path.display().to_string(), value)),
+            Err(error) => return fail(&format!("{} is not a JSON report: {error}", path.display())),
+        }
+    }
+    print!("{}", summary::summary(&reports));
     ExitCode::SUCCESS
 }
 

@@ -97,6 +97,13 @@ pub struct Ratios {
     /// Engine ping latency − raw fan-out latency, as the seller's client sees it (µs).
     pub overhead_us_p50: Option<f64>,
     pub overhead_us_p99: Option<f64>,
+    /// p50 and p99 (µs) of the merged rounds: the floor, the echo fan-out server and the engine.
+    pub floor_p50_us: Option<f64>,
+    pub floor_p99_us: Option<f64>,
+    pub echo_p50_us: Option<f64>,
+    pub echo_p99_us: Option<f64>,
+    pub engine_p50_us: Option<f64>,
+    pub engine_p99_us: Option<f64>,
     /// Engine exchanges/s ÷ echo fan-out exchanges/s (target ≥ 0.8).
     pub throughput_ratio: Option<f64>,
     /// CPU per auction (µs) of the engine and the echo fan-out server over the open-loop rounds, and their
@@ -165,6 +172,9 @@ impl Ratios {
     ) -> Ratios {
         let mut ratios = Ratios::default();
         let quantile = |s: &OpStats, q: f64| s.latency.value_at_quantile(q) as f64;
+        let figure = |s: Option<&OpStats>, q: f64| s.filter(|s| !s.latency.is_empty()).map(|s| quantile(s, q));
+        (ratios.floor_p50_us, ratios.floor_p99_us) = (figure(floor, 0.5), figure(floor, 0.99));
+        (ratios.engine_p50_us, ratios.engine_p99_us) = (figure(pings, 0.5), figure(pings, 0.99));
         if let (Some(floor), Some(pings)) = (floor, pings) {
             if !floor.latency.is_empty() && !pings.latency.is_empty() {
                 for (q, ratio, overhead) in [

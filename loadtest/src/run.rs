@@ -283,6 +283,10 @@ impl<'a> Bench<'a> {
             self.scenario.deadline,
             &report.throughput,
         );
+        if !rounds.echo.latency.is_empty() {
+            let echo = |q: f64| Some(rounds.echo.latency.value_at_quantile(q) as f64);
+            (ratios.echo_p50_us, ratios.echo_p99_us) = (echo(0.5), echo(0.99));
+        }
         let at = |process: &str, prefix: &str| cpu::per_auction(&report.cpu, process, prefix);
         ratios.set_cpu(at("engine", "engine#"), at("echo", "echo#"), false);
         ratios.set_cpu(at("engine", "throughput engine#"), at("echo", "throughput echo#"), true);

@@ -180,6 +180,14 @@ impl Report {
         }
         if let Some(ratios) = &self.ratios {
             let figure = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"));
+            let pair = |a: Option<f64>, b: Option<f64>| format!("{} / {}", figure(a), figure(b));
+            let _ = writeln!(
+                out,
+                "  p50 / p99 of the merged rounds (µs): floor {}, echo {}, engine {}",
+                pair(ratios.floor_p50_us, ratios.floor_p99_us),
+                pair(ratios.echo_p50_us, ratios.echo_p99_us),
+                pair(ratios.engine_p50_us, ratios.engine_p99_us),
+            );
             let _ = writeln!(
                 out,
                 "  CPU per auction (µs): engine {} vs echo {} open loop; engine {} vs echo {} saturated",
