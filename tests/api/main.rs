@@ -3,6 +3,7 @@
 mod auth;
 mod crash;
 mod delivery;
+mod duplicates;
 mod errors;
 mod gates;
 mod helpers;
