@@ -22,6 +22,10 @@ bin=target/release/gavel-loadtest
 cargo build --release -p gavel-loadtest
 mkdir -p "$out"
 { date -u; git rev-parse HEAD; uptime; } > "$out/machine.txt"
+# The machine's load every 10 s while the figures are taken: what else ran belongs next to them.
+(while sleep 10; do echo "$(date -u +%T) $(cat /proc/loadavg)"; done > "$out/load.log") &
+sampler=$!
+trap 'kill "$sampler"' EXIT
 
 reports=()
 for rate in "${rates[@]}"; do
