@@ -12,6 +12,10 @@ pub const P99_FACTOR: f64 = 2.0;
 pub const P99_SLACK_US: f64 = 1_000.0;
 /// Share of the rate the engine must answer, so a generator that fell behind cannot pass a rate it never sent.
 pub const MIN_ACHIEVED: f64 = 0.9;
+/// A floor whose p99 is more than this many times its own p50 was disturbed (another process took the CPU):
+/// it would make the limit lenient, so such a step is measured again and fails if it stays that way. A quiet
+/// 10-way fan-out here has p99 ≈ 2–3 × p50 (PERF.md).
+pub const UNSTEADY_FLOOR: f64 = 20.0;
 /// The search stops once the next rate is within this share of the last one.
 const SEARCH_RESOLUTION: f64 = 0.05;
 
@@ -19,7 +23,8 @@ const SEARCH_RESOLUTION: f64 = 0.05;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepFigures {
     pub rate: f64,
-    /// p99 of the raw fan-out (µs); `None` when nothing was answered.
+    /// p50 and p99 of the raw fan-out (µs); `None` when nothing was answered.
+    pub floor_p50_us: Option<u64>,
     pub floor_p99_us: Option<u64>,
     pub floor_errors: u64,
     /// p99 of the engine's first requests (pings, else direct posts), µs.
@@ -41,6 +46,8 @@ pub struct StepVerdict {
     pub p99_ratio: Option<f64>,
     /// 2 × floor p99 + 1 ms.
     pub p99_limit_us: Option<f64>,
+    /// The floor's p99 was over 20 × its p50: the machine was busy, and the limit is not to be trusted.
+    pub floor_unsteady: bool,
     /// Why it failed, one reason a line; empty when it passed.
     pub reasons: Vec<String>,
 }
@@ -64,6 +71,17 @@ pub fn judge_step(f: &StepFigures) -> StepVerdict {
         (_, None, _) => reasons.push("the floor answered nothing, so there is nothing to compare with".into()),
         _ => {}
     }
+    let floor_unsteady = match (f.floor_p50_us, f.floor_p99_us) {
+        (Some(p50), Some(p99)) if p99 as f64 > UNSTEADY_FLOOR * p50.max(1) as f64 => {
+            reasons.push(format!(
+                "the floor itself was unsteady (p99 {} = {:.0} × its p50): the machine was too busy to judge this rate",
+                micros(p99 as f64),
+                p99 as f64 / p50.max(1) as f64
+            ));
+            true
+        }
+        _ => false,
+    };
     if f.engine_errors > 0 {
         reasons.push(format!("{} engine error(s)", f.engine_errors));
     }
@@ -80,6 +98,7 @@ pub fn judge_step(f: &StepFigures) -> StepVerdict {
         engine_p99_us: f.engine_p99_us,
         p99_ratio: ratio,
         p99_limit_us: limit,
+        floor_unsteady,
         reasons,
     }
 }
@@ -226,6 +245,7 @@ mod tests {
     fn step(floor_p99: u64, engine_p99: u64) -> StepFigures {
         StepFigures {
             rate: 1000.0,
+            floor_p50_us: Some(300),
             floor_p99_us: Some(floor_p99),
             floor_errors: 0,
             engine_p99_us: Some(engine_p99),
@@ -264,6 +284,18 @@ mod tests {
 
         let nothing = StepFigures { engine_p99_us: None, ..step(300, 400) };
         assert_eq!(judge_step(&nothing).reasons, ["the engine answered nothing"]);
+    }
+
+    #[test]
+    fn a_disturbed_floor_cannot_lend_its_tail_to_the_engine() {
+        // Issue 19's machine while others compiled: the floor's p99 at 148 ms made a 98 ms engine p99 "pass".
+        let busy = StepFigures { floor_p50_us: Some(285), ..step(147_967, 98_431) };
+        let verdict = judge_step(&busy);
+        assert!(!verdict.passed && verdict.floor_unsteady, "{verdict:?}");
+        assert!(verdict.reasons[0].starts_with("the floor itself was unsteady (p99 148.0 ms = 519 × its p50)"));
+        // 20 × the p50 is still steady.
+        let steady = judge_step(&StepFigures { floor_p50_us: Some(300), ..step(6_000, 4_000) });
+        assert!(steady.passed && !steady.floor_unsteady, "{steady:?}");
     }
 
     #[test]

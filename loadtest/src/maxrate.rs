@@ -37,7 +37,9 @@ pub async fn targets(
     let max = search(&bench, options.rate.unwrap_or(scenario.rate), &mut report).await;
     report.max_rate = max;
     let mut figures = TargetFigures { searched: true, max_rate: max, ..TargetFigures::default() };
-    figures.p99_ratios = report.steps.iter().filter_map(|s| Some((s.rate, s.p99_ratio?))).collect();
+    // A step measured again for an unsteady floor counts by its second measurement.
+    let judged = report.steps.iter().filter(|s| !s.floor_unsteady || s.passed);
+    figures.p99_ratios = judged.filter_map(|s| Some((s.rate, s.p99_ratio?))).collect();
     if let Some(max) = max {
         let half = max / 2.0;
         progress.note(&format!("max rate {max:.0}/s: the rounds and throughput runs at half of it, {half:.0}/s"));
@@ -58,25 +60,19 @@ pub async fn targets(
 
 /// Doubles the rate while every rate passes, halves while none has, then bisects between the best pass and
 /// the lowest failure; bounded by the scenario's step count, step length and ceiling. Each step measures
-/// the floor, then the engine, at the same rate; rows, CPU, series and verdicts go into the report.
+/// the floor, then the engine, at the same rate, and once more when the floor was unsteady (the machine
+/// busy); rows, CPU, series and verdicts go into the report. Series of unsteady floors are left out.
 async fn search(bench: &Bench<'_>, start: f64, report: &mut Report) -> Option<f64> {
     let bounds = bench.scenario.max_rate;
     let (mut best, mut failed): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = start.min(bounds.ceiling);
     for _ in 0..bounds.steps {
-        let floor_label = format!("floor@{rate:.0}");
-        let (floor, _) = bench.phase(Side::Floor, &floor_label, rate, bounds.step).await;
-        let engine_label = format!("engine@{rate:.0}");
-        let (engine, cpu) = bench.phase(Side::Engine, &engine_label, rate, bounds.step).await;
-        let verdict = judge_step(&step_figures(rate, &floor, &engine));
-        bench.progress.note(&verdict_line(&verdict));
-        report.phases.extend(PhaseRow::rows(&floor_label, rate, &floor));
-        report.phases.extend(PhaseRow::rows(&engine_label, rate, &engine));
-        report.cpu.extend(cpu);
-        for (kind, name, result) in [(Kind::Floor, "floor", &floor), (Kind::Engine, "engine", &engine)] {
-            if let Some(stats) = first_kind(result) {
-                report.distributions.push(series(kind, name, rate, stats));
-            }
+        let mut verdict = step(bench, rate, "", report).await;
+        if verdict.floor_unsteady {
+            // Busy for a moment, or busy throughout: one more try tells which.
+            bench.progress.note(&format!("max-rate {rate:.0}/s: the floor was unsteady; measuring this rate again"));
+            report.steps.push(verdict);
+            verdict = step(bench, rate, " again", report).await;
         }
         if verdict.passed {
             best = Some(best.map_or(rate, |b| b.max(rate)));
@@ -92,17 +88,41 @@ async fn search(bench: &Bench<'_>, start: f64, report: &mut Report) -> Option<f6
     best
 }
 
+/// Floor, then engine, at `rate`; their rows, CPU and series go into the report, and the verdict is shown.
+async fn step(bench: &Bench<'_>, rate: f64, suffix: &str, report: &mut Report) -> StepVerdict {
+    let duration = bench.scenario.max_rate.step;
+    let floor_label = format!("floor@{rate:.0}{suffix}");
+    let (floor, _) = bench.phase(Side::Floor, &floor_label, rate, duration).await;
+    let engine_label = format!("engine@{rate:.0}{suffix}");
+    let (engine, cpu) = bench.phase(Side::Engine, &engine_label, rate, duration).await;
+    let verdict = judge_step(&step_figures(rate, &floor, &engine));
+    bench.progress.note(&verdict_line(&verdict));
+    report.phases.extend(PhaseRow::rows(&floor_label, rate, &floor));
+    report.phases.extend(PhaseRow::rows(&engine_label, rate, &engine));
+    report.cpu.extend(cpu);
+    if !verdict.floor_unsteady {
+        for (kind, name, result) in [(Kind::Floor, "floor", &floor), (Kind::Engine, "engine", &engine)] {
+            if let Some(stats) = first_kind(result) {
+                report.distributions.push(series(kind, name, rate, stats));
+            }
+        }
+    }
+    verdict
+}
+
 /// The figures one step is judged on.
 fn step_figures(rate: f64, floor: &PhaseResult, engine: &PhaseResult) -> StepFigures {
-    let p99 =
-        |stats: Option<&OpStats>| stats.filter(|s| !s.latency.is_empty()).map(|s| s.latency.value_at_quantile(0.99));
+    let quantile = |stats: Option<&OpStats>, q: f64| {
+        stats.filter(|s| !s.latency.is_empty()).map(|s| s.latency.value_at_quantile(q))
+    };
     let errors = |result: &PhaseResult| result.ops.values().map(|s| s.errors).sum::<u64>();
     let seconds = engine.span.as_secs_f64();
     StepFigures {
         rate,
-        floor_p99_us: p99(first_kind(floor)),
+        floor_p50_us: quantile(first_kind(floor), 0.5),
+        floor_p99_us: quantile(first_kind(floor), 0.99),
         floor_errors: errors(floor),
-        engine_p99_us: p99(first_kind(engine)),
+        engine_p99_us: quantile(first_kind(engine), 0.99),
         engine_errors: errors(engine),
         engine_achieved: if seconds > 0.0 { first_answered(engine) as f64 / seconds } else { 0.0 },
     }

@@ -24,9 +24,7 @@ const RIGHT: f64 = 280.0;
 const TOP: f64 = 48.0;
 const BOTTOM: f64 = 56.0;
 
-/// Colours by rate (in the order rates first appear), or by kind where there is one rate; dashes by kind.
-const PALETTE: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
-/// Floor blue, echo green, engine red.
+/// Floor blue, echo green, engine red, where the chart has one rate; with several, a colour per rate.
 const KIND_COLOURS: [&str; 3] = ["#1f77b4", "#2ca02c", "#d62728"];
 
 /// Which side of the comparison a series is.
@@ -170,17 +168,16 @@ pub fn svg(title: &str, series: &[Series]) -> String {
         r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">latency from the scheduled send time (log scale)</text>"#,
         TOP + plot_h / 2.0
     );
-    let mut rates: Vec<f64> = Vec::new();
-    for line in series {
-        if !rates.iter().any(|r| (r - line.rate).abs() < 0.5) {
-            rates.push(line.rate);
-        }
-    }
-    for (index, line) in series.iter().enumerate() {
-        let colour = if rates.len() > 1 {
-            rates.iter().position(|r| (r - line.rate).abs() < 0.5).map_or(PALETTE[0], |i| PALETTE[i % 8])
-        } else {
-            KIND_COLOURS[line.kind as usize]
+    // The legend reads by rate, then floor, echo, engine.
+    let mut ordered: Vec<&Series> = series.iter().collect();
+    ordered.sort_by(|a, b| a.rate.total_cmp(&b.rate).then((a.kind as u8).cmp(&(b.kind as u8))));
+    let mut rates: Vec<f64> = ordered.iter().map(|s| s.rate).collect();
+    rates.dedup_by(|a, b| (*a - *b).abs() < 0.5);
+    for (index, line) in ordered.into_iter().enumerate() {
+        let colour = match rates.iter().position(|r| (r - line.rate).abs() < 0.5) {
+            Some(_) if rates.len() == 1 => KIND_COLOURS[line.kind as usize].to_owned(),
+            Some(i) => rate_colour(i, rates.len()),
+            None => KIND_COLOURS[0].to_owned(),
         };
         let dash = match line.kind {
             Kind::Floor => r#" stroke-dasharray="7 4""#,
@@ -209,6 +206,12 @@ pub fn svg(title: &str, series: &[Series]) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// Rate `index` of `count`: hues spread around the wheel from blue, so any number of rates stay apart.
+fn rate_colour(index: usize, count: usize) -> String {
+    let hue = (210.0 + 360.0 * index as f64 / count.max(1) as f64) % 360.0;
+    format!("hsl({hue:.0}, 70%, 42%)")
 }
 
 /// Text as SVG character data or attribute value.
@@ -292,6 +295,28 @@ mod tests {
         assert_eq!(text.matches("stroke-dasharray=\"7 4\"").count(), 2, "floor line and its legend are dashed");
         // An empty chart is still a document.
         assert_balanced(&svg("empty", &[]));
+    }
+
+    #[test]
+    fn the_legend_reads_by_rate_and_every_rate_has_its_own_colour() {
+        let line = |kind, rate: f64| Series {
+            label: format!("{kind:?} @{rate:.0}/s"),
+            kind,
+            rate,
+            points: percentile_series(&uniform(100)),
+        };
+        let series: Vec<Series> = [800.0, 200.0, 400.0, 1_600.0, 3_200.0, 2_400.0, 2_000.0, 2_200.0, 1_100.0]
+            .into_iter()
+            .flat_map(|rate| [line(Kind::Engine, rate), line(Kind::Floor, rate)])
+            .collect();
+        let text = svg("t", &series);
+        let legend: Vec<usize> = ["Floor @200/s", "Engine @200/s", "Floor @400/s", "Engine @3200/s"]
+            .iter()
+            .map(|label| text.find(&format!(">{label}<")).unwrap_or_else(|| panic!("{label}")))
+            .collect();
+        assert!(legend.windows(2).all(|w| w[0] < w[1]), "legend out of order: {legend:?}");
+        let colours: std::collections::BTreeSet<String> = (0..9).map(|i| rate_colour(i, 9)).collect();
+        assert_eq!(colours.len(), 9);
     }
 
     /// Every element opened is closed, in order, and nothing but whitespace lies outside the root.

@@ -92,7 +92,11 @@ fn search_row(file: &str, report: &Value) -> String {
             steps
                 .iter()
                 .map(|s| {
-                    let mark = if s["passed"].as_bool() == Some(true) { "ok" } else { "no" };
+                    let mark = match (s["passed"].as_bool(), s["floor_unsteady"].as_bool()) {
+                        (Some(true), _) => "ok",
+                        (_, Some(true)) => "unsteady floor",
+                        _ => "no",
+                    };
                     format!("{} {} {mark}", int(&s["rate"]), fixed(&s["p99_ratio"], 2))
                 })
                 .collect()
