@@ -22,8 +22,11 @@ bin=target/release/gavel-loadtest
 cargo build --release -p gavel-loadtest
 mkdir -p "$out"
 { date -u; git rev-parse HEAD; uptime; } > "$out/machine.txt"
-# The machine's load every 10 s while the figures are taken: what else ran belongs next to them.
-(while sleep 10; do echo "$(date -u +%T) $(cat /proc/loadavg)"; done > "$out/load.log") &
+# The machine's load every 10 s while the figures are taken, and how many compilers ran beside them (the load
+# test itself keeps about two cores' worth of threads busy): what else ran belongs next to the figures.
+(while sleep 10; do
+    echo "$(date -u +%T) $(cut -d' ' -f1-3 /proc/loadavg) rustc=$(pgrep -c -x rustc || true)"
+done > "$out/load.log") &
 sampler=$!
 trap 'kill "$sampler"' EXIT
 
