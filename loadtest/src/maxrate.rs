@@ -2,6 +2,8 @@
 //! after the other at each rate) and `targets` (that search, then the rounds and throughput at half the rate
 //! found, and every issue-19 target judged: one command for the whole verdict).
 
+use std::time::Duration;
+
 use crate::criteria::{self, judge_step, micros, next_rate, StepFigures, StepVerdict, TargetFigures};
 use crate::load::{OpStats, PhaseResult};
 use crate::plot::Kind;
@@ -9,6 +11,9 @@ use crate::progress::Progress;
 use crate::report::{PhaseRow, Report};
 use crate::run::{first_answered, first_kind, series, Bench, Options, Runtimes, Side};
 use crate::scenario::Scenario;
+
+/// The pause after a failed step, before the next rate's floor.
+const COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// `max-rate`: the bounded search alone, with the p99 ratio and verdict of every rate it ran.
 pub async fn max_rate(
@@ -78,6 +83,9 @@ async fn search(bench: &Bench<'_>, start: f64, report: &mut Report) -> Option<f6
             best = Some(best.map_or(rate, |b| b.max(rate)));
         } else {
             failed = Some(failed.map_or(rate, |f| f.min(rate)));
+            // An overloaded engine is still finishing what it was sent (and so is the machine): the next
+            // step's floor should not measure that.
+            tokio::time::sleep(COOL_DOWN).await;
         }
         report.steps.push(verdict);
         match next_rate(best, failed, rate, bounds.ceiling) {
