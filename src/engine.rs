@@ -99,6 +99,9 @@ pub enum SellerError {
     AlreadyPosted,
     #[error("the sale could not be recorded: {0}")]
     Ledger(#[from] LedgerError),
+    /// Cluster mode: a shared store the call needs cannot be reached (its name); nothing was recorded.
+    #[error("{0} cannot be reached")]
+    Unavailable(&'static str),
 }
 
 impl From<LeadError> for SellerError {

@@ -125,6 +125,19 @@ impl ApiError {
         )
     }
 
+    /// 503: cluster mode, a shared store this call needs (PostgreSQL or Redis) cannot be reached; nothing was
+    /// recorded, and a held ping's bids stay held.
+    pub fn unavailable(what: &str) -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{what} cannot be reached just now; nothing was recorded, retry shortly"),
+            )
+        }
+    }
+
     /// 403: valid credentials, not allowed for this object.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
@@ -156,6 +169,8 @@ impl From<SellerError> for ApiError {
             SellerError::PingNotFound => ApiError::not_found("ping"),
             SellerError::PingExpired => ApiError::new(StatusCode::GONE, "ping_expired", message),
             SellerError::AlreadyPosted => ApiError::new(StatusCode::CONFLICT, "already_posted", message),
+            SellerError::Ledger(LedgerError::Unavailable(_)) => ApiError::unavailable("the ledger (PostgreSQL)"),
+            SellerError::Unavailable(store) => ApiError::unavailable(store),
             SellerError::Ledger(_) => {
                 tracing::error!(%message, "sale not recorded");
                 ApiError::new(
@@ -170,6 +185,9 @@ impl From<SellerError> for ApiError {
 
 impl From<LedgerError> for ApiError {
     fn from(error: LedgerError) -> ApiError {
+        if let LedgerError::Unavailable(_) = error {
+            return ApiError::unavailable("the ledger (PostgreSQL)");
+        }
         tracing::error!(%error, "ledger change not recorded");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
