@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod auth;
+mod cluster;
+mod contract;
 mod crash;
 mod delivery;
 mod errors;
@@ -9,6 +11,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod logs;
+mod openapi;
 mod ping;
 mod portal;
 mod post;
@@ -16,3 +19,4 @@ mod reload;
 mod returns;
 mod shedding;
 mod statements;
+mod wire_errors;
