@@ -17,9 +17,6 @@ use crate::readiness::Readiness;
 /// How often expired pings are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the duplicate check's history drops what no buyer's window reaches.
-const PRUNE_HISTORY_EVERY: u64 = 600;
-
 /// A server running in this process.
 pub struct RunningServer {
     /// The address it listens on (useful when it was started on port 0).
@@ -70,12 +67,9 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
         let engine = Arc::clone(&engine);
         async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);
-            for tick in 1u64.. {
+            loop {
                 every.tick().await;
                 engine.sweep();
-                if tick % PRUNE_HISTORY_EVERY == 0 {
-                    engine.prune_history();
-                }
             }
         }
     });

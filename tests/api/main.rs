@@ -5,6 +5,7 @@ mod cluster;
 mod contract;
 mod crash;
 mod delivery;
+mod duplicates;
 mod errors;
 mod gates;
 mod helpers;
