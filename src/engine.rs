@@ -33,6 +33,7 @@ use crate::ledger::journal::JournalOptions;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::ratelimit::PingRateLimiter;
+use crate::readiness::ReadinessFlag;
 use crate::shedding::AuctionSlots;
 
 /// A seller's ping, its envelope already checked.
@@ -148,7 +149,14 @@ pub struct Engine {
     pub ping_rates: PingRateLimiter,
     /// Auctions in flight; past the limit the HTTP layer sheds new ones before they reach the engine.
     pub auction_slots: AuctionSlots,
+    /// Whether this node can sell (`GET /readyz`); `app` sets it at start and shutdown.
+    pub readiness: ReadinessFlag,
+    /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
+    node_id: String,
 }
+
+/// The node id of a server started without `--node-id` (API.md section 5, `GET /admin/cluster`).
+pub const SINGLE_NODE_ID: &str = "single";
 
 impl Engine {
     /// An engine on this config with these books.
@@ -169,6 +177,8 @@ impl Engine {
             rotations: DashMap::new(),
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
+            readiness: ReadinessFlag::default(),
+            node_id: SINGLE_NODE_ID.to_owned(),
         };
         engine.restore_from_books();
         engine
@@ -194,6 +204,17 @@ impl Engine {
         );
         ledger.snapshot_if_long(&recovery).await?;
         Ok(Engine::with_metrics(config, ledger, metrics))
+    }
+
+    /// The same engine under another node id (`gavel serve --node-id`).
+    pub fn with_node_id(mut self, node_id: String) -> Engine {
+        self.node_id = node_id;
+        self
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Rebuilds what the books imply for the buyers: cap and budget counts of the current periods, the

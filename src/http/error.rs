@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -20,11 +20,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header, on refusals that are only about timing (429, 503).
     pub retry_after_s: Option<u64>,
+    /// The methods a known path takes, for the `Allow` header of a 405 (RFC 9110 requires it).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after_s: None }
+        ApiError { status, code, message: message.into(), retry_after_s: None, allow: None }
     }
 
     /// 400: the body is not JSON.
@@ -61,9 +63,12 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
-    /// 405: a known path with the wrong method.
-    pub fn method_not_allowed(allowed: &str) -> ApiError {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed} on this path"))
+    /// 405: a known path with the wrong method; `allowed` lists the methods it takes (`GET`, `GET, POST`).
+    pub fn method_not_allowed(allowed: String) -> ApiError {
+        ApiError {
+            allow: Some(allowed.clone()),
+            ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed} on this path"))
+        }
     }
 
     /// 413: the body is over `server.max_body_bytes`.
@@ -154,6 +159,9 @@ impl ApiError {
         let mut response = super::json_response(self.status, &body);
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow.and_then(|allow| HeaderValue::try_from(allow).ok()) {
+            response.headers_mut().insert(ALLOW, allow);
         }
         response
     }

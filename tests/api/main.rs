@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod auth;
+mod cluster;
+mod contract;
 mod crash;
 mod delivery;
 mod duplicates;
@@ -10,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod logs;
+mod openapi;
 mod ping;
 mod portal;
 mod post;
@@ -17,3 +20,4 @@ mod reload;
 mod returns;
 mod shedding;
 mod statements;
+mod wire_errors;
