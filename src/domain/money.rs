@@ -54,6 +54,14 @@ impl Money {
         Money(Decimal::new(cents, 2))
     }
 
+    /// The amount in whole cents (money always has at most two decimals and fifteen digits before the point,
+    /// so it fits), for stores that count in integers (Redis in cluster mode).
+    pub fn cents(self) -> i64 {
+        let mut scaled = self.0;
+        scaled.rescale(2);
+        i64::try_from(scaled.mantissa()).unwrap_or(if scaled.is_sign_negative() { i64::MIN } else { i64::MAX })
+    }
+
     /// The underlying exact decimal.
     pub fn as_decimal(self) -> Decimal {
         self.0
