@@ -1,0 +1,1 @@
+//! Exact across nodes: caps, budgets, balances and concurrency however the load is spread.
