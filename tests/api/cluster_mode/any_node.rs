@@ -1,6 +1,8 @@
 //! Any node answers any call as one node would (API.md section 9).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
