@@ -36,16 +36,31 @@ impl TestBuyer {
     }
 }
 
-/// A running server with its simulated buyers.
+/// A running server with its simulated buyers. Its HTTP calls are [`Api`]'s (through `Deref`).
 pub struct TestApp {
     pub server: RunningServer,
-    pub base: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     /// Shared by every node of a cluster.
     pub sims: std::sync::Arc<Vec<(&'static str, SimBuyer)>>,
     /// The config file the server was started from (and reloads from); the data directory is beside it.
     pub config_path: std::path::PathBuf,
     pub root: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A server's address and the client that calls it: what a test needs to call a node, also one running as
+/// its own process.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
 }
 
 /// A test's config and simulated buyers, before any server starts on them.
@@ -78,15 +93,8 @@ pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<Te
     let config =
         gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
     let server = app::start(config, None).await.expect("server starts");
-    let base = format!("http://{}", server.addr);
-    let app = TestApp {
-        server,
-        base,
-        http: http_client(),
-        sims: std::sync::Arc::new(sims),
-        config_path,
-        root: std::sync::Arc::new(root),
-    };
+    let api = Api { base: format!("http://{}", server.addr), http: http_client() };
+    let app = TestApp { server, api, sims: std::sync::Arc::new(sims), config_path, root: std::sync::Arc::new(root) };
     for id in funded {
         app.deposit(id, "10000.00").await;
     }
@@ -202,12 +210,12 @@ pub fn full_lead() -> Value {
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, http, sims, config_path, root, .. } = self;
+        let TestApp { server, api, sims, config_path, root } = self;
         server.shutdown().await;
         let config = gavel::config::load_file(&config_path).expect("same config");
         let server = app::start(config, None).await.expect("server restarts");
-        let base = format!("http://{}", server.addr);
-        TestApp { server, base, http, sims, config_path, root }
+        let api = Api { base: format!("http://{}", server.addr), http: api.http };
+        TestApp { server, api, sims, config_path, root }
     }
 
     /// The config file's text now.
@@ -223,7 +231,9 @@ impl TestApp {
     pub fn sim(&self, id: &str) -> &SimBuyer {
         &self.sims.iter().find(|(sid, _)| *sid == id).expect("sim by id").1
     }
+}
 
+impl Api {
     /// POSTs JSON with a bearer key; returns the status and the body (Null when not JSON).
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
         let response = self

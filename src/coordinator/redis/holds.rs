@@ -459,12 +459,11 @@ impl RedisCoordinator {
         recent.push((now, conversion));
     }
 
-    /// Converts the last minute's sales again into a rebuilt Redis (see the module doc).
+    /// Converts the last minute's sales again into a rebuilt Redis (see the module doc). The rebuild marked
+    /// the sales the ledger already had as converted, so each is counted once: from the ledger, or here.
     pub(super) async fn reconvert_recent(&self) {
         let recent: Vec<Conversion> = self.recent.lock().iter().map(|(_, c)| c.clone()).collect();
-        for mut conversion in recent {
-            // Their markers went with the flush; a fresh marker keeps a second rebuild from repeating them.
-            conversion.lead_id = format!("{}:{}", conversion.lead_id, new_id("r_"));
+        for conversion in recent {
             let _ = self.convert(&conversion).await;
         }
     }
@@ -518,7 +517,7 @@ impl RedisCoordinator {
 
     /// The epoch to pass, if this node may take holds now.
     fn ready_epoch(&self) -> Result<String, Unreachable> {
-        if self.rebuilding.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.is_ready() {
             return Err(Unreachable);
         }
         self.known_epoch().ok_or(Unreachable)
@@ -532,6 +531,7 @@ impl RedisCoordinator {
 
     /// Redis holds this exchange's state again (the buyers a hold found missing were added).
     pub fn rebuilt(&self) {
+        self.confirmed.store(true, std::sync::atomic::Ordering::Release);
         self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
     }
 
@@ -552,7 +552,18 @@ impl RedisCoordinator {
             // Another node rebuilds; the health loop adopts its epoch when it appears.
             return Err(Unreachable);
         }
-        let result = self.rebuild_under_lock(roster, ledger).await;
+        // Another node may have rebuilt it between our look and our lock: then its epoch is the one.
+        let current: Option<String> = self.call("epoch", redis::cmd("GET").arg(self.epoch_key())).await?;
+        let result = match current {
+            Some(epoch) => {
+                *self.epoch.write() = Some(epoch);
+                self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
+                self.confirmed.store(true, std::sync::atomic::Ordering::Release);
+                self.reconvert_recent().await;
+                Ok(())
+            }
+            None => self.rebuild_under_lock(roster, ledger).await,
+        };
         let _ = self.call::<Value>("rebuild_unlock", redis::cmd("DEL").arg(&lock_key)).await;
         result
     }
@@ -561,7 +572,14 @@ impl RedisCoordinator {
         ledger.sync().await.map_err(|_| Unreachable)?;
         let epoch = new_id("e_");
         let now = Utc::now();
+        // The ledger's recent sales, read before the counts: a sale marked here is surely in the counts below
+        // (a sale that lands in between is counted, not marked, and converted again: twice, the safe side).
+        let recent = self.recent_sales(roster, ledger, now);
         let mut pipe = redis::pipe();
+        for (buyer, lead_id) in &recent {
+            let marker = self.buyer_keys(buyer).conversion(lead_id);
+            pipe.cmd("SET").arg(marker).arg("1").arg("NX").arg("PX").arg(86_400_000).ignore();
+        }
         for (buyer, state) in roster.config.buyers.iter().zip(&roster.states) {
             let keys = self.buyer_keys(&buyer.id);
             let snapshot = state.capacity.snapshot(buyer, now);
@@ -588,9 +606,25 @@ impl RedisCoordinator {
         self.pipeline("rebuild", &pipe).await?;
         *self.epoch.write() = Some(epoch);
         self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
+        self.confirmed.store(true, std::sync::atomic::Ordering::Release);
         self.reconvert_recent().await;
         tracing::info!(buyers = roster.config.buyers.len(), "redis rebuilt from the ledger");
         Ok(())
+    }
+
+    /// The sales of the last two minutes in the ledger, by buyer: what the nodes may convert again.
+    fn recent_sales(&self, roster: &Roster, ledger: &Ledger, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let since = now - chrono::Duration::from_std(RECENT_CONVERSIONS * 2).unwrap_or_default();
+        ledger.read(|books| {
+            let mut recent = Vec::new();
+            for buyer in &roster.config.buyers {
+                let Some(ids) = books.leads_by_buyer.get(&buyer.id) else { continue };
+                for id in ids.iter().rev().take_while(|id| books.leads.get(*id).is_some_and(|l| l.sale.at >= since)) {
+                    recent.push((buyer.id.clone(), id.clone()));
+                }
+            }
+            recent
+        })
     }
 
     /// Makes sure every buyer of a config has its state in Redis (a buyer added by a reload has none yet).

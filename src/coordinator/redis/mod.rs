@@ -58,6 +58,9 @@ pub struct RedisCoordinator {
     /// The epoch this node last saw complete; `None` until the first check.
     epoch: RwLock<Option<String>>,
     up: AtomicBool,
+    /// Whether the epoch was checked since Redis last went away: a Redis that comes back may be empty, and
+    /// this node takes no hold until it knows.
+    confirmed: AtomicBool,
     /// Set while this node waits for (or does) a rebuild: holds answer `Unreachable` meanwhile.
     rebuilding: AtomicBool,
     /// The sales this node converted in the last minute, to convert again after a flush.
@@ -91,6 +94,7 @@ impl RedisCoordinator {
             node: node.to_owned(),
             epoch: RwLock::new(None),
             up: AtomicBool::new(false),
+            confirmed: AtomicBool::new(false),
             rebuilding: AtomicBool::new(false),
             recent: Mutex::new(Vec::new()),
             leases: pings::Leases::default(),
@@ -109,7 +113,10 @@ impl RedisCoordinator {
 
     /// Whether this node can take holds now: Redis answers and holds this node's epoch.
     pub fn is_ready(&self) -> bool {
-        self.is_up() && !self.rebuilding.load(Ordering::Acquire) && self.epoch.read().is_some()
+        self.is_up()
+            && self.confirmed.load(Ordering::Acquire)
+            && !self.rebuilding.load(Ordering::Acquire)
+            && self.epoch.read().is_some()
     }
 
     /// This node's id.
@@ -175,6 +182,7 @@ impl RedisCoordinator {
             }
             Err(error) if error.to_string().contains("Function not found") => Err(Failure::NoFunction),
             Err(error) if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
+                self.confirmed.store(false, Ordering::Release);
                 if self.up.swap(false, Ordering::AcqRel) {
                     tracing::warn!(%error, "redis unreachable");
                 }
@@ -193,7 +201,7 @@ impl RedisCoordinator {
     pub async fn check_epoch(&self) -> Option<bool> {
         let epoch: Option<String> = self.call("epoch", redis::cmd("GET").arg(self.epoch_key())).await.ok()?;
         let known = self.epoch.read().clone();
-        match (epoch, known) {
+        let verdict = match (epoch, known) {
             (Some(now), Some(known)) if now == known => Some(true),
             // A node that starts (or restarts) adopts the epoch it finds: Redis was rebuilt or is intact.
             (Some(now), None) => {
@@ -208,7 +216,9 @@ impl RedisCoordinator {
                 Some(true)
             }
             (None, _) => Some(false),
-        }
+        };
+        self.confirmed.store(verdict == Some(true), Ordering::Release);
+        verdict
     }
 
     fn epoch_key(&self) -> String {

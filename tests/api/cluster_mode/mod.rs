@@ -13,7 +13,7 @@ use gavel::app::{self, NodeOptions};
 use gavel::sim::SimBuyer;
 use rand::Rng;
 
-use crate::helpers::{http_client, prepare, TestApp, TestBuyer, Tuning};
+use crate::helpers::{http_client, prepare, Api, TestApp, TestBuyer, Tuning};
 
 /// The shared stores the cluster tests use, unless `GAVEL_TEST_POSTGRES_URL` / `GAVEL_TEST_REDIS_URL` say
 /// otherwise.
@@ -125,11 +125,10 @@ pub async fn spawn_cluster_on(
             data_dir: Some(root.path().join(format!("data-{index}"))),
         };
         let server = app::start_node(config, options).await.expect("node starts");
-        let base = format!("http://{}", server.addr);
+        let api = Api { base: format!("http://{}", server.addr), http: http_client() };
         cluster.nodes.push(TestApp {
             server,
-            base,
-            http: http_client(),
+            api,
             sims: std::sync::Arc::clone(&sims),
             config_path: prepared.config_path.clone(),
             root: std::sync::Arc::clone(&root),
@@ -150,7 +149,7 @@ pub async fn spawn_cluster_on(
 }
 
 /// Waits up to 10 s for a node to answer `/readyz` 200 (its Redis state in place).
-pub async fn wait_until_ready(node: &TestApp) {
+pub async fn wait_until_ready(node: &Api) {
     for _ in 0..200 {
         if node.http.get(format!("{}/readyz", node.base)).send().await.is_ok_and(|r| r.status() == 200) {
             return;
