@@ -350,7 +350,8 @@ impl Engine {
         let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
         // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
         let payable_bids = bids.len();
-        let mut offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
+        let mut offers =
+            rank(bids, campaign.distribution, campaign.ranking, campaign.auction, campaign.floor, self.draw(&campaign));
         // A test auction uses no cap and no wallet: it holds nothing.
         let holds = if request.test {
             Vec::new()

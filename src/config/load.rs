@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use toml::Table;
 
 use super::{
-    AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, PostalCodes, Ramp, ResponseAdapter,
-    ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla, KNOWN_RETURN_REASONS,
+    AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, PostalCodes, Ramp, Ranking,
+    ResponseAdapter, ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla,
+    KNOWN_RETURN_REASONS,
 };
 
 mod buyer;

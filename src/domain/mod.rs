@@ -1,5 +1,6 @@
 //! The domain: leads, money, bids, ranking and clearing. Pure functions: no I/O, no clock read implicitly.
 
+pub mod expected_value;
 pub mod lead;
 pub mod money;
 pub mod ranking;
