@@ -3,5 +3,6 @@
 pub mod expected_value;
 pub mod lead;
 pub mod money;
+pub mod outcomes;
 pub mod ranking;
 pub mod returns;
