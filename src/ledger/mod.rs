@@ -10,6 +10,7 @@ mod books;
 mod entry;
 pub mod journal;
 pub mod report;
+pub mod return_rates;
 pub mod statement;
 
 use std::path::Path;
