@@ -24,6 +24,8 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    /// Sends win/loss notices; notices still queued at shutdown are not sent.
+    notices: Option<JoinHandle<()>>,
 }
 
 /// Why the server did not start.
@@ -41,6 +43,7 @@ pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Running
     let listener = TcpListener::bind(listen.unwrap_or(engine.config().server.listen)).await?;
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
+    let notices = engine.notices.start(engine.client.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
         let _ = stopped.await;
@@ -55,7 +58,7 @@ pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Running
             }
         }
     });
-    Ok(RunningServer { addr, engine, stop, server, sweeper })
+    Ok(RunningServer { addr, engine, stop, server, sweeper, notices })
 }
 
 impl RunningServer {
@@ -64,6 +67,9 @@ impl RunningServer {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.sweeper.abort();
+        if let Some(notices) = self.notices {
+            notices.abort();
+        }
         // Everything answered is already on disk; this flushes what was not yet answered and stops the writer.
         if let Err(error) = self.engine.ledger.close().await {
             tracing::error!(%error, "journal close failed");

@@ -18,6 +18,7 @@ use crate::auction::cascade::Cascade;
 use crate::auction::deadline::Deadline;
 use crate::auction::fanout::{collect_bids, Collected, FanOut};
 use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
+use crate::auction::rates::read_return_rates;
 use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAPACITY};
 use crate::buyers::{BuyerStates, Roster};
 use crate::capacity::{Ask, Hold};
@@ -32,6 +33,7 @@ use crate::ids::new_id;
 use crate::ledger::journal::JournalOptions;
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::notices::{Notices, Outbox};
 use crate::ratelimit::PingRateLimiter;
 use crate::shedding::AuctionSlots;
 
@@ -145,6 +147,8 @@ pub struct Engine {
     pub ping_rates: PingRateLimiter,
     /// Auctions in flight; past the limit the HTTP layer sheds new ones before they reach the engine.
     pub auction_slots: AuctionSlots,
+    /// Win/loss notices waiting to be sent; each seller call collects its own in an [`Outbox`].
+    pub notices: Notices,
 }
 
 impl Engine {
@@ -155,6 +159,7 @@ impl Engine {
 
     fn with_metrics(config: Config, ledger: Ledger, metrics: Arc<Metrics>) -> Engine {
         let buyers = BuyerStates::default();
+        let notices = Notices::new(Arc::clone(&metrics));
         let engine = Engine {
             roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
             buyers,
@@ -166,6 +171,7 @@ impl Engine {
             rotations: DashMap::new(),
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
+            notices,
         };
         engine.restore_from_books();
         engine
@@ -270,10 +276,10 @@ impl Engine {
         Arc::clone(&self.roster.read())
     }
 
-    /// Runs an auction for a seller's ping.
-    pub async fn ping(&self, request: PingRequest) -> Result<PingAnswer, SellerError> {
+    /// Runs an auction for a seller's ping; its win/loss notices go into `notices`.
+    pub async fn ping(&self, request: PingRequest, notices: &mut Outbox) -> Result<PingAnswer, SellerError> {
         let lead = Lead::parse(&request.lead, Utc::now())?;
-        let (_, answer) = self.auction(request, &lead).await?;
+        let (_, answer) = self.auction(request, &lead, notices).await?;
         Ok(answer)
     }
 
@@ -290,11 +296,13 @@ impl Engine {
         self.deliver(&held, &lead, min_payout).await
     }
 
-    /// Pings with the ping projection of a full lead, then posts it, in one call.
+    /// Pings with the ping projection of a full lead, then posts it, in one call; the auction's win/loss
+    /// notices go into `notices`.
     pub async fn direct_post(
         &self,
         request: PingRequest,
         min_payout: Option<Money>,
+        notices: &mut Outbox,
     ) -> Result<(String, Arc<PostResult>), SellerError> {
         let lead = Lead::parse(&request.lead, Utc::now())?;
         let campaign = self.config().campaign(&request.campaign).cloned();
@@ -302,7 +310,7 @@ impl Engine {
         if let Some(campaign) = campaign {
             check_postable(&campaign, &lead)?;
         }
-        let (held, _) = self.auction(request, &lead).await?;
+        let (held, _) = self.auction(request, &lead, notices).await?;
         let result = self.deliver(&held, &lead, min_payout).await?;
         Ok((held.ping_id.clone(), result))
     }
@@ -312,7 +320,12 @@ impl Engine {
         self.pings.sweep();
     }
 
-    async fn auction(&self, request: PingRequest, lead: &Lead) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
+    async fn auction(
+        &self,
+        request: PingRequest,
+        lead: &Lead,
+        notices: &mut Outbox,
+    ) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
         let roster = self.roster();
         let config = &roster.config;
         let campaign =
@@ -344,9 +357,10 @@ impl Engine {
         let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
 
-        let Collected { mut outcomes, bids, eligible, pinged, slowest_leg } = collected;
+        let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } = collected;
         let bids_received = bids.len();
         let now = Utc::now();
+        read_return_rates(&self.ledger, config, &campaign, &request.seller.id, &mut bids, &mut outcomes, now);
         let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
         // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
         let payable_bids = bids.len();
@@ -358,6 +372,7 @@ impl Engine {
         } else {
             self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, now)
         };
+        notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
         let payout = quoted_payout(&campaign, &request.seller, &offers);
         let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
         let quote = match (eligible, payable_bids, payout) {

@@ -79,6 +79,8 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             detail: None,
             latency_ms: None,
             bid: None,
+            return_rate: None,
+            expected_value: None,
         });
         let gate = GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, contacts, ledger };
         let admitted = match gates::check(&gate) {

@@ -189,6 +189,16 @@ pub enum SellMode {
     },
 }
 
+impl SellMode {
+    /// How many bidders the lead is quoted to: one, or `max_buyers`.
+    pub fn places(self) -> usize {
+        match self {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        }
+    }
+}
+
 /// The order in which bidders are offered the lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
