@@ -175,7 +175,8 @@ mod tests {
     fn min_to_win_by_bid_is_the_lowest_winning_bid_plus_a_cent_under_either_price() {
         use AuctionKind::{FirstPrice, SecondPrice};
         // (name, rules, rows, unaffordable, lost hold, first-price fates, second-price fates)
-        let cases: &[(&str, Rules, &[Row], &[usize], &[usize], Expected, Expected)] = &[
+        type Case = (&'static str, Rules, &'static [Row], &'static [usize], &'static [usize], Expected, Expected);
+        let cases: &[Case] = &[
             (
                 "exclusive: the winner, a loser, one under the floor, a fixed-price loser",
                 rules(Ranking::Bid, "1.00", 1),

@@ -354,7 +354,8 @@ mod tests {
     #[test]
     fn expected_value_orders_by_what_the_seller_keeps_and_prices_by_quality() {
         // (name, floor, bids, order, first-price prices, second-price prices)
-        let cases: &[(&str, &str, &[ValueRow], &[usize], &[&str], &[&str])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [ValueRow<'a>], &'a [usize], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 // Everyone at r = 5%: the order and second price are those of ranking by bid.
                 "no history",
