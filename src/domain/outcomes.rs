@@ -288,6 +288,15 @@ mod tests {
                 &[(0, "lost", None, Some("10.69")), (1, "won", Some("8.43"), None), (9, "lost", None, Some("9.01"))],
             ),
             (
+                // README's worked example: 9.00 at 1/20 (8.55) wins; 10.00 at 10/50 needs 8.55 / 0.8 = 10.6875
+                // → 10.69, and 8.00 at 1/80 needs 8.55 / 0.9875 = 8.658… → 8.66.
+                "the README's worked example",
+                rules(Ranking::ExpectedValue, "2.00", 1),
+                &[(0, "10.00", 30, 9), (1, "9.00", 0, 0), (2, "8.00", 60, 0)],
+                &[(0, "lost", None, Some("10.69")), (1, "won", Some("9.00"), None), (2, "lost", None, Some("8.66"))],
+                &[(0, "lost", None, Some("10.69")), (1, "won", Some("8.43"), None), (2, "lost", None, Some("8.66"))],
+            ),
+            (
                 // The winner keeps 10 × 6/7 = 8.5714…; 9.02 at 5% keeps 8.569, just under it. Beating it at 5%
                 // takes 8.5714… / 0.95 = 9.0225… → 9.03.
                 "rounding",

@@ -426,6 +426,17 @@ mod tests {
                 &["10.00", "10.00"],
             ),
             ("a lone bid", "2.00", &[(0, "10.00", 40, 30, 0)], &[0], &["10.00"], &["2.01"]),
+            (
+                // README's worked example: 10.00 at r = 10/50 keeps 8.00, 9.00 at 1/20 keeps 8.55, 8.00 at 1/80
+                // keeps 7.90. 9.00 wins and pays 8.00 / 0.95 = 8.421… → 8.43; down the cascade 10.00 pays
+                // 7.90 / 0.8 = 9.875 → 9.88, and 8.00, with nothing beneath it, the floor + 0.01.
+                "the README's worked example",
+                "2.00",
+                &[(0, "10.00", 30, 9, 0), (1, "9.00", 0, 0, 0), (2, "8.00", 60, 0, 0)],
+                &[1, 0, 2],
+                &["9.00", "10.00", "8.00"],
+                &["8.43", "9.88", "2.01"],
+            ),
         ];
         for (name, floor, rows, expected_order, first_prices, second_prices) in cases {
             for (auction, prices) in

@@ -336,7 +336,9 @@ fn example_config_loads() {
     assert_eq!((config.sellers.len(), config.campaigns.len(), config.buyers.len()), (2, 2, 3));
     assert_eq!(config.sellers[0].margin_percent, Decimal::new(125, 1));
     assert_eq!(config.campaigns[1].sell, SellMode::Shared { max_buyers: 3 });
+    assert_eq!((config.campaigns[0].ranking, config.campaigns[0].return_rate_days), (Ranking::ExpectedValue, 30));
     let best = config.buyer("best-insurance").unwrap();
+    assert!(best.notice_url.is_some());
     assert_eq!(best.filters.states, ["CA", "NV", "OR"]);
     assert_eq!(best.filters.rules.len(), 4);
     assert!(best.ramp.is_some());
