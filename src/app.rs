@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ledger::LedgerError;
+use crate::readiness::Readiness;
 
 /// How often expired pings are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -37,10 +38,27 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
+/// What the command line may set for one node over its config file (API.md section 8).
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Listen here instead of `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// This node's id (`--node-id`); [`crate::engine::SINGLE_NODE_ID`] when `None`.
+    pub node_id: Option<String>,
+}
+
 /// Replays the journal, then starts the server on `listen`, or on the config's `server.listen` when `None`.
 pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<RunningServer, StartError> {
-    let engine = Engine::open(config).await?;
-    let listener = TcpListener::bind(listen.unwrap_or(engine.config().server.listen)).await?;
+    start_node(config, NodeOptions { listen, node_id: None }).await
+}
+
+/// [`start`] with every option of `gavel serve`.
+pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningServer, StartError> {
+    let mut engine = Engine::open(config).await?;
+    if let Some(node_id) = options.node_id {
+        engine = engine.with_node_id(node_id);
+    }
+    let listener = TcpListener::bind(options.listen.unwrap_or(engine.config().server.listen)).await?;
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
     let notices = engine.notices.start(engine.client.clone());
@@ -58,12 +76,16 @@ pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Running
             }
         }
     });
+    // The journal is replayed and the listener bound: from here on this node can sell.
+    engine.readiness.set(Readiness::Ready);
     Ok(RunningServer { addr, engine, stop, server, sweeper, notices })
 }
 
 impl RunningServer {
     /// Stops accepting, finishes in-flight requests, and returns once the server has stopped.
     pub async fn shutdown(self) {
+        // First, so that a load balancer probing `/readyz` on a connection still open sends nothing new here.
+        self.engine.readiness.set(Readiness::Stopping);
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.sweeper.abort();

@@ -35,6 +35,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::notices::{Notices, Outbox};
 use crate::ratelimit::PingRateLimiter;
+use crate::readiness::ReadinessFlag;
 use crate::shedding::AuctionSlots;
 
 /// A seller's ping, its envelope already checked.
@@ -101,6 +102,9 @@ pub enum SellerError {
     AlreadyPosted,
     #[error("the sale could not be recorded: {0}")]
     Ledger(#[from] LedgerError),
+    /// Cluster mode: a shared store the call needs cannot be reached (its name); nothing was recorded.
+    #[error("{0} cannot be reached")]
+    Unavailable(&'static str),
 }
 
 impl From<LeadError> for SellerError {
@@ -149,7 +153,14 @@ pub struct Engine {
     pub auction_slots: AuctionSlots,
     /// Win/loss notices waiting to be sent; each seller call collects its own in an [`Outbox`].
     pub notices: Notices,
+    /// Whether this node can sell (`GET /readyz`); `app` sets it at start and shutdown.
+    pub readiness: ReadinessFlag,
+    /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
+    node_id: String,
 }
+
+/// The node id of a server started without `--node-id` (API.md section 5, `GET /admin/cluster`).
+pub const SINGLE_NODE_ID: &str = "single";
 
 impl Engine {
     /// An engine on this config with these books.
@@ -172,6 +183,8 @@ impl Engine {
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
             notices,
+            readiness: ReadinessFlag::default(),
+            node_id: SINGLE_NODE_ID.to_owned(),
         };
         engine.restore_from_books();
         engine
@@ -197,6 +210,17 @@ impl Engine {
         );
         ledger.snapshot_if_long(&recovery).await?;
         Ok(Engine::with_metrics(config, ledger, metrics))
+    }
+
+    /// The same engine under another node id (`gavel serve --node-id`).
+    pub fn with_node_id(mut self, node_id: String) -> Engine {
+        self.node_id = node_id;
+        self
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Rebuilds what the books imply for the buyers: cap and budget counts of the current periods, the

@@ -22,7 +22,7 @@
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.
-//! - [`app`] — startup and shutdown; [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
+//! - [`app`] — startup and shutdown, and the node's [`readiness`] (`/readyz`); [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
 //! - [`ids`], [`time`], [`logging`], [`signals`] — small shared utilities.
 #![forbid(unsafe_code)]
 
@@ -46,6 +46,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notices;
 pub mod ratelimit;
+pub mod readiness;
 pub mod shedding;
 pub mod signals;
 pub mod sim;

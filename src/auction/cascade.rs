@@ -164,7 +164,8 @@ impl Cascade<'_> {
                 lead: posted.kept.clone(),
                 terms_id: 0,
             };
-            self.ledger.record_sale(sale, &held.roster.config.revision, || buyer.terms()).await?;
+            let terms_of = std::sync::Arc::clone(buyer);
+            self.ledger.record_sale(sale, &held.roster.config.revision, move || terms_of.terms()).await?;
             // Counted against caps once the ledger has it; until then the hold keeps the unit and the contacts.
             hold.commit(at);
             self.metrics.inc("gavel_sales_total", &[("campaign", &held.campaign.id)]);

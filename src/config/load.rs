@@ -56,6 +56,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// An id of the config file (seller, campaign, buyer) or a node: 1 to 64 characters of `[a-z0-9_-]`.
+pub fn is_valid_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Reads and parses a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;

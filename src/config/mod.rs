@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::domain::money::Money;
 
 use keys::KeyIndex;
-pub use load::{load_file, parse, ConfigErrors};
+pub use load::{is_valid_id, load_file, parse, ConfigErrors};
 
 /// The whole running configuration. Ids index into the vectors through the lookup maps.
 #[derive(Debug)]

@@ -141,7 +141,8 @@ pub async fn pause_or_resume(
     } else {
         state.resume();
     }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
+    let standing = std::sync::Arc::clone(state);
+    engine.ledger.record_standing(&buyer.id, move || standing.api_standing()).await?;
     Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state)))
 }
 

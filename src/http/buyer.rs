@@ -89,7 +89,7 @@ pub async fn pause_or_resume(
     engine: &Engine,
     request: Request<Incoming>,
     buyer: &Buyer,
-    state: &BuyerState,
+    state: &Arc<BuyerState>,
     pause: bool,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = Envelope(read_object(request, &engine.config().server).await?);
@@ -111,7 +111,8 @@ pub async fn pause_or_resume(
             "this buyer was paused by {who}; only a pause it set itself can be resumed here"
         )));
     }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
+    let standing = Arc::clone(state);
+    engine.ledger.record_standing(&buyer.id, move || standing.api_standing()).await?;
     Ok(status(buyer, state))
 }
 

@@ -27,7 +27,8 @@ pub fn buyer_money(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Map<St
     money
 }
 
-/// A return as its buyer sees it (API.md section 4).
+/// A return as its buyer sees it (API.md section 4), `decision_note` included: "returns in every list also
+/// carry `decision_note`", the buyer's list too, so the buyer reads why an operator decided as it did.
 pub fn return_object(filed: &Return) -> Value {
     json!({
         "return_id": filed.return_id,
@@ -37,16 +38,16 @@ pub fn return_object(filed: &Return) -> Value {
         "credit": filed.credit,
         "reason": filed.reason,
         "note": filed.note,
+        "decision_note": filed.decision_note,
         "created_at": rfc3339(filed.created_at),
         "decided_at": filed.decided_at.map(rfc3339),
     })
 }
 
-/// A return as the operator sees it: the buyer's view plus whose it is and the decision's note.
+/// A return as the operator sees it: the buyer's view plus whose it is and the payout taken back.
 pub fn admin_return_object(filed: &Return) -> Value {
     let mut object = return_object(filed);
     object["buyer"] = json!(filed.buyer);
     object["clawback"] = json!(filed.clawback);
-    object["decision_note"] = json!(filed.decision_note);
     object
 }

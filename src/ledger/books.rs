@@ -234,24 +234,11 @@ impl Books {
             return Err(Inconsistent(format!("return {} is decided twice", decision.return_id)));
         }
         let sale = &self.leads[&filed.lead_id].sale;
-        filed.decided_at = Some(decision.at);
-        filed.decision_note = decision.note;
-        match decision.transaction_id.filter(|_| decision.approve) {
-            Some(id) => {
-                filed.status = ReturnStatus::Approved;
-                filed.decision_reason = DecisionReason::OperatorApproved;
-                filed.credit = sale.price;
-                filed.clawback = sale.payout;
-                filed.transaction_id = Some(id.clone());
-                self.return_rates.returned(&sale.seller, &sale.buyer, sale.at);
-                Ok(Some(reversal(id, sale, decision.at)))
-            }
-            None => {
-                filed.status = ReturnStatus::Rejected;
-                filed.decision_reason = DecisionReason::OperatorRejected;
-                Ok(None)
-            }
+        *filed = decided_return(filed, sale, &decision);
+        if filed.status == ReturnStatus::Approved {
+            self.return_rates.returned(&sale.seller, &sale.buyer, sale.at);
         }
+        Ok(filed.transaction_id.clone().filter(|_| decision.approve).map(|id| reversal(id, sale, decision.at)))
     }
 
     /// Checks the cross-references that [`Books::apply`] keeps and that readers index by: a snapshot is
@@ -295,6 +282,28 @@ impl Books {
     pub fn returns_newest_first(&self) -> impl Iterator<Item = &Return> {
         self.return_order.iter().rev().map(|id| &self.returns[id])
     }
+}
+
+/// A pending return as the operator's decision leaves it: approved (credited and clawed back, under the
+/// decision's transaction) or rejected.
+pub fn decided_return(filed: &Return, sale: &Sale, decision: &Decision) -> Return {
+    let mut decided = filed.clone();
+    decided.decided_at = Some(decision.at);
+    decided.decision_note = decision.note.clone();
+    match decision.transaction_id.as_ref().filter(|_| decision.approve) {
+        Some(id) => {
+            decided.status = ReturnStatus::Approved;
+            decided.decision_reason = DecisionReason::OperatorApproved;
+            decided.credit = sale.price;
+            decided.clawback = sale.payout;
+            decided.transaction_id = Some(id.clone());
+        }
+        None => {
+            decided.status = ReturnStatus::Rejected;
+            decided.decision_reason = DecisionReason::OperatorRejected;
+        }
+    }
+    decided
 }
 
 /// The postings of a sale at price P with payout S: buyer −P, seller +S, platform +(P − S).

@@ -333,16 +333,17 @@ async fn terms_are_recorded_once_per_buyer_and_revision() {
     sell(&ledger, sale("l_3", "other", 1000, 900, at(1))).await.unwrap();
     sell_under(&ledger, sale("l_4", "best", 1000, 900, at(2)), "rev-2").await.unwrap();
     // Asked for terms only when they are new.
-    let asked = std::cell::Cell::new(false);
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let later = sale("l_5", "best", 1000, 900, at(2));
+    let flag = Arc::clone(&asked);
     ledger
-        .record_sale(later, "rev-2", || {
-            asked.set(true);
+        .record_sale(later, "rev-2", move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
             Value::Null
         })
         .await
         .unwrap();
-    assert!(!asked.get());
+    assert!(!asked.load(std::sync::atomic::Ordering::SeqCst));
     ledger.close().await.unwrap();
     drop(ledger);
 

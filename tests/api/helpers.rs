@@ -277,3 +277,12 @@ fn merge(body: &mut Value, extra: Value) {
         target.extend(extra);
     }
 }
+
+impl TestApp {
+    /// Stops the server gracefully and returns its engine, to look at what shutdown left behind.
+    pub async fn stop(self) -> std::sync::Arc<gavel::engine::Engine> {
+        let engine = std::sync::Arc::clone(&self.server.engine);
+        self.server.shutdown().await;
+        engine
+    }
+}

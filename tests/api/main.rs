@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod auth;
+mod cluster;
+mod contract;
 mod crash;
 mod delivery;
 mod duplicates;
@@ -11,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod notices;
+mod openapi;
 mod ping;
 mod portal;
 mod post;
@@ -19,3 +22,4 @@ mod reload;
 mod returns;
 mod shedding;
 mod statements;
+mod wire_errors;
