@@ -94,6 +94,13 @@ pub fn daily_limit(buyer: &Buyer, date: NaiveDate) -> Option<u32> {
     Some(buyer.caps.daily.map_or(ramped, |cap| cap.min(ramped)))
 }
 
+/// Each period's key at `at` (in the buyer's timezone) with its cap limit and budget, hourly to monthly: what
+/// a hold checks, for stores that check it elsewhere (Redis in cluster mode).
+pub fn period_terms(buyer: &Buyer, at: DateTime<Utc>) -> [(i64, Option<u32>, Option<Money>); 4] {
+    let local = local(timezone(buyer), at);
+    Period::ALL.map(|period| (period.key(local), cap_limit(buyer, period, local.date()), budget_limit(buyer, period)))
+}
+
 fn cap_limit(buyer: &Buyer, period: Period, date: NaiveDate) -> Option<u32> {
     match period {
         Period::Hourly => buyer.caps.hourly,
@@ -254,6 +261,29 @@ impl BuyerCapacity {
         tally.contacts.record_sale(contacts, at, buyer.dedupe_days);
     }
 
+    /// Each period's key, sales and spend at `now`, and the contacts sold within the buyer's window with when:
+    /// what cluster mode rebuilds Redis from.
+    pub fn snapshot(&self, buyer: &Buyer, now: DateTime<Utc>) -> CapacitySnapshot {
+        let local = local(timezone(buyer), now);
+        let tally = self.tally.lock();
+        let periods = Period::ALL.map(|period| {
+            let key = period.key(local);
+            let (sales, spent) = tally.count(period, key);
+            (key, sales, spent)
+        });
+        CapacitySnapshot { periods, contacts: tally.contacts.sold_since(now, buyer.dedupe_days) }
+    }
+
+    /// Forgets every count, hold and contact (cluster mode, before the local view is rebuilt from the books).
+    pub fn reset(&self) {
+        *self.tally.lock() = Tally::default();
+    }
+
+    /// True when `limit` pings are in flight from this node: the gates' cheap look before a slot is taken.
+    pub fn slots_full(&self, limit: u32) -> bool {
+        self.pings_in_flight.load(Ordering::Acquire) >= limit
+    }
+
     /// True if the lead is a duplicate for the buyer: what a test post checks, which holds nothing.
     pub fn is_duplicate(&self, buyer: &Buyer, contacts: &[Contact], now: DateTime<Utc>) -> bool {
         self.tally.lock().contacts.is_duplicate(contacts, buyer.dedupe_days, now)
@@ -302,6 +332,14 @@ impl BuyerCapacity {
         }
         (Value::Object(caps), Value::Object(budgets))
     }
+}
+
+/// What one buyer has sold in its current periods, and to whom within its duplicate window.
+#[derive(Debug, Clone)]
+pub struct CapacitySnapshot {
+    /// Hourly to monthly: the period's key, its sales and its spend.
+    pub periods: [(i64, u32, Money); 4],
+    pub contacts: Vec<(Contact, DateTime<Utc>)>,
 }
 
 /// A winning bid's reservation: the lead's contacts, one unit of every cap and its price against budgets and

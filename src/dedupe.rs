@@ -111,6 +111,18 @@ impl ContactBook {
         self.expire(at - Duration::days(i64::from(keep_days)));
     }
 
+    /// The contacts sold within the last `days` days, with their last sale.
+    pub fn sold_since(&self, now: DateTime<Utc>, days: u32) -> Vec<(Contact, DateTime<Utc>)> {
+        if days == 0 {
+            return Vec::new();
+        }
+        let window = Duration::days(i64::from(days));
+        self.by_contact
+            .iter()
+            .filter_map(|(contact, state)| state.last_sale.filter(|at| now - *at < window).map(|at| (*contact, at)))
+            .collect()
+    }
+
     /// How many contacts the book holds (sold or reserved).
     pub fn len(&self) -> usize {
         self.by_contact.len()

@@ -32,6 +32,7 @@ pub mod audit;
 pub mod buyers;
 pub mod capacity;
 pub mod config;
+pub mod coordinator;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;

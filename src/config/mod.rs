@@ -28,6 +28,8 @@ pub use load::{is_valid_id, load_file, parse, ConfigErrors};
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[cluster]`: several nodes sharing PostgreSQL and Redis (API.md section 9); `None` for one node.
+    pub cluster: Option<ClusterConfig>,
     pub sellers: Vec<Arc<Seller>>,
     pub campaigns: Vec<Arc<Campaign>>,
     pub buyers: Vec<Arc<Buyer>>,
@@ -49,6 +51,7 @@ impl Config {
     /// Builds the lookup maps. Called by the loader once validation has passed (ids and keys are unique).
     fn new(
         server: ServerConfig,
+        cluster: Option<ClusterConfig>,
         sellers: Vec<Seller>,
         campaigns: Vec<Campaign>,
         buyers: Vec<Buyer>,
@@ -70,6 +73,7 @@ impl Config {
         }
         Config {
             server,
+            cluster,
             sellers: sellers.into_iter().map(Arc::new).collect(),
             campaigns: campaigns.into_iter().map(Arc::new).collect(),
             buyers: buyers.into_iter().map(Arc::new).collect(),
@@ -158,6 +162,17 @@ pub struct ServerConfig {
     /// Auctions (pings and direct posts) running at once at most; past it new ones are shed with 503
     /// `overloaded`. `None`: derived from the machine's cores (see `shedding`).
     pub max_auctions_in_flight: Option<usize>,
+}
+
+/// `[cluster]`: the exchange this node belongs to and the stores its nodes share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The exchange's name: Redis keys start `gavel:<name>:`, the PostgreSQL schema is `gavel_<name>`.
+    pub name: String,
+    /// This node's id, unless `gavel serve --node-id` gives one.
+    pub node_id: Option<String>,
+    pub redis_url: Secret,
+    pub postgres_url: Secret,
 }
 
 /// `[[sellers]]`.

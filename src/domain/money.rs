@@ -54,11 +54,13 @@ impl Money {
         Money(Decimal::new(cents, 2))
     }
 
-    /// The amount in whole cents (money is always at cent precision), for exact integer arithmetic.
-    pub fn cents(self) -> i128 {
-        let mut at_cents = self.0;
-        at_cents.rescale(2);
-        at_cents.mantissa()
+    /// The amount in whole cents (money always has at most two decimals and fifteen digits before the point,
+    /// so it fits), for stores that count in integers (Redis in cluster mode) and exact integer arithmetic
+    /// (expected values).
+    pub fn cents(self) -> i64 {
+        let mut scaled = self.0;
+        scaled.rescale(2);
+        i64::try_from(scaled.mantissa()).unwrap_or(if scaled.is_sign_negative() { i64::MIN } else { i64::MAX })
     }
 
     /// `numerator / denominator` cents, rounded down to the cent: how a fraction of an amount (an expected

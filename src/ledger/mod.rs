@@ -249,6 +249,35 @@ impl Ledger {
         .await
     }
 
+    /// Records a sale a buyer has accepted: the lead is delivered, so the sale is booked whatever fails now. An
+    /// unreachable ledger of record (cluster mode) is retried, with backoff, for up to ten minutes; if an
+    /// attempt whose outcome was unknown did commit, the retry finds the lead sold and that is the answer.
+    pub async fn record_accepted_sale(
+        &self,
+        sale: Sale,
+        config_revision: &str,
+        buyer: &Arc<Buyer>,
+    ) -> Result<String, LedgerError> {
+        let give_up = Instant::now() + StdDuration::from_secs(600);
+        let mut wait = StdDuration::from_millis(50);
+        let mut retried = false;
+        loop {
+            let terms_of = Arc::clone(buyer);
+            match self.record_sale(sale.clone(), config_revision, move || terms_of.terms()).await {
+                Err(LedgerError::Unavailable(why)) if Instant::now() < give_up => {
+                    if !retried {
+                        tracing::warn!(lead_id = %sale.lead_id, reason = %why, "sale not yet booked; retrying");
+                    }
+                    retried = true;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(StdDuration::from_secs(2));
+                }
+                Err(LedgerError::DuplicateSale(_)) if retried => return Ok(String::new()),
+                other => return other,
+            }
+        }
+    }
+
     /// Records a deposit into a buyer's account; resolves once it is on disk, with the balance after it.
     pub async fn record_deposit(&self, deposit: Deposit) -> Result<Money, LedgerError> {
         self.change(move |_, balances| {

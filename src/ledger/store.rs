@@ -22,6 +22,8 @@ pub trait LedgerObserver: Send + Sync {
     fn entry(&self, entry: &Entry);
     /// The books were replaced whole from the ledger of record; called without the books' lock.
     fn rebuilt(&self) {}
+    /// This node's own entries, once the ledger of record committed them; called without the books' lock.
+    fn committed(&self, _entries: &[Entry]) {}
 }
 
 /// Every account's balance, written under the books' lock and read without it: the balance gate reads one per
@@ -85,6 +87,13 @@ impl Shared {
             for (account, amount) in &transaction.postings {
                 self.balances.add(account, *amount);
             }
+        }
+    }
+
+    /// Tells the observer of this node's entries the ledger of record committed.
+    pub(super) fn committed(&self, entries: &[Entry]) {
+        if let Some(observer) = self.observer.get() {
+            observer.committed(entries);
         }
     }
 

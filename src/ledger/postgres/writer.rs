@@ -121,6 +121,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
     let batch_id = new_id("b_");
     let mut out = Rows::default();
     let mut waiting = Vec::new();
+    let mut own = Vec::new();
     let mut next = cursor.seq;
     {
         let mut books = shared.books.lock();
@@ -130,6 +131,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
                     for entry in entries {
                         next += 1;
                         out.push(next, &entry);
+                        own.push(entry.clone());
                         shared.apply(&mut books, entry);
                     }
                     waiting.push(done);
@@ -172,9 +174,11 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
         Outcome::Committed => {
             cursor.seq = next;
             cursor.untrusted = false;
+            drop(cursor);
             for done in waiting {
                 let _ = done.send(Ok(()));
             }
+            shared.committed(&own);
             Ok(())
         }
         Outcome::RolledBack(why) | Outcome::Unknown(why) => {

@@ -1,36 +1,37 @@
 //! The engine: the running exchange. It owns the config snapshot, the outbound client, the held pings, the
-//! audit ring, the metrics and the ledger, and runs the seller's three calls — ping, post and direct post —
-//! by composing the parts. The HTTP layer parses and renders around it.
+//! audit ring, the metrics, the ledger and the coordinator, and runs the seller's three calls — ping, post and
+//! direct post — by composing the parts. The HTTP layer parses and renders around it.
+//!
+//! ## Layout
+//! - `engine/auction.rs` — one auction: fan-out, affordability, ranking, holds, the held ping and its trail.
+//! - `engine/post.rs` — a post: the held ping wherever it was made, the post's turn, delivery, the memo.
+//! - `engine/replica.rs` — cluster mode: this node's view of every node's sales and pauses.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod auction;
+mod post;
+mod replica;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use rand::Rng;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tracing::Instrument;
 
-use crate::auction::cascade::Cascade;
-use crate::auction::deadline::Deadline;
-use crate::auction::fanout::{collect_bids, Collected, FanOut};
-use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
-use crate::auction::rates::read_return_rates;
-use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAPACITY};
+use crate::auction::held::{PingStore, PostResult};
+use crate::audit::{AuditLog, DEFAULT_CAPACITY};
 use crate::buyers::{BuyerStates, Roster};
-use crate::capacity::{Ask, Hold};
-use crate::config::{load_file, Campaign, Config, ConfigErrors, Distribution, SellMode, Seller};
-use crate::dedupe::{contacts_of, decode_contact, Contact};
+use crate::config::{load_file, Campaign, Config, ConfigErrors, Seller};
+use crate::coordinator::{Coordinator, RedisCoordinator};
+use crate::dedupe::{decode_contact, Contact};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::{Lead, LeadError};
 use crate::domain::money::Money;
-use crate::domain::ranking::{rank, Bid, Draw, Offer};
-use crate::gates::Exclusion;
-use crate::ids::new_id;
 use crate::ledger::journal::JournalOptions;
+use crate::ledger::postgres::{PgLedger, PgOptions, StoreObserver};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::notices::{Notices, Outbox};
@@ -155,8 +156,19 @@ pub struct Engine {
     pub notices: Notices,
     /// Whether this node can sell (`GET /readyz`); `app` sets it at start and shutdown.
     pub readiness: ReadinessFlag,
+    /// Where the exact shared state lives: this process, or Redis (cluster mode).
+    pub coordinator: Coordinator,
     /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
     node_id: String,
+}
+
+/// What `gavel serve` says of this node beyond its config file (the flags win over the file).
+#[derive(Debug, Clone, Default)]
+pub struct NodeSettings {
+    /// `--node-id`, else `[cluster].node_id`, else [`SINGLE_NODE_ID`] on one node.
+    pub node_id: Option<String>,
+    /// `--data-dir`, else `server.data_dir`.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The node id of a server started without `--node-id` (API.md section 5, `GET /admin/cluster`).
@@ -165,10 +177,10 @@ pub const SINGLE_NODE_ID: &str = "single";
 impl Engine {
     /// An engine on this config with these books.
     pub fn new(config: Config, ledger: Ledger) -> Engine {
-        Engine::with_metrics(config, ledger, Arc::default())
+        Engine::with_metrics(config, ledger, Arc::default(), Coordinator::Local)
     }
 
-    fn with_metrics(config: Config, ledger: Ledger, metrics: Arc<Metrics>) -> Engine {
+    fn with_metrics(config: Config, ledger: Ledger, metrics: Arc<Metrics>, coordinator: Coordinator) -> Engine {
         let buyers = BuyerStates::default();
         let notices = Notices::new(Arc::clone(&metrics));
         let engine = Engine {
@@ -184,6 +196,7 @@ impl Engine {
             auction_slots: AuctionSlots::default(),
             notices,
             readiness: ReadinessFlag::default(),
+            coordinator,
             node_id: SINGLE_NODE_ID.to_owned(),
         };
         engine.restore_from_books();
@@ -192,13 +205,56 @@ impl Engine {
 
     /// An engine on this config whose books are the journal under `server.data_dir`, replayed.
     pub async fn open(config: Config) -> Result<Engine, LedgerError> {
+        Engine::open_node(config, NodeSettings::default()).await
+    }
+
+    /// An engine for one node: with `[cluster]`, its books are a replica of the exchange's ledger in PostgreSQL
+    /// and its coordinator is Redis; without, the journal under the data directory and this process.
+    pub async fn open_node(config: Config, settings: NodeSettings) -> Result<Engine, LedgerError> {
+        let Some(cluster) = config.cluster.clone() else {
+            let mut engine = Engine::open_journal(config, settings.data_dir).await?;
+            if let Some(node_id) = settings.node_id {
+                engine.node_id = node_id;
+            }
+            return Ok(engine);
+        };
+        let node_id = settings.node_id.or(cluster.node_id.clone()).ok_or_else(|| {
+            LedgerError::Unavailable("cluster mode needs a node id: set [cluster].node_id or pass --node-id".into())
+        })?;
+        if let Some(dir) = settings.data_dir.as_ref().or(Some(&config.server.data_dir)) {
+            // The node's own files (nothing of the ledger's lives here in cluster mode).
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let metrics = Arc::<Metrics>::default();
+        let observed = |store: &'static str| -> StoreObserver {
+            let metrics = Arc::clone(&metrics);
+            Arc::new(move |op, took| metrics.observe("gavel_store_seconds", &[("store", store), ("op", op)], took))
+        };
+        let options = PgOptions {
+            url: cluster.postgres_url.expose().to_owned(),
+            exchange: cluster.name.clone(),
+            node: node_id.clone(),
+            observer: Some(observed("postgres")),
+        };
+        let ledger = PgLedger::open(options).await?;
+        let redis =
+            RedisCoordinator::connect(cluster.redis_url.expose(), &cluster.name, &node_id, Some(observed("redis")))
+                .await
+                .map_err(LedgerError::Unavailable)?;
+        let mut engine = Engine::with_metrics(config, ledger, metrics, Coordinator::Redis(redis));
+        engine.node_id = node_id;
+        Ok(engine)
+    }
+
+    async fn open_journal(config: Config, data_dir: Option<PathBuf>) -> Result<Engine, LedgerError> {
+        let data_dir = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
         let metrics = Arc::<Metrics>::default();
         let observer = Arc::clone(&metrics);
         let options = JournalOptions {
             on_commit: Some(Arc::new(move |took| observer.observe("gavel_journal_commit_seconds", &[], took))),
             ..JournalOptions::default()
         };
-        let (ledger, recovery) = Ledger::open(&config.server.data_dir, options)?;
+        let (ledger, recovery) = Ledger::open(&data_dir, options)?;
         for warning in &recovery.warnings {
             tracing::warn!(%warning, "journal");
         }
@@ -209,7 +265,7 @@ impl Engine {
             "journal replayed"
         );
         ledger.snapshot_if_long(&recovery).await?;
-        Ok(Engine::with_metrics(config, ledger, metrics))
+        Ok(Engine::with_metrics(config, ledger, metrics, Coordinator::Local))
     }
 
     /// The same engine under another node id (`gavel serve --node-id`).
@@ -224,7 +280,8 @@ impl Engine {
     }
 
     /// Rebuilds what the books imply for the buyers: cap and budget counts of the current periods, the
-    /// duplicate check's history, and pauses made through the API.
+    /// duplicate check's history, and pauses made through the API. (In cluster mode these are this node's
+    /// local view, which the gates read; the exact counts are in Redis.)
     fn restore_from_books(&self) {
         let roster = self.roster();
         let now = Utc::now();
@@ -282,6 +339,9 @@ impl Engine {
                 problems.push(format!("{name}: cannot change while running (still {now}); restart to apply {wanted}"));
             }
         }
+        if running.cluster != config.cluster {
+            problems.push("cluster: cannot change while running; restart every node to apply a new [cluster]".into());
+        }
         if !problems.is_empty() {
             return Err(ReloadError::Invalid(ConfigErrors(problems)));
         }
@@ -315,7 +375,7 @@ impl Engine {
         lead: &Map<String, Value>,
         min_payout: Option<Money>,
     ) -> Result<Arc<PostResult>, SellerError> {
-        let held = self.pings.get(ping_id).filter(|h| h.seller.id == seller.id).ok_or(SellerError::PingNotFound)?;
+        let held = self.held_ping(seller, ping_id).await?;
         let lead = Lead::parse(lead, Utc::now())?;
         self.deliver(&held, &lead, min_payout).await
     }
@@ -343,253 +403,6 @@ impl Engine {
     pub fn sweep(&self) {
         self.pings.sweep();
     }
-
-    async fn auction(
-        &self,
-        request: PingRequest,
-        lead: &Lead,
-        notices: &mut Outbox,
-    ) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
-        let roster = self.roster();
-        let config = &roster.config;
-        let campaign =
-            config.campaign(&request.campaign).cloned().ok_or(SellerError::UnknownCampaign(request.campaign))?;
-        if campaign.require_consent && !lead.has_consent() {
-            return Err(SellerError::InvalidLead(consent_message(&campaign)));
-        }
-        let budget = request.deadline_ms.unwrap_or(campaign.ping_deadline_ms).min(campaign.ping_deadline_ms);
-        let deadline = Deadline::new(request.received, Duration::from_millis(budget));
-        let received_at = Utc::now() - chrono::Duration::from_std(request.received.elapsed()).unwrap_or_default();
-        let ping_id = new_id("p_");
-        let contacts = contacts_of(lead);
-
-        self.metrics.auctions_in_flight.fetch_add(1, Ordering::Relaxed);
-        let fan_out = FanOut {
-            roster: &roster,
-            campaign: &campaign,
-            lead,
-            ping_id: &ping_id,
-            deadline,
-            test: request.test,
-            contacts: &contacts,
-            ledger: &self.ledger,
-            draw: rand::thread_rng().gen(),
-        };
-        // Every line logged for this auction carries its ping id: the request id an operator greps for.
-        let span =
-            tracing::debug_span!("auction", ping_id = %ping_id, campaign = %campaign.id, seller = %request.seller.id);
-        let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
-        self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
-
-        let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } = collected;
-        let bids_received = bids.len();
-        let now = Utc::now();
-        read_return_rates(&self.ledger, config, &campaign, &request.seller.id, &mut bids, &mut outcomes, now);
-        let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
-        // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
-        let payable_bids = bids.len();
-        let mut offers =
-            rank(bids, campaign.distribution, campaign.ranking, campaign.auction, campaign.floor, self.draw(&campaign));
-        // A test auction uses no cap and no wallet: it holds nothing.
-        let holds = if request.test {
-            Vec::new()
-        } else {
-            self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, now)
-        };
-        notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
-        let payout = quoted_payout(&campaign, &request.seller, &offers);
-        let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
-        let quote = match (eligible, payable_bids, payout) {
-            (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
-            (_, 0, _) => Err(NoBidReason::NoBids),
-            (_, _, None) => Err(NoBidReason::BelowFloor),
-            (_, _, Some(payout)) => Ok(Quote { payout, expires_at, buyers_pinged: pinged, bids_received }),
-        };
-
-        let quoted_sale = offers.first().zip(payout).map(|(first, payout)| SaleRecord {
-            buyer: config.buyers[first.bid.buyer].id.clone(),
-            lead_id: String::new(),
-            price: first.price,
-            payout,
-        });
-        let audit = Arc::new(AuctionAudit::new(
-            ping_id.clone(),
-            campaign.id.clone(),
-            request.seller.id.clone(),
-            received_at,
-            budget,
-            deadline.elapsed(),
-            request.test,
-            outcomes,
-            quoted_sale,
-        ));
-        self.audit.insert(Arc::clone(&audit));
-        let held = Arc::new(HeldPing {
-            ping_id: ping_id.clone(),
-            seller: Arc::clone(&request.seller),
-            campaign: Arc::clone(&campaign),
-            roster: Arc::clone(&roster),
-            test: request.test,
-            source: request.source,
-            expires_at: request.received + Duration::from_secs(campaign.bid_ttl_s),
-            ping_digests: lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect(),
-            offers,
-            holds: parking_lot::Mutex::new(holds),
-            audit,
-            post: tokio::sync::Mutex::new(None),
-        });
-        self.pings.insert(Arc::clone(&held));
-        held.release_holds_at_expiry();
-
-        let status = if quote.is_ok() { "bid" } else { "no_bid" };
-        self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
-        let elapsed = deadline.elapsed();
-        span.in_scope(|| {
-            let elapsed_us = elapsed.as_micros() as u64;
-            tracing::debug!(status, eligible, pinged, bids = bids_received, elapsed_us, "auction answered");
-        });
-        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], elapsed);
-        let overhead = elapsed.saturating_sub(slowest_leg);
-        self.metrics.observe("gavel_engine_overhead_seconds", &[("campaign", &campaign.id)], overhead);
-        Ok((held, PingAnswer { ping_id, quote }))
-    }
-
-    async fn deliver(
-        &self,
-        held: &HeldPing,
-        lead: &Lead,
-        min_payout: Option<Money>,
-    ) -> Result<Arc<PostResult>, SellerError> {
-        let fingerprint = lead.fingerprint();
-        // Held for the whole delivery: a concurrent identical post waits here and then reads the memo.
-        let mut memo = held.post.lock().await;
-        if let Some(first) = memo.as_ref() {
-            return if first.lead_fingerprint == fingerprint {
-                Ok(Arc::clone(&first.result))
-            } else {
-                Err(SellerError::AlreadyPosted)
-            };
-        }
-        if held.expired() {
-            return Err(SellerError::PingExpired);
-        }
-        if let Some((key, _)) = held.ping_digests.iter().find(|(key, digest)| lead.digest_of(key) != Some(*digest)) {
-            return Err(SellerError::LeadMismatch(key.clone()));
-        }
-        check_postable(&held.campaign, lead)?;
-        let cascade = Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics };
-        let span = tracing::debug_span!("post", ping_id = %held.ping_id, campaign = %held.campaign.id);
-        let delivered = cascade.deliver(held, lead, min_payout).instrument(span.clone()).await;
-        // Sold or not, the ping is done: what its other bids held goes back.
-        held.release_holds();
-        let result = Arc::new(delivered?);
-        span.in_scope(|| match &*result {
-            PostResult::Sold { sales } => {
-                for sale in sales {
-                    tracing::debug!(lead_id = %sale.lead_id, buyer = %sale.buyer, price = %sale.price, "lead sold");
-                }
-            }
-            PostResult::Unsold { reason } => tracing::debug!(reason = ?reason, "lead unsold"),
-        });
-        *memo = Some(PostMemo { lead_fingerprint: fingerprint, result: Arc::clone(&result) });
-        Ok(result)
-    }
-
-    /// The bids their buyers can take now: a bid above what a buyer's budgets or funds have room for, or for a
-    /// lead the buyer has come to hold meanwhile, cannot win, and its audit entry names the gate
-    /// (`budget:daily`, `balance`, `duplicate`).
-    fn affordable(
-        &self,
-        roster: &Roster,
-        bids: Vec<Bid>,
-        contacts: &[Contact],
-        outcomes: &mut [BuyerOutcome],
-        now: chrono::DateTime<Utc>,
-    ) -> Vec<Bid> {
-        bids.into_iter()
-            .filter(|bid| {
-                let (buyer, state) = (&roster.config.buyers[bid.buyer], &roster.states[bid.buyer]);
-                let local = crate::capacity::local(crate::capacity::timezone(buyer), now);
-                let ask = Ask { amount: bid.amount, contacts };
-                match state.capacity.room(buyer, now, local, ask, state.funds(buyer, &self.ledger)).all() {
-                    Ok(()) => true,
-                    Err(shortfall) => {
-                        self.note_shortfall(outcomes, &buyer.id, shortfall.into());
-                        false
-                    }
-                }
-            })
-            .collect()
-    }
-
-    /// Holds the lead's contacts, the cap units, budget and funds of the bids that would sell, in offer order.
-    /// A bid whose buyer's room was taken by a concurrent auction since the gates ran — or that now holds the
-    /// same consumer for another auction — cannot win: it leaves the offers and the next bid moves up. Returns
-    /// the holds aligned with `offers` (`None` past the winners: the cascade holds a runner-up when it reaches
-    /// it).
-    fn hold_winners(
-        &self,
-        roster: &Roster,
-        campaign: &Campaign,
-        contacts: &[Contact],
-        offers: &mut Vec<Offer>,
-        outcomes: &mut [BuyerOutcome],
-        now: chrono::DateTime<Utc>,
-    ) -> Vec<Option<Hold>> {
-        let wanted = match campaign.sell {
-            SellMode::Exclusive => 1,
-            SellMode::Shared { max_buyers } => usize::from(max_buyers),
-        };
-        let mut holds = Vec::new();
-        while holds.len() < wanted && holds.len() < offers.len() {
-            let offer = &offers[holds.len()];
-            let (buyer, state) = (&roster.config.buyers[offer.bid.buyer], &roster.states[offer.bid.buyer]);
-            let ask = Ask { amount: offer.price, contacts };
-            match state.capacity.try_hold(buyer, now, ask, || state.funds(buyer, &self.ledger)) {
-                Ok(hold) => holds.push(Some(hold)),
-                Err(shortfall) => {
-                    self.note_shortfall(outcomes, &buyer.id, shortfall.into());
-                    offers.remove(holds.len());
-                }
-            }
-        }
-        holds.resize_with(offers.len(), || None);
-        holds
-    }
-
-    /// Records in a bidder's audit entry why its bid could not win.
-    fn note_shortfall(&self, outcomes: &mut [BuyerOutcome], buyer: &str, exclusion: Exclusion) {
-        let detail = exclusion.detail();
-        self.metrics.inc("gavel_buyer_exclusions_total", &[("buyer", buyer), ("reason", &detail)]);
-        if let Some(outcome) = outcomes.iter_mut().find(|o| o.buyer == buyer) {
-            outcome.detail = Some(detail.into_owned());
-        }
-    }
-
-    fn draw(&self, campaign: &Campaign) -> Draw {
-        let rotation = match campaign.distribution {
-            Distribution::RoundRobin => match self.rotations.get(&campaign.id) {
-                Some(turn) => turn.fetch_add(1, Ordering::Relaxed),
-                None => self.rotations.entry(campaign.id.clone()).or_default().fetch_add(1, Ordering::Relaxed),
-            },
-            _ => 0,
-        };
-        let random = if campaign.distribution == Distribution::Weighted { rand::thread_rng().gen() } else { 0 };
-        Draw { rotation, random }
-    }
-}
-
-/// What the seller is quoted: the first offer's payout, or for a shared lead the sum over the buyers it
-/// would sell to. `None` when no bid cleared the floor.
-fn quoted_payout(campaign: &Campaign, seller: &Seller, offers: &[Offer]) -> Option<Money> {
-    let buyers = match campaign.sell {
-        SellMode::Exclusive => 1,
-        SellMode::Shared { max_buyers } => usize::from(max_buyers),
-    };
-    if offers.is_empty() {
-        return None;
-    }
-    Some(offers.iter().take(buyers).map(|o| o.price.less_margin(seller.margin_percent)).sum())
 }
 
 /// A lead that may be posted: the campaign's required fields are present and consent is there if required.
