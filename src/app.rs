@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, NodeSettings};
 use crate::ledger::LedgerError;
 use crate::readiness::Readiness;
 
@@ -25,6 +25,8 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    /// Cluster mode's tail and watch (nothing in single mode).
+    housekeeping: crate::cluster::Housekeeping,
     /// Sends win/loss notices; notices still queued at shutdown are not sent.
     notices: Option<JoinHandle<()>>,
 }
@@ -32,7 +34,7 @@ pub struct RunningServer {
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the journal: {0}")]
+    #[error("cannot open the ledger: {0}")]
     Journal(#[from] LedgerError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
@@ -43,24 +45,26 @@ pub enum StartError {
 pub struct NodeOptions {
     /// Listen here instead of `server.listen`.
     pub listen: Option<SocketAddr>,
-    /// This node's id (`--node-id`); [`crate::engine::SINGLE_NODE_ID`] when `None`.
+    /// This node's id (`--node-id`); `[cluster].node_id`, or [`crate::engine::SINGLE_NODE_ID`], when `None`.
     pub node_id: Option<String>,
+    /// This node's data directory (`--data-dir`) instead of `server.data_dir`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Replays the journal, then starts the server on `listen`, or on the config's `server.listen` when `None`.
 pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<RunningServer, StartError> {
-    start_node(config, NodeOptions { listen, node_id: None }).await
+    start_node(config, NodeOptions { listen, ..NodeOptions::default() }).await
 }
 
 /// [`start`] with every option of `gavel serve`.
 pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningServer, StartError> {
-    let mut engine = Engine::open(config).await?;
-    if let Some(node_id) = options.node_id {
-        engine = engine.with_node_id(node_id);
-    }
+    let settings = NodeSettings { node_id: options.node_id, data_dir: options.data_dir };
+    let engine = Engine::open_node(config, settings).await?;
     let listener = TcpListener::bind(options.listen.unwrap_or(engine.config().server.listen)).await?;
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
+    engine.attach_replica();
+    let housekeeping = crate::cluster::start(&engine);
     let notices = engine.notices.start(engine.client.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
@@ -78,7 +82,7 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
     });
     // The journal is replayed and the listener bound: from here on this node can sell.
     engine.readiness.set(Readiness::Ready);
-    Ok(RunningServer { addr, engine, stop, server, sweeper, notices })
+    Ok(RunningServer { addr, engine, stop, server, sweeper, housekeeping, notices })
 }
 
 impl RunningServer {
@@ -89,6 +93,7 @@ impl RunningServer {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.sweeper.abort();
+        drop(self.housekeeping);
         if let Some(notices) = self.notices {
             notices.abort();
         }

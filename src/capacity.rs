@@ -306,32 +306,51 @@ impl BuyerCapacity {
         self.tally.lock().held_money
     }
 
-    /// The operator's view: `caps` and `budgets` objects with `limit`, `used`, `held` and `remaining` for every
-    /// configured period, today's ramped limit as `caps.daily.limit`.
-    pub fn view(&self, buyer: &Buyer, now: DateTime<Utc>) -> (Value, Value) {
+    /// What the buyer has used in its current periods at `now`, and what its held bids hold.
+    pub fn usage(&self, buyer: &Buyer, now: DateTime<Utc>) -> Usage {
         let local = local(timezone(buyer), now);
         let tally = self.tally.lock();
-        let mut caps = Map::new();
-        let mut budgets = Map::new();
-        for period in Period::ALL {
-            let (sales, spent) = tally.count(period, period.key(local));
-            if let Some(limit) = cap_limit(buyer, period, local.date()) {
-                let remaining = limit.saturating_sub(sales + tally.held_units);
-                caps.insert(
-                    period.as_str().to_owned(),
-                    json!({"limit": limit, "used": sales, "held": tally.held_units, "remaining": remaining}),
-                );
-            }
-            if let Some(limit) = budget_limit(buyer, period) {
-                let remaining = (limit - spent - tally.held_money).max(Money::ZERO);
-                budgets.insert(
-                    period.as_str().to_owned(),
-                    json!({"limit": limit, "used": spent, "held": tally.held_money, "remaining": remaining}),
-                );
-            }
+        Usage {
+            periods: Period::ALL.map(|period| tally.count(period, period.key(local))),
+            held_units: tally.held_units,
+            held_money: tally.held_money,
         }
-        (Value::Object(caps), Value::Object(budgets))
     }
+}
+
+/// What a buyer has used and holds: its current periods' sales and spend (hourly to monthly), and what its
+/// held bids hold. On one node its capacity counts it; in cluster mode Redis does, for every node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub periods: [(u32, Money); 4],
+    pub held_units: u32,
+    pub held_money: Money,
+}
+
+/// The operator's view: `caps` and `budgets` objects with `limit`, `used`, `held` and `remaining` for every
+/// configured period, today's ramped limit as `caps.daily.limit`.
+pub fn view(buyer: &Buyer, now: DateTime<Utc>, usage: &Usage) -> (Value, Value) {
+    let local = local(timezone(buyer), now);
+    let mut caps = Map::new();
+    let mut budgets = Map::new();
+    for (period, (sales, spent)) in Period::ALL.into_iter().zip(usage.periods) {
+        let held_units = usage.held_units;
+        if let Some(limit) = cap_limit(buyer, period, local.date()) {
+            let remaining = limit.saturating_sub(sales + held_units);
+            caps.insert(
+                period.as_str().to_owned(),
+                json!({"limit": limit, "used": sales, "held": held_units, "remaining": remaining}),
+            );
+        }
+        if let Some(limit) = budget_limit(buyer, period) {
+            let remaining = (limit - spent - usage.held_money).max(Money::ZERO);
+            budgets.insert(
+                period.as_str().to_owned(),
+                json!({"limit": limit, "used": spent, "held": usage.held_money, "remaining": remaining}),
+            );
+        }
+    }
+    (Value::Object(caps), Value::Object(budgets))
 }
 
 /// What one buyer has sold in its current periods, and to whom within its duplicate window.
@@ -532,7 +551,7 @@ mod tests {
         assert_eq!(capacity.held_money(), ten, "a dropped hold gives its unit and money back");
         first.commit(now);
         assert_eq!(capacity.held_money(), Money::ZERO);
-        let (caps, _) = capacity.view(&b, now);
+        let (caps, _) = view(&b, now, &capacity.usage(&b, now));
         assert_eq!(caps["daily"], json!({"limit": 2, "used": 1, "held": 0, "remaining": 1}));
     }
 
@@ -595,7 +614,7 @@ mod tests {
             let holds: Vec<_> = (0..limit).map(|_| capacity.try_hold(&la, now, ask(0), funds(0)).unwrap()).collect();
             let past = capacity.try_hold(&la, now, ask(0), funds(0));
             assert_eq!(past.err(), Some(Shortfall::Cap(Period::Daily)), "{instant}: limit {limit}");
-            assert_eq!(capacity.view(&la, now).0["daily"]["limit"], limit, "{instant}");
+            assert_eq!(view(&la, now, &capacity.usage(&la, now)).0["daily"]["limit"], limit, "{instant}");
             drop(holds);
         }
     }

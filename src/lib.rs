@@ -31,6 +31,7 @@ pub mod auction;
 pub mod audit;
 pub mod buyers;
 pub mod capacity;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod dedupe;

@@ -33,9 +33,13 @@ enum Command {
         /// Listen here instead of the config's server.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// This node's id (GET /admin/cluster): 1 to 64 characters of a-z, 0-9, '_' and '-'. Default: "single".
+        /// This node's id (GET /admin/cluster): 1 to 64 characters of a-z, 0-9, '_' and '-'. Default: the
+        /// config's [cluster].node_id, else "single".
         #[arg(long, value_parser = node_id)]
         node_id: Option<String>,
+        /// This node's data directory instead of the config's server.data_dir (nodes on one host need their own).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Validate a configuration file and print every problem (exit 1 on any).
     CheckConfig {
@@ -89,8 +93,8 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, listen, node_id } => match config::load_file(&config) {
-            Ok(loaded) => serve(loaded, app::NodeOptions { listen, node_id }, None).await,
+        Command::Serve { config, listen, node_id, data_dir } => match config::load_file(&config) {
+            Ok(loaded) => serve(loaded, app::NodeOptions { listen, node_id, data_dir }, None).await,
             Err(problems) => {
                 eprintln!("gavel: {} is not valid:\n  {}", config.display(), problems.0.join("\n  "));
                 ExitCode::FAILURE
@@ -115,7 +119,8 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let code = serve(loaded, app::NodeOptions { listen, node_id: None }, Some(&demo::instructions)).await;
+            let options = app::NodeOptions { listen, ..app::NodeOptions::default() };
+            let code = serve(loaded, options, Some(&demo::instructions)).await;
             drop(buyers);
             code
         }

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::auction::held::{PingStore, PostResult};
 use crate::audit::{AuditLog, DEFAULT_CAPACITY};
 use crate::buyers::{BuyerStates, Roster};
+use crate::capacity::Usage;
 use crate::config::{load_file, Campaign, Config, ConfigErrors, Seller};
 use crate::coordinator::{Coordinator, RedisCoordinator};
 use crate::dedupe::{decode_contact, Contact};
@@ -397,6 +398,22 @@ impl Engine {
         let (held, _) = self.auction(request, &lead, notices).await?;
         let result = self.deliver(&held, &lead, min_payout).await?;
         Ok((held.ping_id.clone(), result))
+    }
+
+    /// What a buyer has used and holds now: in cluster mode as Redis counts it for every node (a read that
+    /// reflects every sale and hold answered anywhere), else this node's own count.
+    pub async fn usage(
+        &self,
+        buyer: &crate::config::Buyer,
+        state: &crate::buyers::BuyerState,
+    ) -> Result<Usage, SellerError> {
+        let now = Utc::now();
+        let Some(redis) = self.coordinator.redis() else { return Ok(state.capacity.usage(buyer, now)) };
+        match redis.tally(buyer).await.map_err(|_| SellerError::Unavailable("Redis"))? {
+            Some(tally) => Ok(Usage { periods: tally.periods, held_units: tally.held_units, held_money: tally.held }),
+            // Not in Redis yet (a rebuild is under way): this node's view of the ledger.
+            None => Ok(state.capacity.usage(buyer, now)),
+        }
     }
 
     /// Forgets pings long expired. Called periodically.

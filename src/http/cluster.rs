@@ -9,9 +9,10 @@ use super::{json_response, HttpResponse};
 use crate::engine::Engine;
 use crate::time::rfc3339;
 
-/// `GET /readyz`: 200 `{"status": "ready"}` while this node can sell, else 503 with the reason.
+/// `GET /readyz`: 200 `{"status": "ready"}` while this node can sell, else 503 with the reason (in cluster
+/// mode also while a store it needs cannot be reached).
 pub fn readyz(engine: &Engine) -> HttpResponse {
-    match engine.readiness.get().reason() {
+    match engine.readiness.get().reason().or_else(|| crate::cluster::unready_reason(engine)) {
         None => json_response(StatusCode::OK, &json!({"status": "ready"})),
         Some(reason) => {
             json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable", "reason": reason}))
@@ -19,16 +20,24 @@ pub fn readyz(engine: &Engine) -> HttpResponse {
     }
 }
 
-/// `GET /admin/cluster`: the live nodes (here, this one) and the shared stores (none in single mode).
-pub fn cluster(engine: &Engine) -> HttpResponse {
-    let this_node = json!({
-        "node_id": engine.node_id(),
-        "revision": engine.config().revision,
-        "last_seen": rfc3339(Utc::now()),
-        "auctions_in_flight": engine.auction_slots.in_flight(),
-    });
-    json_response(
-        StatusCode::OK,
-        &json!({"mode": "single", "node_id": engine.node_id(), "nodes": [this_node], "stores": {}}),
-    )
+/// `GET /admin/cluster`: the live nodes (one node: this one) and the shared stores' health (none in single
+/// mode). Answers even while a store is down.
+pub async fn cluster(engine: &Engine) -> HttpResponse {
+    let mode = if engine.coordinator.is_clustered() { "cluster" } else { "single" };
+    let nodes: Vec<_> = crate::cluster::live_nodes(engine)
+        .await
+        .into_iter()
+        .map(|node| {
+            let last_seen = chrono::DateTime::from_timestamp_millis(node.last_seen_ms).unwrap_or_else(Utc::now);
+            json!({
+                "node_id": node.node_id,
+                "revision": node.revision,
+                "last_seen": rfc3339(last_seen),
+                "auctions_in_flight": node.auctions_in_flight,
+            })
+        })
+        .collect();
+    let body =
+        json!({"mode": mode, "node_id": engine.node_id(), "nodes": nodes, "stores": crate::cluster::stores(engine)});
+    json_response(StatusCode::OK, &body)
 }

@@ -130,22 +130,27 @@ async fn dispatch(
         Endpoint::DirectPost => seller::direct_post(engine, request, received).await,
         Endpoint::SellerBalance => {
             let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
             Ok(portal::seller_balance(engine, &seller))
         }
         Endpoint::SellerReturns => {
             let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
             portal::seller_returns(engine, &seller, &query())
         }
         Endpoint::SellerStatement => {
             let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
             portal::account_statement(engine, &seller_account(&seller.id), &query())
         }
         Endpoint::BuyerBalance => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::balance(engine, &buyer, &state))
+            current_books(engine).await?;
+            buyer::balance(engine, &buyer, &state).await
         }
         Endpoint::BuyerLeads => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
+            current_books(engine).await?;
             buyer::leads(engine, &buyer, &query())
         }
         Endpoint::BuyerReturnPolicy => {
@@ -154,11 +159,13 @@ async fn dispatch(
         }
         Endpoint::BuyerReturns => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
+            current_books(engine).await?;
             Ok(buyer::returns(engine, &buyer))
         }
         Endpoint::BuyerStatus => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::status(&buyer, &state))
+            current_books(engine).await?;
+            buyer::status(engine, &buyer, &state).await
         }
         Endpoint::BuyerPause | Endpoint::BuyerResume => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
@@ -167,6 +174,7 @@ async fn dispatch(
         }
         Endpoint::BuyerStatement => {
             let (_, state) = buyer::authenticate(engine, &request)?;
+            current_books(engine).await?;
             portal::account_statement(engine, &state.account, &query())
         }
         Endpoint::FileReturn => {
@@ -175,9 +183,19 @@ async fn dispatch(
         }
         Endpoint::Operator(call) => {
             admin::authorize(engine, &request)?;
+            // `/admin/cluster` answers whatever the stores do; the other reads show the current books.
+            if request.method() == hyper::Method::GET && !matches!(call, Operator::Cluster | Operator::Config) {
+                current_books(engine).await?;
+            }
             operator(engine, call, id, request).await
         }
     }
+}
+
+/// Cluster mode: catches this node's books up before a read, so that it reflects every write answered
+/// anywhere before it began (embedded books are always current).
+async fn current_books(engine: &Engine) -> Result<(), ApiError> {
+    Ok(engine.ledger.sync().await?)
 }
 
 /// The operator API's handlers, once the admin token is checked.
@@ -189,8 +207,8 @@ async fn operator(
 ) -> Result<HttpResponse, ApiError> {
     let query = || Query::of(request.uri());
     match call {
-        Operator::Buyers => Ok(admin::buyers(engine)),
-        Operator::Buyer => admin::buyer(engine, id),
+        Operator::Buyers => admin::buyers(engine).await,
+        Operator::Buyer => admin::buyer(engine, id).await,
         Operator::PauseBuyer | Operator::ResumeBuyer => {
             admin::pause_or_resume(engine, request, id, call == Operator::PauseBuyer).await
         }
@@ -203,7 +221,7 @@ async fn operator(
         Operator::ApproveReturn | Operator::RejectReturn => {
             admin::decide_return(engine, request, id, call == Operator::ApproveReturn).await
         }
-        Operator::PingAudit => admin::ping_audit(engine, id),
+        Operator::PingAudit => admin::ping_audit(engine, id).await,
         Operator::DeliveryRecord => admin::delivery_record(engine, id),
         Operator::Accounts => Ok(admin::accounts(engine)),
         Operator::Transactions => Ok(admin::transactions(engine, &query())),
@@ -214,8 +232,8 @@ async fn operator(
         Operator::Payout => portal::payout(engine, request, id).await,
         Operator::Report => admin::report(engine, &query()),
         Operator::Config => Ok(admin::config(engine)),
-        Operator::Cluster => Ok(cluster::cluster(engine)),
-        Operator::Reload => admin::reload(engine),
+        Operator::Cluster => Ok(cluster::cluster(engine).await),
+        Operator::Reload => admin::reload(engine).await,
     }
 }
 

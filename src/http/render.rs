@@ -3,14 +3,15 @@
 use serde_json::{json, Map, Value};
 
 use crate::buyers::BuyerState;
+use crate::capacity::Usage;
 use crate::config::{Billing, Buyer};
 use crate::engine::Engine;
 use crate::ledger::Return;
 use crate::time::rfc3339;
 
 /// A buyer's money: `billing`, `balance`, `held`, `available` and, for invoice buyers, `credit_limit`.
-pub fn buyer_money(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Map<String, Value> {
-    let held = state.capacity.held_money();
+pub fn buyer_money(engine: &Engine, buyer: &Buyer, state: &BuyerState, usage: &Usage) -> Map<String, Value> {
+    let held = usage.held_money;
     let mut money = Map::new();
     money.insert("balance".into(), json!(engine.ledger.balance(&state.account)));
     money.insert("held".into(), json!(held));

@@ -73,23 +73,33 @@ async fn authenticated_envelope(
     let seller = seller.ok_or_else(ApiError::unauthorized)?;
     // Before the body is read: a seller over its rate costs as little as possible.
     if pinging == Pinging::Yes {
-        admit_ping(engine, &seller)?;
+        admit_ping(engine, &seller).await?;
     }
     let body = read_object(request, &config.server).await?;
     Ok((seller, Envelope(body)))
 }
 
-/// Refuses a ping over its seller's `max_pings_per_second` with 429 `rate_limited` and `Retry-After`.
-fn admit_ping(engine: &Engine, seller: &Seller) -> Result<(), ApiError> {
-    engine.ping_rates.admit(seller, Instant::now()).map_err(|limited| {
+/// Refuses a ping over its seller's `max_pings_per_second` with 429 `rate_limited` and `Retry-After`. In
+/// cluster mode the limit holds for the whole exchange (the coordinator shares each seller's budget).
+async fn admit_ping(engine: &Engine, seller: &Seller) -> Result<(), ApiError> {
+    let admitted = match (engine.coordinator.redis(), seller.max_pings_per_second) {
+        (Some(redis), Some(per_second)) => redis.admit(&seller.id, per_second).await,
+        _ => engine.ping_rates.admit(seller, Instant::now()),
+    };
+    admitted.map_err(|limited| {
         engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "rate_limited")]);
         ApiError::rate_limited(limited.per_second, limited.retry_after_seconds())
     })
 }
 
-/// A slot for one auction, or 503 `overloaded` when the engine already runs as many as it may: the
-/// request is refused before it gets a ping id, so nothing of it is recorded.
+/// A slot for one auction, or 503 `overloaded` when the engine already runs as many as it may, or 503
+/// `unavailable` when (cluster mode) a store the sale will need cannot be reached: the request is refused
+/// before it gets a ping id, so nothing of it is recorded.
 fn auction_slot<'e>(engine: &'e Engine, seller: &Seller) -> Result<AuctionSlot<'e>, ApiError> {
+    if let Some(reason) = crate::cluster::unready_reason(engine) {
+        engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "unavailable")]);
+        return Err(ApiError::unavailable(if reason.starts_with("postgres") { "PostgreSQL" } else { "Redis" }));
+    }
     engine.auction_slots.try_take(engine.config().server.max_auctions_in_flight).ok_or_else(|| {
         engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "overloaded")]);
         ApiError::overloaded()

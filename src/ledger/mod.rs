@@ -301,21 +301,25 @@ impl Ledger {
         .await
     }
 
-    /// Records a buyer's pause (`Some`) or resume (`None`) made through the API; resolves once it is on
-    /// disk. `standing` is read under the books' lock, so of two racing changes the journal ends with the
-    /// one in force; `None` from it (the buyer follows its config) records nothing.
-    pub async fn record_standing(
+    /// Pauses or resumes a buyer through the API and records it; resolves once it is durable. `change` makes
+    /// the change (or refuses it) and returns the standing it leaves: it runs in the ledger's order, after
+    /// every earlier pause or resume of any node has applied, so of two racing changes the ledger ends with
+    /// the one in force; a standing of `None` (the buyer follows its config) records nothing.
+    pub async fn record_standing<E>(
         &self,
         buyer: &str,
-        standing: impl FnOnce() -> Option<Option<PausedBy>> + Send + 'static,
-    ) -> Result<(), LedgerError> {
+        change: impl FnOnce() -> Result<Option<Option<PausedBy>>, E> + Send + 'static,
+    ) -> Result<(), E>
+    where
+        E: From<LedgerError> + Send + 'static,
+    {
         let buyer = buyer.to_owned();
         self.change(move |_, _| {
-            let entries = match standing() {
+            let entries = match change()? {
                 Some(paused_by) => vec![Entry::Standing { buyer, paused_by, at: Utc::now() }],
                 None => Vec::new(),
             };
-            Ok::<_, LedgerError>((entries, ()))
+            Ok((entries, ()))
         })
         .await
     }

@@ -33,6 +33,26 @@ pub(crate) struct Shared {
     accepted: AtomicU64,
     /// Pings being held open right now; lets tests prove a hang ends when its connection does.
     pub(crate) hanging: AtomicU64,
+    /// Pings being answered right now, and the most there ever were at once (`concurrent_pings` tests).
+    in_flight: AtomicU64,
+    pub(crate) most_in_flight: AtomicU64,
+}
+
+/// One ping being answered, counted while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::AcqRel);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +73,8 @@ impl Shared {
             bids: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             hanging: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +111,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
     };
     // Taken on arrival, so a request is answered wholly under one spec even if `set_spec` runs meanwhile.
     let behaviour = shared.behaviour();
+    let _in_flight = matches!(route, Route::Ping).then(|| InFlight::new(&shared));
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -90,6 +90,11 @@ impl SimBuyer {
         self.shared.posts.total()
     }
 
+    /// The most pings this buyer was answering at once so far.
+    pub fn most_pings_in_flight(&self) -> u64 {
+        self.shared.most_in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Changes behaviour while running; requests already in flight finish under the old spec.
     pub fn set_spec(&self, spec: SimBuyerSpec) {
         self.shared.set_spec(spec);

@@ -49,10 +49,21 @@ pub struct TestApp {
     pub server: RunningServer,
     pub base: String,
     pub http: reqwest::Client,
-    pub sims: Vec<(&'static str, SimBuyer)>,
+    /// Shared by every node of a cluster.
+    pub sims: std::sync::Arc<Vec<(&'static str, SimBuyer)>>,
     /// The config file the server was started from (and reloads from); the data directory is beside it.
     pub config_path: std::path::PathBuf,
-    _root: tempfile::TempDir,
+    pub root: std::sync::Arc<tempfile::TempDir>,
+}
+
+/// A test's config and simulated buyers, before any server starts on them.
+pub struct Prepared {
+    pub root: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+    pub config_text: String,
+    pub sims: Vec<(&'static str, SimBuyer)>,
+    /// The buyers to fund once the server runs (those whose test does not state its billing).
+    pub funded: Vec<&'static str>,
 }
 
 /// Extra TOML lines for the `[server]` table and for the `acme` seller's table.
@@ -69,6 +80,34 @@ pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
 
 /// [`spawn_app`] with extra server and seller settings (limits, rates).
 pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
+    let prepared = prepare(tuning, campaign_toml, buyers).await;
+    let Prepared { root, config_path, config_text, sims, funded } = prepared;
+    std::fs::write(&config_path, &config_text).expect("config written");
+    let config =
+        gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
+    let server = app::start(config, None).await.expect("server starts");
+    let base = format!("http://{}", server.addr);
+    let app = TestApp {
+        server,
+        base,
+        http: http_client(),
+        sims: std::sync::Arc::new(sims),
+        config_path,
+        root: std::sync::Arc::new(root),
+    };
+    for id in funded {
+        app.deposit(id, "10000.00").await;
+    }
+    app
+}
+
+/// The client tests talk to servers with.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// Starts the simulated buyers and writes nothing yet: the config text a test's servers will run on.
+pub async fn prepare(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> Prepared {
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
     let mut sims = Vec::new();
@@ -129,17 +168,7 @@ max_bid = "100.00"
         acme_toml = tuning.acme,
     );
     let config_path = root.path().join("gavel.toml");
-    std::fs::write(&config_path, &config_text).expect("config written");
-    let config =
-        gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
-    let server = app::start(config, None).await.expect("server starts");
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let app = TestApp { server, base, http, sims, config_path, _root: root };
-    for id in funded {
-        app.deposit(id, "10000.00").await;
-    }
-    app
+    Prepared { root, config_path, config_text, sims, funded }
 }
 
 /// The `gavel` binary built for these tests.
@@ -182,12 +211,12 @@ pub fn full_lead() -> Value {
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, http, sims, config_path, _root, .. } = self;
+        let TestApp { server, http, sims, config_path, root, .. } = self;
         server.shutdown().await;
         let config = gavel::config::load_file(&config_path).expect("same config");
         let server = app::start(config, None).await.expect("server restarts");
         let base = format!("http://{}", server.addr);
-        TestApp { server, base, http, sims, config_path, _root }
+        TestApp { server, base, http, sims, config_path, root }
     }
 
     /// The config file's text now.

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cluster;
+mod cluster_mode;
 mod contract;
 mod crash;
 mod delivery;

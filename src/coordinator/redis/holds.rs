@@ -530,6 +530,11 @@ impl RedisCoordinator {
         }
     }
 
+    /// Redis holds this exchange's state again (the buyers a hold found missing were added).
+    pub fn rebuilt(&self) {
+        self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
+    }
+
     /// Whether a rebuild is wanted (a hold found no state, or the epoch is gone).
     pub fn rebuild_wanted(&self) -> bool {
         self.rebuilding.load(std::sync::atomic::Ordering::Acquire)

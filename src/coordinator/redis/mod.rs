@@ -203,6 +203,7 @@ impl RedisCoordinator {
             // Another node rebuilt it: adopt, then convert recent sales again in case they were lost.
             (Some(now), Some(_)) => {
                 *self.epoch.write() = Some(now);
+                self.rebuilding.store(false, Ordering::Release);
                 self.reconvert_recent().await;
                 Some(true)
             }

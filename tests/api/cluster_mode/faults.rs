@@ -1,0 +1,1 @@
+//! Faults: a node killed, Redis emptied, PostgreSQL stopped — on private store instances.
