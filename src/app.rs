@@ -27,6 +27,8 @@ pub struct RunningServer {
     sweeper: JoinHandle<()>,
     /// Cluster mode's tail and watch (nothing in single mode).
     housekeeping: crate::cluster::Housekeeping,
+    /// Sends win/loss notices; notices still queued at shutdown are not sent.
+    notices: Option<JoinHandle<()>>,
 }
 
 /// Why the server did not start.
@@ -63,6 +65,7 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
     let engine = Arc::new(engine);
     engine.attach_replica();
     let housekeeping = crate::cluster::start(&engine);
+    let notices = engine.notices.start(engine.client.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
         let _ = stopped.await;
@@ -79,7 +82,7 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
     });
     // The journal is replayed and the listener bound: from here on this node can sell.
     engine.readiness.set(Readiness::Ready);
-    Ok(RunningServer { addr, engine, stop, server, sweeper, housekeeping })
+    Ok(RunningServer { addr, engine, stop, server, sweeper, housekeeping, notices })
 }
 
 impl RunningServer {
@@ -91,6 +94,9 @@ impl RunningServer {
         let _ = self.server.await;
         self.sweeper.abort();
         drop(self.housekeeping);
+        if let Some(notices) = self.notices {
+            notices.abort();
+        }
         // Everything answered is already on disk; this flushes what was not yet answered and stops the writer.
         if let Err(error) = self.engine.ledger.close().await {
             tracing::error!(%error, "journal close failed");

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::domain::expected_value::ReturnRate;
 use crate::domain::money::Money;
 
 /// How many recent auctions the ring keeps by default.
@@ -27,6 +28,12 @@ pub struct BuyerOutcome {
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
     pub bid: Option<Money>,
+    /// The buyer's return rate with the seller, on every bid when the campaign ranks by expected value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_rate: Option<ReturnRate>,
+    /// bid × (1 − return rate), rounded down to the cent, beside `return_rate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_value: Option<Money>,
 }
 
 /// One post of the lead to one buyer (a retry is a second attempt).

@@ -17,6 +17,7 @@
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
+//! - [`notices`] — win/loss notices to buyers: a bounded queue drained after the seller's answer.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
@@ -45,6 +46,7 @@ pub mod ids;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod notices;
 pub mod ratelimit;
 pub mod readiness;
 pub mod shedding;

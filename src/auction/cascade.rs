@@ -62,7 +62,9 @@ impl Cascade<'_> {
         let priced = held.offers.iter().enumerate().map(|(i, offer)| ((i, offer), offer.price.less_margin(margin)));
         let (candidates, skipped): (Vec<_>, Vec<_>) =
             priced.partition(|(_, payout)| min_payout.is_none_or(|least| *payout >= least));
-        let all_below_min_payout = candidates.is_empty() && !skipped.is_empty();
+        // Unsold with a bidder skipped for min_payout: a lower minimum could have sold it (API.md section 2),
+        // also when the bidders above it rejected.
+        let skipped_for_min_payout = !skipped.is_empty();
 
         let mut sales = Vec::new();
         let mut candidates = candidates.into_iter();
@@ -90,7 +92,8 @@ impl Cascade<'_> {
         if !sales.is_empty() {
             return Ok(PostResult::Sold { sales });
         }
-        let reason = if all_below_min_payout { UnsoldReason::BelowMinPayout } else { UnsoldReason::AllBuyersRejected };
+        let reason =
+            if skipped_for_min_payout { UnsoldReason::BelowMinPayout } else { UnsoldReason::AllBuyersRejected };
         Ok(PostResult::Unsold { reason })
     }
 

@@ -18,6 +18,7 @@ use crate::config::Campaign;
 use crate::coordinator::{Coordinator, Unreachable};
 use crate::dedupe::Contact;
 use crate::delivery::{ping_body, ping_buyer, BuyerClient, PingOutcome};
+use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
 use crate::gates::{self, GateInput};
@@ -96,6 +97,8 @@ pub async fn collect_bids(
             detail: None,
             latency_ms: None,
             bid: None,
+            return_rate: None,
+            expected_value: None,
         });
         let gate = GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, contacts, ledger };
         let admitted = match gates::check(&gate) {
@@ -245,7 +248,9 @@ fn record(
     match outcome {
         PingOutcome::Bid { amount, bid_id } => {
             slot.bid = Some(amount);
-            bids.push(Bid { buyer, amount, priority, weight, answered_after: Duration::ZERO, bid_id });
+            // The rate is read from the books once the fan-out is over, for campaigns that rank by it.
+            let return_rate = ReturnRate::NO_HISTORY;
+            bids.push(Bid { buyer, amount, priority, weight, answered_after: Duration::ZERO, bid_id, return_rate });
         }
         PingOutcome::Error { kind } => slot.detail = Some(kind),
         PingOutcome::NoBid | PingOutcome::Timeout => {}

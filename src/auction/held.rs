@@ -69,9 +69,10 @@ pub struct SoldTo {
 /// Why a post sold nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnsoldReason {
-    /// Every buyer offered the lead rejected it, failed, or there was no bid to offer it to.
+    /// Every buyer offered the lead rejected it, failed, or there was no bid to offer it to, and no bidder
+    /// was skipped for `min_payout`.
     AllBuyersRejected,
-    /// Every remaining bidder's payout was below the seller's `min_payout`.
+    /// At least one bidder was skipped because its payout was below the seller's `min_payout`.
     BelowMinPayout,
 }
 

@@ -17,7 +17,7 @@ use toml::Table;
 
 use super::{
     AuctionKind, Billing, Buyer, Campaign, Caps, ClusterConfig, Config, Distribution, Filters, PostalCodes, Ramp,
-    ResponseAdapter, ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla,
+    Ranking, ResponseAdapter, ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla,
     KNOWN_RETURN_REASONS,
 };
 

@@ -204,6 +204,16 @@ pub enum SellMode {
     },
 }
 
+impl SellMode {
+    /// How many bidders the lead is quoted to: one, or `max_buyers`.
+    pub fn places(self) -> usize {
+        match self {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        }
+    }
+}
+
 /// The order in which bidders are offered the lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -212,6 +222,16 @@ pub enum Distribution {
     Waterfall,
     RoundRobin,
     Weighted,
+}
+
+/// How the bids of an `auction` campaign are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    /// By the bid alone.
+    Bid,
+    /// By bid × (1 − the buyer's return rate with the seller): what the seller can expect to keep.
+    ExpectedValue,
 }
 
 /// `[[campaigns]]`.
@@ -230,6 +250,10 @@ pub struct Campaign {
     pub auction: AuctionKind,
     pub sell: SellMode,
     pub distribution: Distribution,
+    /// Only with `distribution = "auction"` (the loader refuses anything else).
+    pub ranking: Ranking,
+    /// The window of the return rates `ranking = "expected_value"` reads, in days of 24 h (1 to 365).
+    pub return_rate_days: u32,
 }
 
 /// How a buyer pays.
@@ -249,6 +273,8 @@ pub struct Buyer {
     /// `None` only for fixed-price buyers, which are never pinged.
     pub ping_url: Option<hyper::Uri>,
     pub post_url: hyper::Uri,
+    /// Where win/loss notices go (API.md section 3); none when absent.
+    pub notice_url: Option<hyper::Uri>,
     pub fixed_price: Option<Money>,
     pub timeout_ms: u64,
     pub post_timeout_ms: u64,

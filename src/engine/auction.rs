@@ -13,6 +13,7 @@ use super::{consent_message, Engine, NoBidReason, PingAnswer, PingRequest, Quote
 use crate::auction::deadline::Deadline;
 use crate::auction::fanout::{collect_bids, Collected, FanOut};
 use crate::auction::held::{HeldPing, KEEP_AFTER_EXPIRY};
+use crate::auction::rates::read_return_rates;
 use crate::audit::{AuctionAudit, BuyerOutcome, SaleRecord};
 use crate::buyers::Roster;
 use crate::capacity::Ask;
@@ -24,12 +25,14 @@ use crate::domain::money::Money;
 use crate::domain::ranking::{rank, Bid, Draw, Offer};
 use crate::gates::Exclusion;
 use crate::ids::new_ping_id;
+use crate::notices::Outbox;
 
 impl Engine {
     pub(super) async fn auction(
         &self,
         request: PingRequest,
         lead: &Lead,
+        notices: &mut Outbox,
     ) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
         let roster = self.roster();
         let config = &roster.config;
@@ -62,15 +65,17 @@ impl Engine {
             tracing::debug_span!("auction", ping_id = %ping_id, campaign = %campaign.id, seller = %request.seller.id);
         let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
-        let Collected { mut outcomes, bids, eligible, pinged, slowest_leg } =
+        let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } =
             collected.map_err(|_| SellerError::Unavailable("Redis"))?;
 
         let bids_received = bids.len();
         let now = Utc::now();
+        read_return_rates(&self.ledger, config, &campaign, &request.seller.id, &mut bids, &mut outcomes, now);
         let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
         // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
         let payable_bids = bids.len();
-        let mut offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
+        let mut offers =
+            rank(bids, campaign.distribution, campaign.ranking, campaign.auction, campaign.floor, self.draw(&campaign));
         let ping_digests: Vec<(String, [u8; 32])> =
             lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect();
         let ttl = Duration::from_secs(campaign.bid_ttl_s);
@@ -106,6 +111,7 @@ impl Engine {
         } else {
             self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, ttl, publication).await?
         };
+        notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
         let payout = quoted_payout(&campaign, &request.seller, &offers);
         let quote = match (eligible, payable_bids, payout) {
             (0, _, _) => Err(NoBidReason::NoEligibleBuyers),

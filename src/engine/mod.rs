@@ -35,6 +35,7 @@ use crate::ledger::journal::JournalOptions;
 use crate::ledger::postgres::{PgLedger, PgOptions, StoreObserver};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::notices::{Notices, Outbox};
 use crate::ratelimit::PingRateLimiter;
 use crate::readiness::ReadinessFlag;
 use crate::shedding::AuctionSlots;
@@ -152,6 +153,8 @@ pub struct Engine {
     pub ping_rates: PingRateLimiter,
     /// Auctions in flight; past the limit the HTTP layer sheds new ones before they reach the engine.
     pub auction_slots: AuctionSlots,
+    /// Win/loss notices waiting to be sent; each seller call collects its own in an [`Outbox`].
+    pub notices: Notices,
     /// Whether this node can sell (`GET /readyz`); `app` sets it at start and shutdown.
     pub readiness: ReadinessFlag,
     /// Where the exact shared state lives: this process, or Redis (cluster mode).
@@ -180,6 +183,7 @@ impl Engine {
 
     fn with_metrics(config: Config, ledger: Ledger, metrics: Arc<Metrics>, coordinator: Coordinator) -> Engine {
         let buyers = BuyerStates::default();
+        let notices = Notices::new(Arc::clone(&metrics));
         let engine = Engine {
             roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
             buyers,
@@ -191,6 +195,7 @@ impl Engine {
             rotations: DashMap::new(),
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
+            notices,
             readiness: ReadinessFlag::default(),
             coordinator,
             node_id: SINGLE_NODE_ID.to_owned(),
@@ -356,10 +361,10 @@ impl Engine {
         Arc::clone(&self.roster.read())
     }
 
-    /// Runs an auction for a seller's ping.
-    pub async fn ping(&self, request: PingRequest) -> Result<PingAnswer, SellerError> {
+    /// Runs an auction for a seller's ping; its win/loss notices go into `notices`.
+    pub async fn ping(&self, request: PingRequest, notices: &mut Outbox) -> Result<PingAnswer, SellerError> {
         let lead = Lead::parse(&request.lead, Utc::now())?;
-        let (_, answer) = self.auction(request, &lead).await?;
+        let (_, answer) = self.auction(request, &lead, notices).await?;
         Ok(answer)
     }
 
@@ -376,11 +381,13 @@ impl Engine {
         self.deliver(&held, &lead, min_payout).await
     }
 
-    /// Pings with the ping projection of a full lead, then posts it, in one call.
+    /// Pings with the ping projection of a full lead, then posts it, in one call; the auction's win/loss
+    /// notices go into `notices`.
     pub async fn direct_post(
         &self,
         request: PingRequest,
         min_payout: Option<Money>,
+        notices: &mut Outbox,
     ) -> Result<(String, Arc<PostResult>), SellerError> {
         let lead = Lead::parse(&request.lead, Utc::now())?;
         let campaign = self.config().campaign(&request.campaign).cloned();
@@ -388,7 +395,7 @@ impl Engine {
         if let Some(campaign) = campaign {
             check_postable(&campaign, &lead)?;
         }
-        let (held, _) = self.auction(request, &lead).await?;
+        let (held, _) = self.auction(request, &lead, notices).await?;
         let result = self.deliver(&held, &lead, min_payout).await?;
         Ok((held.ping_id.clone(), result))
     }

@@ -18,6 +18,7 @@ use crate::audit::AuctionAudit;
 use crate::config::Seller;
 use crate::coordinator::redis::{PostTurn, RemoteHold};
 use crate::coordinator::{Hold, PingRecord, RedisCoordinator};
+use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::money::Money;
 use crate::domain::ranking::{Bid, Offer};
@@ -80,6 +81,8 @@ impl Engine {
                     weight: recorded.weight,
                     answered_after: Duration::from_micros(recorded.answered_after_us),
                     bid_id: recorded.bid_id,
+                    // The auction's node ranked and priced the bids; delivery reads only the recorded price.
+                    return_rate: ReturnRate::NO_HISTORY,
                 },
                 price: recorded.price,
             });

@@ -78,7 +78,8 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         let engine = Arc::clone(&engine);
         let service = service_fn(move |request| {
             let engine = Arc::clone(&engine);
-            async move { Ok::<_, Infallible>(handle(&engine, request).await) }
+            // Notices held by the answer ride in its body until hyper has written it (see `notices`).
+            async move { Ok::<_, Infallible>(crate::notices::after_answer(handle(&engine, request).await)) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonBareErrors::new(stream)), service));
         tokio::spawn(async move {

@@ -21,8 +21,10 @@ pub async fn ping(engine: &Engine, request: Request<Incoming>, received: Instant
     let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::Yes).await?;
     let ping = ping_request(seller, &mut envelope, received)?;
     let _slot = auction_slot(engine, &ping.seller)?;
-    let answer = engine.ping(ping).await?;
-    Ok(json_response(StatusCode::OK, &render_ping(&answer)))
+    let mut notices = engine.notices.outbox();
+    let answer = engine.ping(ping, &mut notices).await?;
+    // The notices leave once this answer is written, never before.
+    Ok(notices.hold_until_sent(json_response(StatusCode::OK, &render_ping(&answer))))
 }
 
 /// `POST /v1/post`.
@@ -45,8 +47,13 @@ pub async fn direct_post(
     let min_payout = envelope.optional_money("min_payout")?;
     let ping = ping_request(seller, &mut envelope, received)?;
     let _slot = auction_slot(engine, &ping.seller)?;
-    let (ping_id, result) = engine.direct_post(ping, min_payout).await?;
-    Ok(json_response(StatusCode::OK, &render_post(&ping_id, &result)))
+    let mut notices = engine.notices.outbox();
+    // The notices leave once the whole answer is written, an error's included: the auction ran either way.
+    let answer = match engine.direct_post(ping, min_payout, &mut notices).await {
+        Ok((ping_id, result)) => json_response(StatusCode::OK, &render_post(&ping_id, &result)),
+        Err(error) => ApiError::from(error).into_response(),
+    };
+    Ok(notices.hold_until_sent(answer))
 }
 
 /// Whether a call runs an auction, and so counts against the seller's `max_pings_per_second`.

@@ -19,6 +19,7 @@ mod entry;
 pub mod journal;
 pub mod postgres;
 pub mod report;
+pub mod return_rates;
 pub mod statement;
 mod store;
 

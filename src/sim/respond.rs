@@ -27,6 +27,7 @@ pub(crate) struct Shared {
     behaviour: RwLock<Arc<Behaviour>>,
     pub(crate) pings: Log,
     pub(crate) posts: Log,
+    pub(crate) notices: Log,
     no_bids: AtomicU64,
     bids: AtomicU64,
     accepted: AtomicU64,
@@ -58,6 +59,7 @@ impl Drop for InFlight<'_> {
 enum Route {
     Ping,
     Post,
+    Notice,
 }
 
 impl Shared {
@@ -66,6 +68,7 @@ impl Shared {
             behaviour: RwLock::new(Arc::new(Behaviour::new(spec))),
             pings: Log::default(),
             posts: Log::default(),
+            notices: Log::default(),
             no_bids: AtomicU64::new(0),
             bids: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -87,20 +90,22 @@ impl Shared {
         match route {
             Route::Ping => &self.pings,
             Route::Post => &self.posts,
+            Route::Notice => &self.notices,
         }
     }
 }
 
-/// The hyper service: answers `POST /ping` and `POST /post`, and 404 to anything else.
+/// The hyper service: answers `POST /ping`, `POST /post` and `POST /notice`, and 404 to anything else.
 pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let route = match (request.method(), request.uri().path()) {
         (&Method::POST, "/ping") => Route::Ping,
         (&Method::POST, "/post") => Route::Post,
+        (&Method::POST, "/notice") => Route::Notice,
         _ => {
             return Ok(error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "the simulated buyer serves POST /ping and POST /post",
+                "the simulated buyer serves POST /ping, POST /post and POST /notice",
             ))
         }
     };
@@ -120,7 +125,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
     Ok(match route {
         Route::Ping => answer_ping(&shared, &behaviour).await,
         Route::Post => answer_post(&shared, &behaviour).await,
+        Route::Notice => answer_notice(&behaviour).await,
     })
+}
+
+/// A notice needs no answer but a 2xx; the spec may make it slow, hang or fail.
+async fn answer_notice(behaviour: &Behaviour) -> Answer {
+    wait(behaviour.draw_latency(&behaviour.spec.notice_latency)).await;
+    match &behaviour.spec.notice_reply {
+        Some(reply) => raw(reply),
+        None => with_status(StatusCode::NO_CONTENT, Full::default()),
+    }
 }
 
 async fn answer_ping(shared: &Shared, behaviour: &Behaviour) -> Answer {

@@ -55,6 +55,11 @@ impl SimBuyer {
         format!("http://{}/post", self.addr)
     }
 
+    /// The URL win/loss notices go to: `http://127.0.0.1:PORT/notice`.
+    pub fn notice_url(&self) -> String {
+        format!("http://{}/notice", self.addr)
+    }
+
     /// Every ping received so far, in order (empty when the spec does not record).
     pub fn pings(&self) -> Vec<Recorded> {
         self.shared.pings.snapshot()
@@ -63,6 +68,16 @@ impl SimBuyer {
     /// Every post received so far, in order, retries included (empty when the spec does not record).
     pub fn posts(&self) -> Vec<Recorded> {
         self.shared.posts.snapshot()
+    }
+
+    /// Every win/loss notice received so far, in order (empty when the spec does not record).
+    pub fn notices(&self) -> Vec<Recorded> {
+        self.shared.notices.snapshot()
+    }
+
+    /// Number of notices received so far; a lock-free counter, kept even when recording is off.
+    pub fn notice_count(&self) -> u64 {
+        self.shared.notices.total()
     }
 
     /// Number of pings received so far; a lock-free counter, kept even when recording is off.

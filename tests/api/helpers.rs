@@ -17,16 +17,24 @@ pub struct TestBuyer {
     pub spec: SimBuyerSpec,
     /// Lines added to the buyer's table (keys first, then sub-tables).
     pub toml: String,
+    /// Whether the buyer has a `notice_url` (its simulated endpoint's).
+    pub notices: bool,
 }
 
 impl TestBuyer {
     pub fn new(id: &'static str, spec: SimBuyerSpec) -> TestBuyer {
-        TestBuyer { id, spec, toml: String::new() }
+        TestBuyer { id, spec, toml: String::new(), notices: false }
     }
 
     /// A buyer bidding a fixed price.
     pub fn bidding(id: &'static str, price: &str) -> TestBuyer {
         TestBuyer::new(id, SimBuyerSpec::bidding(price))
+    }
+
+    /// Gives the buyer a `notice_url`: win/loss notices go to its simulated endpoint.
+    pub fn with_notices(mut self) -> TestBuyer {
+        self.notices = true;
+        self
     }
 
     pub fn with(mut self, toml: &str) -> TestBuyer {
@@ -125,8 +133,9 @@ pub async fn prepare(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>
         } else {
             format!("ping_url = \"{}\"\n", sim.ping_url())
         };
+        let notice_url = if buyer.notices { format!("notice_url = \"{}\"\n", sim.notice_url()) } else { String::new() };
         buyer_tables.push_str(&format!(
-            "[[buyers]]\nid = \"{id}\"\napi_key = \"bk_{id}\"\ncampaigns = [\"auto\"]\n{ping_url}post_url = \"{post}\"\n{extra}\n",
+            "[[buyers]]\nid = \"{id}\"\napi_key = \"bk_{id}\"\ncampaigns = [\"auto\"]\n{ping_url}post_url = \"{post}\"\n{notice_url}{extra}\n",
             id = buyer.id,
             post = sim.post_url(),
             extra = buyer.toml,

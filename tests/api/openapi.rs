@@ -156,7 +156,8 @@ rate_cap_percent = "0"
 
 #[tokio::test]
 async fn every_answer_matches_the_document() {
-    let campaign = "bid_ttl_s = 2";
+    // Ranked by expected value so the audit trails carry `return_rate` and `expected_value` to check too.
+    let campaign = "bid_ttl_s = 2\nranking = \"expected_value\"";
     let closed = TestBuyer::bidding("closed", "2.00").with("paused = true\n[buyers.returns]\nenabled = false");
     let app = spawn_app(campaign, vec![TestBuyer::bidding("bidder", "8.00").with(RULES), closed]).await;
     let c = Checked::new(&app);
