@@ -254,6 +254,24 @@ impl BuyerCapacity {
         })
     }
 
+    /// Mirrors in this node's view a hold the coordinator took elsewhere (Redis, in cluster mode), without any
+    /// check: the exact check was made there. The gates then see this node's own held bids at once, as on one
+    /// node; other nodes' holds reach the view only as the sales they become.
+    pub fn shadow(self: &Arc<Self>, buyer: &Buyer, ask: Ask<'_>) -> Hold {
+        let mut tally = self.tally.lock();
+        tally.held_units += 1;
+        tally.held_money += ask.amount;
+        let contacts = if buyer.dedupe_days > 0 { tally.contacts.force_reserve(ask.contacts) } else { Vec::new() };
+        Hold {
+            capacity: Arc::clone(self),
+            tz: timezone(buyer),
+            amount: ask.amount,
+            dedupe_days: buyer.dedupe_days,
+            contacts,
+            settled: false,
+        }
+    }
+
     /// Counts a sale that holds nothing (a sale replayed from the journal at start-up), its contacts included.
     pub fn record_sale(&self, buyer: &Buyer, amount: Money, at: DateTime<Utc>, contacts: &[Contact]) {
         let mut tally = self.tally.lock();

@@ -82,6 +82,20 @@ impl ContactBook {
         Some(new)
     }
 
+    /// Reserves the contacts not reserved yet, whatever the book holds (a shadow of a hold checked elsewhere);
+    /// returns those it reserved.
+    pub fn force_reserve(&mut self, contacts: &[Contact]) -> Vec<Contact> {
+        let mut reserved = Vec::new();
+        for contact in contacts {
+            let state = self.by_contact.entry(*contact).or_default();
+            if !state.reserved {
+                state.reserved = true;
+                reserved.push(*contact);
+            }
+        }
+        reserved
+    }
+
     /// Gives back a hold's reservations.
     pub fn release(&mut self, contacts: &[Contact]) {
         for contact in contacts {

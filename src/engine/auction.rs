@@ -102,6 +102,7 @@ impl Engine {
             keep: ttl + KEEP_AFTER_EXPIRY,
             build: &build_record,
         });
+        let offered = offers.len();
         // A test auction uses no cap and no wallet: it holds nothing.
         let holds = if request.test {
             if let (Some(redis), Some(publication)) = (self.coordinator.redis(), &publication) {
@@ -113,6 +114,8 @@ impl Engine {
         };
         notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
         let payout = quoted_payout(&campaign, &request.seller, &offers);
+        // A bid whose hold was refused (its buyer's room went to another auction) was not payable after all.
+        let payable_bids = payable_bids - (offered - offers.len());
         let quote = match (eligible, payable_bids, payout) {
             (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
             (_, 0, _) => Err(NoBidReason::NoBids),

@@ -161,6 +161,8 @@ pub struct Engine {
     pub coordinator: Coordinator,
     /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
     node_id: String,
+    /// Cluster mode: the lock on this node's data directory, held while it runs.
+    dir_lock: Option<std::fs::File>,
 }
 
 /// What `gavel serve` says of this node beyond its config file (the flags win over the file).
@@ -199,6 +201,7 @@ impl Engine {
             readiness: ReadinessFlag::default(),
             coordinator,
             node_id: SINGLE_NODE_ID.to_owned(),
+            dir_lock: None,
         };
         engine.restore_from_books();
         engine
@@ -222,10 +225,11 @@ impl Engine {
         let node_id = settings.node_id.or(cluster.node_id.clone()).ok_or_else(|| {
             LedgerError::Unavailable("cluster mode needs a node id: set [cluster].node_id or pass --node-id".into())
         })?;
-        if let Some(dir) = settings.data_dir.as_ref().or(Some(&config.server.data_dir)) {
-            // The node's own files (nothing of the ledger's lives here in cluster mode).
-            let _ = std::fs::create_dir_all(dir);
-        }
+        // The node's own directory: nothing of the ledger lives there in cluster mode, but its lock keeps two
+        // nodes on one host from sharing it by mistake.
+        let dir = settings.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
+        std::fs::create_dir_all(&dir).map_err(|e| LedgerError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let dir_lock = crate::ledger::journal::lock_dir(&dir)?;
         let metrics = Arc::<Metrics>::default();
         let observed = |store: &'static str| -> StoreObserver {
             let metrics = Arc::clone(&metrics);
@@ -236,6 +240,10 @@ impl Engine {
             exchange: cluster.name.clone(),
             node: node_id.clone(),
             observer: Some(observed("postgres")),
+            on_commit: Some({
+                let metrics = Arc::clone(&metrics);
+                Arc::new(move |took| metrics.observe("gavel_journal_commit_seconds", &[], took))
+            }),
         };
         let ledger = PgLedger::open(options).await?;
         let redis =
@@ -244,6 +252,7 @@ impl Engine {
                 .map_err(LedgerError::Unavailable)?;
         let mut engine = Engine::with_metrics(config, ledger, metrics, Coordinator::Redis(redis));
         engine.node_id = node_id;
+        engine.dir_lock = Some(dir_lock);
         Ok(engine)
     }
 

@@ -59,6 +59,8 @@ pub struct PgOptions {
     /// This node's id, written on every row it commits.
     pub node: String,
     pub observer: Option<StoreObserver>,
+    /// Sees each change's time from submission to COMMIT (`gavel_journal_commit_seconds`, as the journal's).
+    pub on_commit: Option<super::journal::CommitObserver>,
 }
 
 /// The store half of a [`Ledger`] whose books are a replica of PostgreSQL.
@@ -146,7 +148,8 @@ impl PgLedger {
                 None
             }
         });
-        if self.jobs.send(writer::Job::Change { run, done }).is_err() {
+        let submitted = tokio::time::Instant::now();
+        if self.jobs.send(writer::Job::Change { run, done, submitted }).is_err() {
             return Err(E::from(LedgerError::Unavailable("the ledger is closed".into())));
         }
         let committed = committed.await.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".into())));

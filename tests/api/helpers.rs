@@ -53,6 +53,8 @@ pub struct TestApp {
     /// The config file the server was started from (and reloads from); the data directory is beside it.
     pub config_path: std::path::PathBuf,
     pub root: std::sync::Arc<tempfile::TempDir>,
+    /// Cluster mode: the exchange the server is a node of (dropped with the last node).
+    pub exchange: Option<std::sync::Arc<crate::cluster_mode::Exchange>>,
 }
 
 impl std::ops::Deref for TestApp {
@@ -96,17 +98,61 @@ pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
 /// [`spawn_app`] with extra server and seller settings (limits, rates).
 pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
     let prepared = prepare(tuning, campaign_toml, buyers).await;
-    let Prepared { root, config_path, config_text, sims, funded } = prepared;
+    let Prepared { root, config_path, mut config_text, sims, funded } = prepared;
+    // `GAVEL_TEST_CLUSTER=1` runs every API test against a node of a cluster (PostgreSQL and Redis) instead.
+    let exchange = crate::cluster_mode::test_exchange().await;
+    if let Some(exchange) = &exchange {
+        config_text.push_str(&exchange.table());
+    }
     std::fs::write(&config_path, &config_text).expect("config written");
     let config =
         gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
-    let server = app::start(config, None).await.expect("server starts");
+    let server = app::start_node(config, node_options(&exchange)).await.expect("server starts");
     let api = Api { base: format!("http://{}", server.addr), http: http_client() };
-    let app = TestApp { server, api, sims: std::sync::Arc::new(sims), config_path, root: std::sync::Arc::new(root) };
+    let app = TestApp {
+        server,
+        api,
+        sims: std::sync::Arc::new(sims),
+        config_path,
+        root: std::sync::Arc::new(root),
+        exchange,
+    };
+    if app.exchange.is_some() {
+        crate::cluster_mode::wait_until_ready(&app).await;
+    }
     for id in funded {
         app.deposit(id, "10000.00").await;
     }
     app
+}
+
+/// A single-node test's options: in cluster mode its node id.
+fn node_options(exchange: &Option<std::sync::Arc<crate::cluster_mode::Exchange>>) -> app::NodeOptions {
+    let node_id = exchange.as_ref().map(|_| "node-0".to_owned());
+    app::NodeOptions { node_id, ..app::NodeOptions::default() }
+}
+
+/// Everything the ledger keeps, as text: the journal's files on one node, the exchange's rows in PostgreSQL in
+/// cluster mode (tests grep it for what must never be there, or must be there once).
+pub async fn ledger_text(app: &TestApp) -> String {
+    match &app.exchange {
+        Some(exchange) => {
+            let (client, connection) =
+                tokio_postgres::connect(&exchange.postgres, tokio_postgres::NoTls).await.expect("postgres");
+            tokio::spawn(connection);
+            let sql = format!("SELECT entry::text FROM gavel_{}.entries ORDER BY seq", exchange.name);
+            let rows = client.query(&sql, &[]).await.expect("entries");
+            rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+        }
+        None => {
+            let data_dir = app.config_path.parent().expect("root").join("data");
+            let mut journal = Vec::new();
+            for file in std::fs::read_dir(&data_dir).expect("data dir") {
+                journal.extend(std::fs::read(file.expect("entry").path()).expect("read"));
+            }
+            String::from_utf8_lossy(&journal).into_owned()
+        }
+    }
 }
 
 /// The client tests talk to servers with.
@@ -219,12 +265,16 @@ pub fn full_lead() -> Value {
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, api, sims, config_path, root } = self;
+        let TestApp { server, api, sims, config_path, root, exchange } = self;
         server.shutdown().await;
         let config = gavel::config::load_file(&config_path).expect("same config");
-        let server = app::start(config, None).await.expect("server restarts");
+        let server = app::start_node(config, node_options(&exchange)).await.expect("server restarts");
         let api = Api { base: format!("http://{}", server.addr), http: api.http };
-        TestApp { server, api, sims, config_path, root }
+        let app = TestApp { server, api, sims, config_path, root, exchange };
+        if app.exchange.is_some() {
+            crate::cluster_mode::wait_until_ready(&app).await;
+        }
+        app
     }
 
     /// The config file's text now.

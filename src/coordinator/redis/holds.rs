@@ -9,7 +9,7 @@ use redis::Value;
 use tokio::time::Instant;
 
 use super::{integer, verdict, RedisCoordinator, RECENT_CONVERSIONS};
-use crate::buyers::Roster;
+use crate::buyers::{BuyerState, Roster};
 use crate::capacity::{period_terms, Ask, Period, Shortfall};
 use crate::config::{Billing, Buyer};
 use crate::coordinator::{Hold, Publication, Slot, Unclaimed, Unreachable};
@@ -95,6 +95,8 @@ pub struct RemoteHold {
     contacts: Vec<Contact>,
     /// Taken by this node (released when dropped), not adopted with a ping another node made.
     owned: bool,
+    /// This node's local view of the hold (see `BuyerCapacity::shadow`); it goes when the hold does.
+    shadow: Option<crate::capacity::Hold>,
     settled: bool,
 }
 
@@ -108,6 +110,7 @@ impl RemoteHold {
             amount,
             contacts: Vec::new(),
             owned: false,
+            shadow: None,
             settled: false,
         }
     }
@@ -119,12 +122,14 @@ impl RemoteHold {
     /// Releases it now, whoever took it.
     pub fn release(mut self) {
         self.settled = true;
+        self.shadow = None;
         self.spawn_release(true);
     }
 
     /// Releases it if its expiry passed (a post may have claimed it and moved its expiry out).
     pub fn expire(mut self) {
         self.settled = true;
+        self.shadow = None;
         self.spawn_release(false);
     }
 
@@ -167,6 +172,8 @@ impl RemoteHold {
     /// does not answer, retried in the background until it does (the ledger books the sale either way).
     pub async fn convert(mut self, lead_id: &str, at: DateTime<Utc>) {
         self.settled = true;
+        // The sale reaches this node's view through the ledger's tail.
+        self.shadow = None;
         let conversion = Conversion {
             buyer: Arc::clone(&self.buyer),
             hold_id: self.id.clone(),
@@ -266,7 +273,7 @@ impl RedisCoordinator {
     fn read_hold(
         self: &Arc<Self>,
         answer: &Value,
-        buyer: &Arc<Buyer>,
+        (buyer, state): (&Arc<Buyer>, &Arc<BuyerState>),
         id: String,
         ask: Ask<'_>,
     ) -> Result<Result<Hold, Shortfall>, Unreachable> {
@@ -284,6 +291,7 @@ impl RedisCoordinator {
                 amount: ask.amount,
                 contacts: if buyer.dedupe_days > 0 { ask.contacts.to_vec() } else { Vec::new() },
                 owned: true,
+                shadow: Some(state.capacity.shadow(buyer, ask)),
                 settled: false,
             }))),
             Some("duplicate") => Ok(Err(Shortfall::Duplicate)),
@@ -341,8 +349,9 @@ impl RedisCoordinator {
             let mut any_refused = false;
             for (id, answer) in ids.into_iter().zip(&answers) {
                 let index = holds.len();
-                let buyer = &roster.config.buyers[offers[index].bid.buyer];
-                match self.read_hold(answer, buyer, id, Ask { amount: offers[index].price, contacts })? {
+                let buyer = offers[index].bid.buyer;
+                let taker = (&roster.config.buyers[buyer], &roster.states[buyer]);
+                match self.read_hold(answer, taker, id, Ask { amount: offers[index].price, contacts })? {
                     Ok(hold) => holds.push(Some(hold)),
                     Err(shortfall) => {
                         refused(offers.remove(index).bid.buyer, shortfall);
@@ -366,10 +375,10 @@ impl RedisCoordinator {
         ttl: Duration,
     ) -> Result<Result<Hold, Shortfall>, Unreachable> {
         let epoch = self.ready_epoch()?;
-        let buyer = &roster.config.buyers[buyer];
+        let taker = (&roster.config.buyers[buyer], &roster.states[buyer]);
         let id = new_id("h_");
-        let answer: Value = self.call("hold", &self.hold_command(buyer, ask, &id, ttl, &epoch)).await?;
-        self.read_hold(&answer, buyer, id, ask)
+        let answer: Value = self.call("hold", &self.hold_command(taker.0, ask, &id, ttl, &epoch)).await?;
+        self.read_hold(&answer, taker, id, ask)
     }
 
     /// See [`crate::coordinator::Coordinator::take_slots`].

@@ -28,6 +28,7 @@ pub(super) enum Job {
     Change {
         run: Run,
         done: oneshot::Sender<Result<(), LedgerError>>,
+        submitted: tokio::time::Instant,
     },
     /// Wake up (e.g. to rebuild untrusted books) with nothing to record.
     Nudge,
@@ -45,7 +46,8 @@ impl Job {
     }
 }
 
-type Waiter = oneshot::Sender<Result<(), LedgerError>>;
+/// Who waits for a change's commit, and since when.
+type Waiter = (oneshot::Sender<Result<(), LedgerError>>, tokio::time::Instant);
 
 /// Runs until asked to stop or every sender is gone.
 pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
@@ -55,7 +57,7 @@ pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::
         let Some(first) = jobs.recv().await else { break };
         let mut batch = Vec::new();
         let mut take = |job: Job, batch: &mut Vec<(Run, Waiter)>| match job {
-            Job::Change { run, done } => batch.push((run, done)),
+            Job::Change { run, done, submitted } => batch.push((run, (done, submitted))),
             Job::Nudge => {}
             Job::Stop => stopping = true,
         };
@@ -81,7 +83,7 @@ pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::
 
 /// Answers every waiter of a batch that could not run: nothing was recorded.
 fn fail(batch: Vec<(Run, Waiter)>, why: &str) {
-    for (_, done) in batch {
+    for (_, (done, _)) in batch {
         let _ = done.send(Err(LedgerError::Unavailable(why.to_owned())));
     }
 }
@@ -138,7 +140,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
                 }
                 // Refused, or nothing to record: answered now (the change sent its own answer).
                 _ => {
-                    let _ = done.send(Ok(()));
+                    let _ = done.0.send(Ok(()));
                 }
             }
         }
@@ -175,7 +177,10 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
             cursor.seq = next;
             cursor.untrusted = false;
             drop(cursor);
-            for done in waiting {
+            for (done, submitted) in waiting {
+                if let Some(observe) = &inner.options.on_commit {
+                    observe(submitted.elapsed());
+                }
                 let _ = done.send(Ok(()));
             }
             shared.committed(&own);
@@ -183,7 +188,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
         }
         Outcome::RolledBack(why) | Outcome::Unknown(why) => {
             tracing::error!(reason = %why, changes = waiting.len(), "ledger batch not committed; rebuilding the books");
-            for done in waiting {
+            for (done, _) in waiting {
                 let _ = done.send(Err(LedgerError::Unavailable(why.clone())));
             }
             Err(())

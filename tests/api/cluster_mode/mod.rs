@@ -47,12 +47,40 @@ pub fn exchange_name() -> String {
     format!("t{:012x}", rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// One test's exchange on the stores; its schema and keys are dropped with it.
+pub struct Exchange {
+    pub name: String,
+    pub postgres: String,
+    pub redis: String,
+}
+
+impl Exchange {
+    /// Its `[cluster]` table.
+    pub fn table(&self) -> String {
+        cluster_table(&self.name, &self.postgres, &self.redis)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        drop_exchange(&self.name, &self.postgres, &self.redis);
+    }
+}
+
+/// When `GAVEL_TEST_CLUSTER` is set, a fresh exchange on the shared stores for a single-node test: CI runs the
+/// whole API suite once per mode this way.
+pub async fn test_exchange() -> Option<std::sync::Arc<Exchange>> {
+    std::env::var_os("GAVEL_TEST_CLUSTER")?;
+    let (postgres, redis) = (postgres_url(), redis_url());
+    require_stores(&postgres, &redis).await;
+    Some(std::sync::Arc::new(Exchange { name: exchange_name(), postgres, redis }))
+}
+
 /// Several nodes of one exchange; the exchange's schema and keys are dropped with it.
 pub struct Cluster {
     pub nodes: Vec<TestApp>,
     pub name: String,
-    postgres: String,
-    redis: String,
+    _exchange: std::sync::Arc<Exchange>,
 }
 
 impl Cluster {
@@ -62,12 +90,6 @@ impl Cluster {
 
     pub fn sim(&self, id: &str) -> &SimBuyer {
         self.nodes[0].sim(id)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        drop_exchange(&self.name, &self.postgres, &self.redis);
     }
 }
 
@@ -116,7 +138,9 @@ pub async fn spawn_cluster_on(
     std::fs::write(&prepared.config_path, &config_text).expect("config written");
     let root = std::sync::Arc::new(prepared.root);
     let sims = std::sync::Arc::new(prepared.sims);
-    let mut cluster = Cluster { nodes: Vec::new(), name, postgres: postgres.to_owned(), redis: redis.to_owned() };
+    let exchange =
+        std::sync::Arc::new(Exchange { name: name.clone(), postgres: postgres.to_owned(), redis: redis.to_owned() });
+    let mut cluster = Cluster { nodes: Vec::new(), name, _exchange: std::sync::Arc::clone(&exchange) };
     for index in 0..nodes {
         let config = gavel::config::load_file(&prepared.config_path).expect("cluster config loads");
         let options = NodeOptions {
@@ -132,6 +156,7 @@ pub async fn spawn_cluster_on(
             sims: std::sync::Arc::clone(&sims),
             config_path: prepared.config_path.clone(),
             root: std::sync::Arc::clone(&root),
+            exchange: Some(std::sync::Arc::clone(&exchange)),
         });
     }
     for node in &cluster.nodes {
@@ -148,10 +173,12 @@ pub async fn spawn_cluster_on(
     cluster
 }
 
-/// Waits up to 10 s for a node to answer `/readyz` 200 (its Redis state in place).
+/// Waits up to 10 s for a node to answer `/readyz` 200 (its Redis state in place), on connections it closes
+/// (a test of the connection cap counts every open one).
 pub async fn wait_until_ready(node: &Api) {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     for _ in 0..200 {
-        if node.http.get(format!("{}/readyz", node.base)).send().await.is_ok_and(|r| r.status() == 200) {
+        if http.get(format!("{}/readyz", node.base)).send().await.is_ok_and(|r| r.status() == 200) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
