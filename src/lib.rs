@@ -17,11 +17,12 @@
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
+//! - [`notices`] — win/loss notices to buyers: a bounded queue drained after the seller's answer.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.
-//! - [`app`] — startup and shutdown; [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
+//! - [`app`] — startup and shutdown, and the node's [`readiness`] (`/readyz`); [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
 //! - [`ids`], [`time`], [`logging`], [`signals`] — small shared utilities.
 #![forbid(unsafe_code)]
 
@@ -30,7 +31,9 @@ pub mod auction;
 pub mod audit;
 pub mod buyers;
 pub mod capacity;
+pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
@@ -43,7 +46,9 @@ pub mod ids;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod notices;
 pub mod ratelimit;
+pub mod readiness;
 pub mod shedding;
 pub mod signals;
 pub mod sim;

@@ -88,6 +88,12 @@ const HELP: &[(&str, &str, &str)] = &[
     ("gavel_buyer_exclusions_total", "counter", "Buyers not pinged, by buyer and the gate that excluded them."),
     ("gavel_posts_total", "counter", "Post attempts to buyers, by buyer and outcome."),
     ("gavel_sales_total", "counter", "Leads sold, by campaign."),
+    (
+        "gavel_notices_total",
+        "counter",
+        "Win/loss notices, by buyer and outcome: sent (2xx), failed (other answer, error, timeout) or dropped \
+         (queue full).",
+    ),
     ("gavel_late_answers_total", "counter", "Buyer answers dropped because they arrived after the buyer's time."),
     ("gavel_http_requests_total", "counter", "HTTP requests answered, by route and status."),
     (
@@ -103,7 +109,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Auction time not spent waiting for buyers (auction time less the slowest buyer leg), by campaign.",
     ),
-    ("gavel_journal_commit_seconds", "histogram", "Time from a journal append to its fsync'd commit."),
+    (
+        "gavel_journal_commit_seconds",
+        "histogram",
+        "Time from a ledger change to its durable commit: the journal's fsync, or PostgreSQL's COMMIT in cluster mode.",
+    ),
+    (
+        "gavel_store_seconds",
+        "histogram",
+        "Cluster mode: one round trip to a shared store, by store (postgres, redis) and operation.",
+    ),
+    (
+        "gavel_redis_rebuilds_total",
+        "counter",
+        "Cluster mode: times this node rebuilt Redis's state from the ledger (Redis came back empty).",
+    ),
 ];
 
 impl Metrics {

@@ -42,10 +42,10 @@ pub fn authorize(engine: &Engine, request: &Request<Incoming>) -> Result<(), Api
     }
 }
 
-/// `GET /admin/pings/{ping_id}`: the audit trail of a recent auction.
-pub fn ping_audit(engine: &Engine, ping_id: &str) -> Result<HttpResponse, ApiError> {
-    let audit = engine.audit.get(ping_id).ok_or_else(|| ApiError::not_found("ping"))?;
-    Ok(json_response(StatusCode::OK, &audit.to_json()))
+/// `GET /admin/pings/{ping_id}`: the audit trail of a recent auction (made on any node, in cluster mode).
+pub async fn ping_audit(engine: &Engine, ping_id: &str) -> Result<HttpResponse, ApiError> {
+    let trail = engine.audit_trail(ping_id).await?.ok_or_else(|| ApiError::not_found("ping"))?;
+    Ok(json_response(StatusCode::OK, &trail))
 }
 
 /// `GET /admin/leads/{lead_id}`: the delivery record of a sold lead, from the books, so it outlives the
@@ -92,8 +92,15 @@ pub fn config(engine: &Engine) -> HttpResponse {
 
 /// `POST /admin/reload` (and `SIGHUP`): the config file swapped in whole, or every problem with the running
 /// config left in force.
-pub fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
+pub async fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
     let config = engine.reload().map_err(|error| ApiError::invalid_config(error.to_string()))?;
+    // Cluster mode: every other node re-reads its own file within the next quarter second.
+    if let Some(redis) = engine.coordinator.redis() {
+        let _ = redis.ensure_buyers(&engine.roster(), &engine.ledger).await;
+        if redis.announce_reload().await.is_err() {
+            tracing::warn!("reloaded here, but Redis could not tell the other nodes; reload them one by one");
+        }
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -107,23 +114,20 @@ pub fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
 }
 
 /// `GET /admin/buyers`.
-pub fn buyers(engine: &Engine) -> HttpResponse {
+pub async fn buyers(engine: &Engine) -> Result<HttpResponse, ApiError> {
     let roster = engine.roster();
-    let buyers: Vec<Value> = roster
-        .config
-        .buyers
-        .iter()
-        .zip(&roster.states)
-        .map(|(buyer, state)| buyer_object(engine, buyer, state))
-        .collect();
-    json_response(StatusCode::OK, &json!({ "buyers": buyers }))
+    let mut buyers = Vec::with_capacity(roster.config.buyers.len());
+    for (buyer, state) in roster.config.buyers.iter().zip(&roster.states) {
+        buyers.push(buyer_object(engine, buyer, state).await?);
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "buyers": buyers })))
 }
 
 /// `GET /admin/buyers/{id}`.
-pub fn buyer(engine: &Engine, id: &str) -> Result<HttpResponse, ApiError> {
+pub async fn buyer(engine: &Engine, id: &str) -> Result<HttpResponse, ApiError> {
     let roster = engine.roster();
     let (buyer, state) = roster.buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
-    Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state)))
+    Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state).await?))
 }
 
 /// `POST /admin/buyers/{id}/pause` and `…/resume`. The body may be empty or `{}`.
@@ -136,13 +140,18 @@ pub async fn pause_or_resume(
     let roster = engine.roster();
     let (buyer, state) = roster.buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
     read_object(request, &roster.config.server).await?;
-    if pause {
-        state.pause(buyer, PausedBy::Operator);
-    } else {
-        state.resume();
-    }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
-    Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state)))
+    let (config, standing) = (std::sync::Arc::clone(buyer), std::sync::Arc::clone(state));
+    // Made in the ledger's order, after every earlier pause or resume (of any node) applied.
+    let change = move || {
+        if pause {
+            standing.pause(&config, PausedBy::Operator);
+        } else {
+            standing.resume();
+        }
+        Ok::<_, ApiError>(standing.api_standing())
+    };
+    engine.ledger.record_standing(&buyer.id, change).await?;
+    Ok(json_response(StatusCode::OK, &buyer_object(engine, buyer, state).await?))
 }
 
 /// `POST /admin/buyers/{id}/deposits` `{"amount", "reference"}` → 201 `{"deposit_id", "balance"}`.
@@ -162,10 +171,11 @@ pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> R
 }
 
 /// The operator's buyer object (API.md section 5): state, money, caps and budgets used and left, health.
-fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
+async fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<Value, ApiError> {
+    let usage = engine.usage(buyer, state).await?;
     let standing = state.standing(buyer, Instant::now());
     let now = Utc::now();
-    let (caps, budgets) = state.capacity.view(buyer, now);
+    let (caps, budgets) = crate::capacity::view(buyer, now, &usage);
     let mut object = json!({
         "id": buyer.id,
         "state": standing.state(),
@@ -174,7 +184,7 @@ fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
         "budgets": budgets,
         "health": state.health.view(&buyer.sla, Instant::now()),
     });
-    object.as_object_mut().expect("an object").extend(buyer_money(engine, buyer, state));
+    object.as_object_mut().expect("an object").extend(buyer_money(engine, buyer, state, &usage));
     if let Some(ramp) = &buyer.ramp {
         let today = now.with_timezone(&crate::capacity::timezone(buyer)).date_naive();
         object["ramp"] = json!({
@@ -184,7 +194,7 @@ fn buyer_object(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
             "today_limit": crate::capacity::daily_limit(buyer, today),
         });
     }
-    object
+    Ok(object)
 }
 
 /// `GET /admin/returns?status=`: every return (of one status), newest first, with its buyer.

@@ -33,10 +33,11 @@ pub fn authenticate(engine: &Engine, request: &Request<Incoming>) -> Result<(Arc
 }
 
 /// `GET /v1/buyer/balance`.
-pub fn balance(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> HttpResponse {
-    let mut object = buyer_money(engine, buyer, state);
+pub async fn balance(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<HttpResponse, ApiError> {
+    let usage = engine.usage(buyer, state).await?;
+    let mut object = buyer_money(engine, buyer, state, &usage);
     object.insert("buyer".into(), json!(buyer.id));
-    json_response(StatusCode::OK, &Value::Object(object))
+    Ok(json_response(StatusCode::OK, &Value::Object(object)))
 }
 
 /// `GET /v1/buyer/leads?since=&limit=`: its leads, newest first.
@@ -67,10 +68,11 @@ pub fn leads(engine: &Engine, buyer: &Buyer, query: &Query) -> Result<HttpRespon
 }
 
 /// `GET /v1/buyer/status`: whether it receives leads and how much of each cap is left.
-pub fn status(buyer: &Buyer, state: &BuyerState) -> HttpResponse {
+pub async fn status(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<HttpResponse, ApiError> {
+    let usage = engine.usage(buyer, state).await?;
     let standing = state.standing(buyer, Instant::now());
-    let (caps, budgets) = state.capacity.view(buyer, Utc::now());
-    json_response(
+    let (caps, budgets) = crate::capacity::view(buyer, Utc::now(), &usage);
+    Ok(json_response(
         StatusCode::OK,
         &json!({
             "buyer": buyer.id,
@@ -80,7 +82,7 @@ pub fn status(buyer: &Buyer, state: &BuyerState) -> HttpResponse {
             "caps": caps,
             "budgets": budgets,
         }),
-    )
+    ))
 }
 
 /// `POST /v1/buyer/pause` and `…/resume` (optional body `{"note"}`): the buyer stops or restarts its own
@@ -88,8 +90,8 @@ pub fn status(buyer: &Buyer, state: &BuyerState) -> HttpResponse {
 pub async fn pause_or_resume(
     engine: &Engine,
     request: Request<Incoming>,
-    buyer: &Buyer,
-    state: &BuyerState,
+    buyer: &Arc<Buyer>,
+    state: &Arc<BuyerState>,
     pause: bool,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = Envelope(read_object(request, &engine.config().server).await?);
@@ -99,20 +101,25 @@ pub async fn pause_or_resume(
             "this buyer's contract does not allow pausing or resuming itself (self_pause = false); ask the operator",
         ));
     }
-    if pause {
-        state.pause(buyer, PausedBy::Buyer);
-    } else if let Err(PausedByOther(standing)) = state.resume_by_buyer(buyer, Instant::now()) {
-        let who = match standing {
-            Standing::Paused(PausedBy::Operator) => "the operator",
-            Standing::Paused(PausedBy::Config) => "the config file",
-            _ => "the SLA breaker (sla_paused or probing); it resumes by itself once the endpoint is healthy",
-        };
-        return Err(ApiError::forbidden(format!(
-            "this buyer was paused by {who}; only a pause it set itself can be resumed here"
-        )));
-    }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
-    Ok(status(buyer, state))
+    let (config, standing) = (Arc::clone(buyer), Arc::clone(state));
+    // Made in the ledger's order, after every earlier pause or resume (of any node) applied.
+    let change = move || {
+        if pause {
+            standing.pause(&config, PausedBy::Buyer);
+        } else if let Err(PausedByOther(by)) = standing.resume_by_buyer(&config, Instant::now()) {
+            let who = match by {
+                Standing::Paused(PausedBy::Operator) => "the operator",
+                Standing::Paused(PausedBy::Config) => "the config file",
+                _ => "the SLA breaker (sla_paused or probing); it resumes by itself once the endpoint is healthy",
+            };
+            return Err(ApiError::forbidden(format!(
+                "this buyer was paused by {who}; only a pause it set itself can be resumed here"
+            )));
+        }
+        Ok(standing.api_standing())
+    };
+    engine.ledger.record_standing(&buyer.id, change).await?;
+    status(engine, buyer, state).await
 }
 
 /// `GET /v1/buyer/return-policy`.
