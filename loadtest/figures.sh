@@ -22,10 +22,12 @@ bin=target/release/gavel-loadtest
 cargo build --release -p gavel-loadtest
 mkdir -p "$out"
 { date -u; git rev-parse HEAD; uptime; } > "$out/machine.txt"
-# The machine's load every 10 s while the figures are taken, and how many compilers ran beside them (the load
-# test itself keeps about two cores' worth of threads busy): what else ran belongs next to the figures.
+# The machine's load every 10 s while the figures are taken, and the three busiest processes then (the load
+# test's own among them: it keeps about two cores' worth of threads busy): what else ran belongs next to the
+# figures.
 (while sleep 10; do
-    echo "$(date -u +%T) $(cut -d' ' -f1-3 /proc/loadavg) rustc=$(pgrep -c -x rustc || true)"
+    busiest=$(top -bn1 -w 200 | sed -n '8,10p' | awk '{printf "%s:%s%% ", $12, $9}')
+    echo "$(date -u +%T) $(cut -d' ' -f1-3 /proc/loadavg) rustc=$(pgrep -c -x rustc || true) $busiest"
 done > "$out/load.log") &
 sampler=$!
 trap 'kill "$sampler"' EXIT
