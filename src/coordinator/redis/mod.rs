@@ -17,12 +17,14 @@
 //! counted twice is the safe side, a sale missing could exceed a cap.
 //!
 //! ## Layout
-//! - `redis/holds.rs` — holds, claims, conversions, credits, slots, the buyer's tally, rebuilds.
+//! - `redis/holds.rs` — holds, claims, conversions, credits, slots, the buyer's tally.
+//! - `redis/rebuild.rs` — the exchange's state rebuilt from the ledger after Redis lost it.
 //! - `redis/pings.rs` — held pings, the post lock and memo, audit trails, seller ping rates, node heartbeats,
 //!   reload broadcasts.
 
 mod holds;
 mod pings;
+mod rebuild;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
