@@ -12,7 +12,7 @@ use super::{integer, verdict, RedisCoordinator, RECENT_CONVERSIONS};
 use crate::buyers::{BuyerState, Roster};
 use crate::capacity::{period_terms, Ask, Period, Shortfall};
 use crate::config::{Billing, Buyer};
-use crate::coordinator::{Hold, Publication, Slot, Unclaimed, Unreachable};
+use crate::coordinator::{claim_window, Hold, Publication, Slot, Unclaimed, Unreachable};
 use crate::dedupe::Contact;
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
@@ -66,11 +66,6 @@ fn credit_cents(buyer: &Buyer) -> i64 {
 /// The duplicate window in milliseconds (0: off).
 fn dedupe_ms(buyer: &Buyer) -> u64 {
     u64::from(buyer.dedupe_days) * 86_400_000
-}
-
-/// How long a claimed bid stays held: the post's two attempts and a margin.
-fn claim_window(buyer: &Buyer) -> Duration {
-    Duration::from_millis(buyer.post_timeout_ms.saturating_mul(2)) + Duration::from_secs(10)
 }
 
 /// A sale converted into Redis, kept a minute to be converted again after a flush.
