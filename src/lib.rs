@@ -18,6 +18,7 @@
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
+//! - [`ops`] — what operators, buyers and sellers can read and change, shared by the JSON APIs and the pages.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.
@@ -43,6 +44,7 @@ pub mod ids;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod ratelimit;
 pub mod shedding;
 pub mod signals;

@@ -7,8 +7,7 @@ mod buyer;
 pub mod error;
 pub mod limits;
 mod portal;
-mod query;
-mod render;
+pub mod query;
 mod seller;
 
 use std::convert::Infallible;
@@ -110,7 +109,7 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["admin", "leads", lead_id], Method::GET) => {
             admin::authorize(engine, &request)?;
-            admin::delivery_record(engine, lead_id)
+            admin::delivery_record(engine, lead_id).await
         }
         (["admin", "config"], Method::GET) => {
             admin::authorize(engine, &request)?;
@@ -122,11 +121,11 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["admin", "buyers"], Method::GET) => {
             admin::authorize(engine, &request)?;
-            Ok(admin::buyers(engine))
+            Ok(admin::buyers(engine).await)
         }
         (["admin", "buyers", id], Method::GET) => {
             admin::authorize(engine, &request)?;
-            admin::buyer(engine, id)
+            admin::buyer(engine, id).await
         }
         (["admin", "buyers", id, action @ ("pause" | "resume")], Method::POST) => {
             admin::authorize(engine, &request)?;
@@ -138,7 +137,7 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["admin", "returns"], Method::GET) => {
             admin::authorize(engine, &request)?;
-            admin::returns(engine, &Query::of(request.uri()))
+            admin::returns(engine, &Query::of(request.uri())).await
         }
         (["admin", "returns", id, action @ ("approve" | "reject")], Method::POST) => {
             admin::authorize(engine, &request)?;
@@ -146,23 +145,23 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["admin", "ledger", "accounts"], Method::GET) => {
             admin::authorize(engine, &request)?;
-            Ok(admin::accounts(engine))
+            Ok(admin::accounts(engine).await)
         }
         (["admin", "ledger", "transactions"], Method::GET) => {
             admin::authorize(engine, &request)?;
-            Ok(admin::transactions(engine, &Query::of(request.uri())))
+            Ok(admin::transactions(engine, &Query::of(request.uri())).await)
         }
         (["admin", "report"], Method::GET) => {
             admin::authorize(engine, &request)?;
-            admin::report(engine, &Query::of(request.uri()))
+            admin::report(engine, &Query::of(request.uri())).await
         }
         (["v1", "buyer", "balance"], Method::GET) => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::balance(engine, &buyer, &state))
+            Ok(buyer::balance(engine, &buyer, &state).await)
         }
         (["v1", "buyer", "leads"], Method::GET) => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
-            buyer::leads(engine, &buyer, &Query::of(request.uri()))
+            buyer::leads(engine, &buyer, &Query::of(request.uri())).await
         }
         (["v1", "buyer", "return-policy"], Method::GET) => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
@@ -170,7 +169,7 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["v1", "buyer", "returns"], Method::GET) => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::returns(engine, &buyer))
+            Ok(buyer::returns(engine, &buyer).await)
         }
         (["v1", "buyer", "status"], Method::GET) => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
@@ -182,29 +181,29 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
         }
         (["v1", "buyer", "statement"], Method::GET) => {
             let (_, state) = buyer::authenticate(engine, &request)?;
-            portal::account_statement(engine, &state.account, &Query::of(request.uri()))
+            portal::account_statement(engine, &state.account, &Query::of(request.uri())).await
         }
         (["v1", "seller", "balance"], Method::GET) => {
             let seller = portal::authenticate_seller(engine, &request)?;
-            Ok(portal::seller_balance(engine, &seller))
+            Ok(portal::seller_balance(engine, &seller).await)
         }
         (["v1", "seller", "returns"], Method::GET) => {
             let seller = portal::authenticate_seller(engine, &request)?;
-            portal::seller_returns(engine, &seller, &Query::of(request.uri()))
+            portal::seller_returns(engine, &seller, &Query::of(request.uri())).await
         }
         (["v1", "seller", "statement"], Method::GET) => {
             let seller = portal::authenticate_seller(engine, &request)?;
-            portal::account_statement(engine, &seller_account(&seller.id), &Query::of(request.uri()))
+            portal::account_statement(engine, &seller_account(&seller.id), &Query::of(request.uri())).await
         }
         (["admin", "buyers", id, "statement"], Method::GET) => {
             admin::authorize(engine, &request)?;
             engine.config().buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
-            portal::account_statement(engine, &buyer_account(id), &Query::of(request.uri()))
+            portal::account_statement(engine, &buyer_account(id), &Query::of(request.uri())).await
         }
         (["admin", "sellers", id, "statement"], Method::GET) => {
             admin::authorize(engine, &request)?;
             engine.config().seller(id).ok_or_else(|| ApiError::not_found("seller"))?;
-            portal::account_statement(engine, &seller_account(id), &Query::of(request.uri()))
+            portal::account_statement(engine, &seller_account(id), &Query::of(request.uri())).await
         }
         (["admin", "sellers", id, "payouts"], Method::POST) => {
             admin::authorize(engine, &request)?;
