@@ -109,6 +109,11 @@ impl AuctionAudit {
         self.progress.lock().sales.push(sale);
     }
 
+    /// The first sale of its lead, once sold.
+    pub fn first_sale(&self) -> Option<SaleRecord> {
+        self.progress.lock().sales.first().cloned()
+    }
+
     /// The JSON of `GET /admin/pings/{id}`. Winner, price and payout are the sale's once sold (the first
     /// sale's for a shared lead), else the quote.
     pub fn to_json(&self) -> Value {

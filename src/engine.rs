@@ -31,6 +31,7 @@ use crate::gates::Exclusion;
 use crate::ids::new_id;
 use crate::ledger::journal::JournalOptions;
 use crate::ledger::{Ledger, LedgerError};
+use crate::live::{LiveEvent, LiveFeed};
 use crate::metrics::Metrics;
 use crate::ratelimit::PingRateLimiter;
 use crate::shedding::AuctionSlots;
@@ -147,6 +148,8 @@ pub struct Engine {
     pub ping_rates: PingRateLimiter,
     /// Auctions in flight; past the limit the HTTP layer sheds new ones before they reach the engine.
     pub auction_slots: AuctionSlots,
+    /// Auction answers and sales as they happen, for live views; publishing never waits.
+    pub live: LiveFeed,
 }
 
 impl Engine {
@@ -169,6 +172,7 @@ impl Engine {
             rotations: DashMap::new(),
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
+            live: LiveFeed::default(),
         };
         engine.restore_from_books();
         engine
@@ -394,6 +398,7 @@ impl Engine {
             quoted_sale,
         ));
         self.audit.insert(Arc::clone(&audit));
+        self.live.publish(LiveEvent::Auction(Arc::clone(&audit)));
         let held = Arc::new(HeldPing {
             ping_id: ping_id.clone(),
             seller: Arc::clone(&request.seller),
@@ -462,6 +467,13 @@ impl Engine {
             }
             PostResult::Unsold { reason } => tracing::debug!(reason = ?reason, "lead unsold"),
         });
+        if let (PostResult::Sold { sales }, false) = (&*result, held.test) {
+            let at = Utc::now();
+            for sale in sales {
+                let (lead_id, price, payout) = (sale.lead_id.clone(), sale.price, sale.payout);
+                self.live.publish(LiveEvent::Sale { lead_id, at, price, payout });
+            }
+        }
         *memo = Some(PostMemo { lead_fingerprint: fingerprint, result: Arc::clone(&result) });
         Ok(result)
     }

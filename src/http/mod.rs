@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
@@ -48,6 +48,7 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
     let mut builder = http1::Builder::new();
     limits::configure(&mut builder, &server_config);
     let connection_slots = limits::ConnectionSlots::new(server_config.max_connections);
+    let web = crate::web::Web::start(Arc::clone(&engine));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -69,9 +70,17 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         // Seller answers are small and latency-bound: never wait to coalesce them.
         let _ = stream.set_nodelay(true);
         let engine = Arc::clone(&engine);
-        let service = service_fn(move |request| {
+        let web = Arc::clone(&web);
+        let service = service_fn(move |request: Request<Incoming>| {
             let engine = Arc::clone(&engine);
-            async move { Ok::<_, Infallible>(handle(&engine, request).await) }
+            let web = Arc::clone(&web);
+            async move {
+                // The pages (API.md section 10) answer only their own paths; the JSON APIs never see a cookie.
+                if crate::web::claims(request.uri().path()) {
+                    return Ok::<_, Infallible>(web.handle(request).await.map(Either::Right));
+                }
+                Ok(handle(&engine, request).await.map(Either::Left))
+            }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -80,6 +89,8 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         });
     }
     drop(listener);
+    // Open event streams never end by themselves, and graceful shutdown waits for them (hyperium/hyper#2787).
+    web.shutdown();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }

@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::ids::new_id;
 use crate::ledger::report::{report as build_report, Report};
 use crate::ledger::statement::{statement as build_statement, Statement};
-use crate::ledger::{seller_account, LedgerError, Payout, TransactionKind};
+use crate::ledger::{seller_account, LedgerError, Payout, Sale, TransactionKind};
 use crate::time::rfc3339;
 
 /// The statement of one account over `[from, to)` (API.md section 6).
@@ -25,6 +25,24 @@ pub async fn statement(engine: &Engine, account: &str, from: DateTime<Utc>, to: 
 /// The P&L of `[from, to)` by campaign, seller (and source) and buyer (API.md section 5).
 pub async fn report(engine: &Engine, from: DateTime<Utc>, to: DateTime<Utc>) -> Report {
     read(engine, |books| build_report(books, from, to)).await
+}
+
+/// How far before `from` a scan back through the transactions goes on: a sale's time is taken just before it
+/// is booked, so neighbours in the books can be a few milliseconds out of time order.
+const OUT_OF_ORDER_SLACK: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Calls `each` with every sale booked at or after `from`, newest first. Reads back from the end of the books,
+/// so its cost is the sales since `from`, not the whole history.
+pub async fn for_each_sale_since(engine: &Engine, from: DateTime<Utc>, mut each: impl FnMut(&Sale)) {
+    read(engine, |books| {
+        let recent = books.transactions.iter().rev().take_while(|t| t.at >= from - OUT_OF_ORDER_SLACK);
+        for transaction in recent.filter(|t| t.kind == TransactionKind::Sale && t.at >= from) {
+            if let Some(sold) = transaction.lead_id.as_deref().and_then(|id| books.lead(id)) {
+                each(&sold.sale);
+            }
+        }
+    })
+    .await
 }
 
 /// Every account with its balance, sorted by account.
