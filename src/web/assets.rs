@@ -7,7 +7,8 @@ use hyper::StatusCode;
 use super::page::{with_body, WebResponse};
 
 /// The files by name: (name, content type, bytes, whether the name carries its version).
-const FILES: [(&str, &str, &[u8], bool); 3] = [
+const FILES: [(&str, &str, &[u8], bool); 4] = [
+    ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg"), false),
     ("gavel.css", "text/css; charset=utf-8", include_bytes!("../../assets/gavel.css"), false),
     ("htmx-2.0.11.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx-2.0.11.min.js"), true),
     (

@@ -46,21 +46,23 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
 }
 
 /// False when the browser says the request comes from another site: `Sec-Fetch-Site: cross-site`, or an
-/// `Origin` whose host is not this one. A second line behind the CSRF token and `SameSite=Strict`, and the
-/// only one for `POST /login`, which takes the key alone (a forged sign-in would put a victim in the
-/// attacker's session).
+/// `Origin` naming another host. A second line behind the CSRF token and `SameSite=Strict`, and the only one
+/// for `POST /login`, which takes the key alone (a forged sign-in would put a victim in the attacker's
+/// session). `Origin: null` tells nothing — under the pages' own `Referrer-Policy: no-referrer` a browser
+/// sends exactly that for this site's forms — so only `Sec-Fetch-Site`, which browsers send to HTTPS and
+/// loopback sites whatever the referrer policy, can refuse such a request.
 pub fn same_site(headers: &HeaderMap) -> bool {
     let header = |name| headers.get(name).and_then(|value: &hyper::header::HeaderValue| value.to_str().ok());
     if header("sec-fetch-site") == Some("cross-site") {
         return false;
     }
     match (header(ORIGIN.as_str()), header(HOST.as_str())) {
+        (None | Some("null"), _) => true,
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            origin != "null" && origin_host.eq_ignore_ascii_case(host)
+            origin_host.eq_ignore_ascii_case(host)
         }
         (Some(_), None) => false,
-        (None, _) => true,
     }
 }
 
@@ -162,7 +164,8 @@ mod tests {
         assert!(same_site(&headers(&[("host", "127.0.0.1:8080")])));
         assert!(same_site(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
         assert!(!same_site(&headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")])));
-        assert!(!same_site(&headers(&[("host", "a"), ("origin", "null")])));
+        assert!(same_site(&headers(&[("host", "a"), ("origin", "null")])), "what no-referrer pages send");
+        assert!(!same_site(&headers(&[("origin", "null"), ("sec-fetch-site", "cross-site")])));
         assert!(!same_site(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])));
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod auth;
+mod browser;
 mod crash;
 mod delivery;
 mod errors;
