@@ -10,7 +10,12 @@ use super::page::{with_body, WebResponse};
 const FILES: [(&str, &str, &[u8], bool); 4] = [
     ("favicon.svg", "image/svg+xml", include_bytes!("../../assets/favicon.svg"), false),
     ("gavel.css", "text/css; charset=utf-8", include_bytes!("../../assets/gavel.css"), false),
-    ("htmx-2.0.11.min.js", "text/javascript; charset=utf-8", include_bytes!("../../assets/vendor/htmx-2.0.11.min.js"), true),
+    (
+        "htmx-2.0.11.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/htmx-2.0.11.min.js"),
+        true,
+    ),
     (
         "htmx-ext-sse-2.2.4.min.js",
         "text/javascript; charset=utf-8",

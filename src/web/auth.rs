@@ -26,7 +26,9 @@ pub async fn login_page(_web: &Web, _headers: &HeaderMap) -> WebResponse {
 /// `POST /login` with the form field `key`: the admin token, a buyer's or a seller's API key. A right key
 /// starts a session and answers 303 to its pages; a wrong one answers 401 with the form and sets nothing.
 pub async fn login(web: &Web, request: Request<Incoming>) -> WebResponse {
-    let refused = |status, problem: &str| page::html(status, &LoginPage { page: Chrome::signed_out("Sign in"), problem: Some(problem) });
+    let refused = |status, problem: &str| {
+        page::html(status, &LoginPage { page: Chrome::signed_out("Sign in"), problem: Some(problem) })
+    };
     if !form::same_site(request.headers()) {
         return refused(StatusCode::FORBIDDEN, "Sign in from this site's own sign-in page.");
     }
@@ -37,7 +39,10 @@ pub async fn login(web: &Web, request: Request<Incoming>) -> WebResponse {
     let form = Form::parse(&String::from_utf8_lossy(&body));
     let key = form.get("key").unwrap_or("").trim();
     let Some(role) = role_of(web, key) else {
-        return refused(StatusCode::UNAUTHORIZED, "That key is not valid. Paste the operator's admin token, or a buyer's or seller's API key.");
+        return refused(
+            StatusCode::UNAUTHORIZED,
+            "That key is not valid. Paste the operator's admin token, or a buyer's or seller's API key.",
+        );
     };
     // A browser that was signed in gets a new session: its old token is of no further use to anyone.
     if let Some(old) = form::session_token(&headers) {

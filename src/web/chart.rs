@@ -58,7 +58,8 @@ pub fn svg(minutes: &[Minute]) -> String {
     );
     for (i, minute) in minutes.iter().enumerate() {
         let x = LEFT + slot * i as f64;
-        let label = chrono::DateTime::from_timestamp(minute.at * 60, 0).map_or_else(String::new, |t| t.format("%H:%M").to_string());
+        let label = chrono::DateTime::from_timestamp(minute.at * 60, 0)
+            .map_or_else(String::new, |t| t.format("%H:%M").to_string());
         let _ = write!(svg, r#"<g><title>{label} UTC: {} auctions, {} sales</title>"#, minute.auctions, minute.sales);
         if minute.auctions > 0 {
             let _ = write!(

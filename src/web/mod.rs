@@ -115,7 +115,9 @@ impl Web {
         };
         let ctx = Ctx { web: self, engine: &self.engine, session: &session, path: &path, query, form };
         let answered = match (first, &method) {
-            ("", &Method::GET) => Ok(page::redirect(if session.role == Role::Operator { "/console" } else { "/portal" })),
+            ("", &Method::GET) => {
+                Ok(page::redirect(if session.role == Role::Operator { "/console" } else { "/portal" }))
+            }
             ("logout", &Method::POST) => Ok(auth::logout(self, key, tls).await),
             ("console", _) if session.role != Role::Operator => Err(wrong_role("/portal")),
             ("portal", _) if session.role == Role::Operator => Err(wrong_role("/console")),
@@ -132,7 +134,10 @@ fn method_not_allowed() -> PageError {
 }
 
 fn wrong_role(home: &str) -> PageError {
-    PageError::new(StatusCode::FORBIDDEN, format!("These pages are not for the role you signed in as; yours are at {home}."))
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        format!("These pages are not for the role you signed in as; yours are at {home}."),
+    )
 }
 
 /// One request to a page, signed in.

@@ -123,8 +123,12 @@ const CONSOLE_NAV: [(&str, &str); 8] = [
     ("/console/config", "Config"),
 ];
 
-const BUYER_NAV: [(&str, &str); 4] =
-    [("/portal", "Overview"), ("/portal/leads", "Leads"), ("/portal/returns", "Returns"), ("/portal/statement", "Statement")];
+const BUYER_NAV: [(&str, &str); 4] = [
+    ("/portal", "Overview"),
+    ("/portal/leads", "Leads"),
+    ("/portal/returns", "Returns"),
+    ("/portal/statement", "Statement"),
+];
 
 const SELLER_NAV: [(&str, &str); 3] =
     [("/portal", "Overview"), ("/portal/returns", "Returns"), ("/portal/statement", "Statement")];

@@ -49,7 +49,8 @@ impl Drop for StreamSlot {
 
 impl OpenStreams {
     fn take(&self) -> Option<StreamSlot> {
-        let taken = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < MAX_STREAMS).then_some(open + 1));
+        let taken =
+            self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < MAX_STREAMS).then_some(open + 1));
         taken.ok().map(|_| StreamSlot(Arc::clone(&self.0)))
     }
 
@@ -61,7 +62,11 @@ impl OpenStreams {
 
 /// The dashboard's event stream: the current frame at once, then each new one; ends when `stop` turns true.
 /// A reader that is slow only ever gets the newest frame (a watch channel keeps one).
-pub fn dashboard(open: &OpenStreams, frames: watch::Receiver<Arc<Frame>>, stop: watch::Receiver<bool>) -> Option<WebResponse> {
+pub fn dashboard(
+    open: &OpenStreams,
+    frames: watch::Receiver<Arc<Frame>>,
+    stop: watch::Receiver<bool>,
+) -> Option<WebResponse> {
     let slot = open.take()?;
     struct State {
         frames: watch::Receiver<Arc<Frame>>,

@@ -65,7 +65,14 @@ pub async fn csv(ctx: &Ctx<'_>, account: &str) -> Result<WebResponse, PageError>
     let statement = ops::books::statement(ctx.engine, account, from, to).await;
     let mut csv = Csv::new(&["at", "kind", "transaction_id", "lead_id", "amount", "balance"]);
     let opening = statement.opening_balance.to_string();
-    csv.row([Cell::Value(&statement.from), Cell::Value("opening_balance"), Cell::Value(""), Cell::Value(""), Cell::Value(""), Cell::Value(&opening)]);
+    csv.row([
+        Cell::Value(&statement.from),
+        Cell::Value("opening_balance"),
+        Cell::Value(""),
+        Cell::Value(""),
+        Cell::Value(""),
+        Cell::Value(&opening),
+    ]);
     for line in &statement.lines {
         let (amount, balance) = (line.amount.to_string(), line.balance.to_string());
         csv.row([
@@ -78,7 +85,14 @@ pub async fn csv(ctx: &Ctx<'_>, account: &str) -> Result<WebResponse, PageError>
         ]);
     }
     let closing = statement.closing_balance.to_string();
-    csv.row([Cell::Value(&statement.to), Cell::Value("closing_balance"), Cell::Value(""), Cell::Value(""), Cell::Value(""), Cell::Value(&closing)]);
+    csv.row([
+        Cell::Value(&statement.to),
+        Cell::Value("closing_balance"),
+        Cell::Value(""),
+        Cell::Value(""),
+        Cell::Value(""),
+        Cell::Value(&closing),
+    ]);
     let name = format!("statement-{}-{}.csv", account.replace(':', "-"), from.format("%Y%m%d"));
     Ok(page::csv(&name, csv.finish()))
 }

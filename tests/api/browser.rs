@@ -44,11 +44,9 @@ async fn operator_buyer_and_seller_pages_work_in_chromium() {
     assert!(missing.is_empty(), "the browser tests need, and this machine lacks:\n  {}", missing.join("\n  "));
 
     let policy = "[buyers.returns]\npolicy_note = \"Returns within 7 days for defects only.\"";
-    let app = spawn_app(
-        "",
-        vec![TestBuyer::bidding("harbor", "10.00").with(policy), TestBuyer::bidding("cheapo", "5.00")],
-    )
-    .await;
+    let app =
+        spawn_app("", vec![TestBuyer::bidding("harbor", "10.00").with(policy), TestBuyer::bidding("cheapo", "5.00")])
+            .await;
     let shots = screenshot_dir();
     let _ = std::fs::remove_dir_all(&shots);
     let script = browser_dir.join("pages.mjs");

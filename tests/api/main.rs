@@ -17,3 +17,5 @@ mod reload;
 mod returns;
 mod shedding;
 mod statements;
+mod web;
+mod web_pages;

@@ -88,7 +88,8 @@ fn source_line(source: &SourceRow) -> ReportLine {
 /// The campaigns' rows summed: every sale belongs to exactly one campaign.
 fn total_line(rows: &[Row]) -> ReportLine {
     let mut returns = Returns::default();
-    let (mut sold, mut gross, mut payouts, mut margin, mut net) = (0, Money::ZERO, Money::ZERO, Money::ZERO, Money::ZERO);
+    let (mut sold, mut gross, mut payouts, mut margin, mut net) =
+        (0, Money::ZERO, Money::ZERO, Money::ZERO, Money::ZERO);
     for row in rows {
         sold += row.sold;
         gross += row.gross;
@@ -143,7 +144,10 @@ async fn report_page(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
     let sellers = report
         .sellers
         .iter()
-        .map(|s| SellerLines { seller: line(&s.row, Some(s.return_rate)), sources: s.sources.iter().map(source_line).collect() })
+        .map(|s| SellerLines {
+            seller: line(&s.row, Some(s.return_rate)),
+            sources: s.sources.iter().map(source_line).collect(),
+        })
         .collect();
     let page = ReportPage {
         page: Chrome::for_session(ctx.session, "Report", ctx.path),
@@ -180,8 +184,17 @@ const REPORT_COLUMNS: [&str; 16] = [
 ];
 
 fn report_row(csv: &mut Csv, section: &str, seller: &str, row: &Row, return_rate: Option<f64>, period: &str) {
-    let money = [row.gross, row.payouts, row.margin, row.returns.amount, row.returns.clawback, row.net, row.net_payouts, row.net_margin]
-        .map(|m| m.to_string());
+    let money = [
+        row.gross,
+        row.payouts,
+        row.margin,
+        row.returns.amount,
+        row.returns.clawback,
+        row.net,
+        row.net_payouts,
+        row.net_margin,
+    ]
+    .map(|m| m.to_string());
     let (sold, count) = (row.sold.to_string(), row.returns.count.to_string());
     let rate = return_rate.map(|r| r.to_string()).unwrap_or_default();
     let reasons = by_reason(&row.returns);
@@ -279,9 +292,20 @@ async fn lead(ctx: &Ctx<'_>, lead_id: &str) -> Result<WebResponse, PageError> {
         .map(|key| (key, shown(&record[key])))
         .to_vec();
     let filed = record["return"].as_object().map(|filed| {
-        ["return_id", "status", "reason", "note", "decision_reason", "decision_note", "credit", "clawback", "created_at", "decided_at"]
-            .map(|key| (key, shown(filed.get(key).unwrap_or(&Value::Null))))
-            .to_vec()
+        [
+            "return_id",
+            "status",
+            "reason",
+            "note",
+            "decision_reason",
+            "decision_note",
+            "credit",
+            "clawback",
+            "created_at",
+            "decided_at",
+        ]
+        .map(|key| (key, shown(filed.get(key).unwrap_or(&Value::Null))))
+        .to_vec()
     });
     let pretty = |value: &Value| serde_json::to_string_pretty(value).unwrap_or_default();
     let record = LeadRecord {

@@ -29,7 +29,8 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Result<WebResponse, PageErro
         }
         ([id, "deposits"], true) => {
             let form = ctx.form();
-            let amount = form.text("amount").ok_or_else(|| PageError::bad_request("Enter an amount, such as 500.00."))?;
+            let amount =
+                form.text("amount").ok_or_else(|| PageError::bad_request("Enter an amount, such as 500.00."))?;
             let amount = Money::parse_text(amount)
                 .map_err(|why| PageError::bad_request(format!("The amount {why}; write it like 500.00.")))?;
             let reference = form.text("reference").map(str::to_owned);
@@ -164,7 +165,11 @@ async fn one(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
         Check {
             label: "Active",
             ok: summary.active,
-            detail: if summary.active { "receives pings".into() } else { format!("{} by {}", summary.state, summary.reason) },
+            detail: if summary.active {
+                "receives pings".into()
+            } else {
+                format!("{} by {}", summary.state, summary.reason)
+            },
         },
         Check {
             label: "Funded",
@@ -186,7 +191,11 @@ async fn one(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
         Check {
             label: "Caps left",
             ok: exhausted.is_empty(),
-            detail: if exhausted.is_empty() { "every cap and budget has room".into() } else { format!("used up: {}", exhausted.join(", ")) },
+            detail: if exhausted.is_empty() {
+                "every cap and budget has room".into()
+            } else {
+                format!("used up: {}", exhausted.join(", "))
+            },
         },
         Check {
             label: "Healthy",

@@ -20,7 +20,11 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Result<WebResponse, PageErro
             let approve = *action == "approve";
             let note = ctx.form().text("note").map(str::to_owned);
             ops::returns::decide(ctx.engine, id, approve, note).await?;
-            Ok(page::redirect(if approve { "/console/returns?done=approved" } else { "/console/returns?done=rejected" }))
+            Ok(page::redirect(if approve {
+                "/console/returns?done=approved"
+            } else {
+                "/console/returns?done=rejected"
+            }))
         }
         _ => Err(PageError::not_found()),
     }
@@ -70,8 +74,12 @@ struct Queue {
 async fn queue(ctx: &Ctx<'_>) -> WebResponse {
     let all = ops::returns::all(ctx.engine, None).await;
     let pending = all.iter().filter(|r| r.status == ReturnStatus::PendingReview).map(ReturnLine::of).collect();
-    let decided =
-        all.iter().filter(|r| r.status != ReturnStatus::PendingReview).take(RECENT_DECISIONS).map(ReturnLine::of).collect();
+    let decided = all
+        .iter()
+        .filter(|r| r.status != ReturnStatus::PendingReview)
+        .take(RECENT_DECISIONS)
+        .map(ReturnLine::of)
+        .collect();
     let page = Chrome::for_session(ctx.session, "Returns", ctx.path).notice(page::notice_of(&ctx.query));
     page::html(StatusCode::OK, &Queue { page, pending, decided })
 }

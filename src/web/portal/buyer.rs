@@ -182,7 +182,9 @@ impl ReturnLine {
         let answer = match filed.decision_reason.label() {
             "auto_approved" => "Approved: the price is credited back.",
             "operator_approved" => "Approved by the operator: the price is credited back.",
-            "rate_cap_exceeded" => "Waiting for review: your returns over the last 30 days are above the policy's rate cap.",
+            "rate_cap_exceeded" => {
+                "Waiting for review: your returns over the last 30 days are above the policy's rate cap."
+            }
             "outside_window" => "Rejected: the lead is past the return window.",
             "reason_not_returnable" => "Rejected: the policy does not accept this reason.",
             "operator_rejected" => "Rejected by the operator.",

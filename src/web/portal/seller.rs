@@ -154,8 +154,17 @@ async fn returns(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
 
 async fn returns_csv(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
     let returns = ops::returns::of_seller(ctx.engine, id, since(ctx)?).await;
-    let mut csv =
-        Csv::new(&["return_id", "lead_id", "ping_id", "source", "campaign", "reason", "status", "clawback", "created_at"]);
+    let mut csv = Csv::new(&[
+        "return_id",
+        "lead_id",
+        "ping_id",
+        "source",
+        "campaign",
+        "reason",
+        "status",
+        "clawback",
+        "created_at",
+    ]);
     for filed in &returns {
         let clawback = filed.clawback.to_string();
         csv.row([
