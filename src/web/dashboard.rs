@@ -388,3 +388,102 @@ pub fn start(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) -> (watch::Re
     });
     (reader, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{BuyerOutcome, SaleRecord};
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
+    }
+
+    fn auction(bid: bool, outcomes: &[&'static str], elapsed_ms: u64) -> Arc<AuctionAudit> {
+        let buyers = outcomes
+            .iter()
+            .map(|outcome| BuyerOutcome { buyer: "b".into(), outcome, detail: None, latency_ms: None, bid: None })
+            .collect();
+        let quoted = bid.then(|| SaleRecord {
+            buyer: "b".into(),
+            lead_id: String::new(),
+            price: Money::from_cents(1000),
+            payout: Money::from_cents(900),
+        });
+        Arc::new(AuctionAudit::new(
+            "p_1".into(),
+            "auto".into(),
+            "acme".into(),
+            at(0),
+            300,
+            Duration::from_millis(elapsed_ms),
+            false,
+            buyers,
+            quoted,
+        ))
+    }
+
+    #[test]
+    fn figures_count_their_windows() {
+        let mut stats = Stats::default();
+        // 20 auctions 30 s ago (in the minute's rates, not in auctions per second), 5 in the last 10 s.
+        for _ in 0..20 {
+            stats.auction(auction(false, &["no_bid", "timeout", "excluded"], 100), at(-30));
+        }
+        for _ in 0..5 {
+            stats.auction(auction(true, &["bid", "bid"], 10), at(-2));
+        }
+        stats.sale("l_1", Money::from_cents(1000), Money::from_cents(900), at(-1));
+        let figures = stats.figures(at(0));
+        assert_eq!(figures.auctions_per_second, 0.5);
+        assert_eq!(figures.bid_rate, Some(5.0 / 25.0));
+        assert_eq!(figures.win_rate, Some(1.0 / 5.0));
+        assert_eq!(figures.timeout_rate, Some(20.0 / 50.0), "excluded buyers were not pinged");
+        assert_eq!(figures.p50_ms.map(|ms| ms.round()), Some(100.0));
+        assert_eq!(
+            figures.today,
+            Today { day: utc_day(at(0)), sales: 1, gross: Money::from_cents(1000), payouts: Money::from_cents(900) }
+        );
+        let later = stats.figures(at(61));
+        assert_eq!((later.auctions_per_second, later.bid_rate, later.p99_ms), (0.0, None, None), "a minute later");
+        assert_eq!(later.today.sales, 1, "today's money stays for the day");
+        assert_eq!(stats.figures(at(14 * 3600)).today.sales, 0, "a new UTC day starts at zero");
+    }
+
+    #[test]
+    fn the_chart_keeps_an_hour_of_minutes() {
+        let mut stats = Stats::default();
+        stats.auction(auction(true, &[], 1), at(-3600));
+        stats.auction(auction(true, &[], 1), at(-120));
+        stats.sale("l_1", Money::from_cents(100), Money::from_cents(90), at(-60));
+        let minutes = stats.minutes(at(0));
+        assert_eq!(minutes.len(), chart::MINUTES);
+        assert_eq!(minutes.iter().map(|m| m.auctions).sum::<u64>(), 1, "the auction an hour ago fell off");
+        assert_eq!((minutes[57].auctions, minutes[58].sales, minutes[59].at), (1, 1, at(0).timestamp() / 60));
+    }
+
+    #[test]
+    fn a_sale_the_books_already_counted_is_not_counted_again() {
+        let mut stats = Stats::default();
+        stats.counted.insert("l_seen".into());
+        stats.sale("l_seen", Money::from_cents(100), Money::ZERO, at(0));
+        stats.sale("l_new", Money::from_cents(100), Money::ZERO, at(0));
+        stats.sale("l_seen", Money::from_cents(100), Money::ZERO, at(0));
+        assert_eq!(stats.figures(at(0)).today.sales, 2, "skipped once, then counted");
+    }
+
+    #[test]
+    fn the_list_keeps_the_latest_auctions_newest_first() {
+        let mut stats = Stats::default();
+        for n in 0..RECENT_AUCTIONS + 5 {
+            stats.auction(auction(n % 2 == 0, &[], n as u64), at(0));
+        }
+        let recent: Vec<_> = stats.recent().map(|a| a.elapsed.as_millis()).collect();
+        assert_eq!(recent.len(), RECENT_AUCTIONS);
+        assert_eq!((recent[0], recent[RECENT_AUCTIONS - 1]), ((RECENT_AUCTIONS + 4) as u128, 5));
+        let frame = draw(&stats, at(0));
+        assert!(frame.auctions.contains("bid 10.00 by b") && frame.auctions.contains("no bid"));
+        let events = String::from_utf8_lossy(&frame.events);
+        assert!(events.starts_with("event: figures\ndata: ") && events.contains("\n\nevent: chart\ndata: <svg"));
+    }
+}
