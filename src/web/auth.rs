@@ -19,7 +19,7 @@ struct LoginPage<'a> {
 }
 
 /// `GET /login`: the sign-in form.
-pub async fn login_page(_web: &Web, _headers: &HeaderMap) -> WebResponse {
+pub fn login_page() -> WebResponse {
     page::html(StatusCode::OK, &LoginPage { page: Chrome::signed_out("Sign in"), problem: None })
 }
 

@@ -95,7 +95,7 @@ impl Web {
                 let name = path.trim_start_matches("/assets/");
                 return assets::serve(name).unwrap_or_else(|| error_page(&PageError::not_found(), None, &path));
             }
-            ("login", &Method::GET) => return auth::login_page(self, request.headers()).await,
+            ("login", &Method::GET) => return auth::login_page(),
             ("login", &Method::POST) => return auth::login(self, request).await,
             ("login" | "assets", _) => return error_page(&method_not_allowed(), None, &path),
             _ => {}

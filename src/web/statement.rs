@@ -27,6 +27,18 @@ pub fn period(query: &Query) -> Result<(DateTime<Utc>, DateTime<Utc>), PageError
     Ok(ops::period(read("from", false)?, read("to", true)?)?)
 }
 
+/// A `since` filter (as `GET /v1/buyer/leads` and `GET /v1/seller/returns` take it): RFC 3339, or a day
+/// (its start, UTC) as the pages' date pickers send it.
+pub fn since(query: &Query) -> Result<Option<DateTime<Utc>>, PageError> {
+    match query.get("since").map(str::trim).filter(|s| !s.is_empty()) {
+        Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            Ok(day) => Ok(Some(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())),
+            Err(_) => Ok(query.time("since")?),
+        },
+        None => Ok(None),
+    }
+}
+
 /// The query string of a period, exact (RFC 3339), for the download link of the page showing it.
 pub fn period_query(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let encode = |t: DateTime<Utc>| crate::time::rfc3339(t).replace(':', "%3A").replace('+', "%2B");

@@ -89,17 +89,9 @@ struct Leads {
     csv_href: String,
 }
 
-/// The `since` and `limit` of `GET /v1/buyer/leads`, with its rules; `since` may also be a day (its start,
-/// UTC), as the page's date picker sends it.
+/// The `since` and `limit` of `GET /v1/buyer/leads`, with its rules.
 fn lead_filters(ctx: &Ctx<'_>) -> Result<(Option<chrono::DateTime<chrono::Utc>>, usize), PageError> {
-    let since = match ctx.query.get("since").map(str::trim).filter(|s| !s.is_empty()) {
-        Some(text) => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(day) => Some(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
-            Err(_) => ctx.query.time("since")?,
-        },
-        None => None,
-    };
-    Ok((since, ctx.query.limit("limit", 100, 1000)?))
+    Ok((statement::since(&ctx.query)?, ctx.query.limit("limit", 100, 1000)?))
 }
 
 async fn leads(ctx: &Ctx<'_>, buyer: &Buyer) -> Result<WebResponse, PageError> {

@@ -120,17 +120,6 @@ async fn overview(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
     Ok(page::html(StatusCode::OK, &overview))
 }
 
-/// `since` of `GET /v1/seller/returns`; a day (its start, UTC) as the date picker sends it, or RFC 3339.
-fn since(ctx: &Ctx<'_>) -> Result<Option<chrono::DateTime<chrono::Utc>>, PageError> {
-    match ctx.query.get("since").map(str::trim).filter(|s| !s.is_empty()) {
-        Some(text) => match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            Ok(day) => Ok(Some(day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())),
-            Err(_) => Ok(ctx.query.time("since")?),
-        },
-        None => Ok(None),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "portal/seller_returns.html")]
 struct Returns {
@@ -141,7 +130,7 @@ struct Returns {
 }
 
 async fn returns(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
-    let since = since(ctx)?;
+    let since = statement::since(&ctx.query)?;
     let returns = ops::returns::of_seller(ctx.engine, id, since).await;
     let csv_href = match since {
         Some(since) => format!("/portal/returns.csv?since={}", crate::time::rfc3339(since).replace(':', "%3A")),
@@ -153,7 +142,7 @@ async fn returns(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
 }
 
 async fn returns_csv(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
-    let returns = ops::returns::of_seller(ctx.engine, id, since(ctx)?).await;
+    let returns = ops::returns::of_seller(ctx.engine, id, statement::since(&ctx.query)?).await;
     let mut csv = Csv::new(&[
         "return_id",
         "lead_id",
