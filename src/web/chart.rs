@@ -46,7 +46,7 @@ pub fn svg(minutes: &[Minute]) -> String {
     let mut svg = String::with_capacity(16 * 1024);
     let _ = write!(
         svg,
-        r#"<svg class="chart" role="img" aria-labelledby="chart-title chart-desc" viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{TITLE}</title><desc id="chart-desc">{auctions} auctions and {sales} sales in the last hour; at most {peak} in one minute.</desc>"#
+        r#"<svg class="chart" role="img" aria-labelledby="chart-title" aria-describedby="chart-desc" viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{TITLE}</title><desc id="chart-desc">{auctions} auctions and {sales} sales in the last hour; at most {peak} in one minute.</desc>"#
     );
     let _ = write!(
         svg,

@@ -110,7 +110,7 @@ try {
   const operator = await newPage(browser, 'operator');
   await signIn(operator, adminToken, '/console', 'operator', false);
   await shot(operator, 'dashboard');
-  const chart = operator.getByRole('img', { name: /Auctions and sales per minute over the last hour/ });
+  const chart = operator.getByRole('img', { name: 'Auctions and sales per minute over the last hour', exact: true });
   await chart.waitFor();
   await markDocument(operator);
   const first = await ping();
