@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use gavel::buyers::BuyerStates;
-use gavel::dedupe::{contacts_of, SalesHistory};
+use gavel::dedupe::contacts_of;
 use gavel::domain::lead::Lead;
 use gavel::domain::money::Money;
 use gavel::gates::{self, GateInput};
@@ -63,7 +63,6 @@ fn gate_chain(c: &mut Criterion) {
         };
         runtime.block_on(ledger.record_deposit(deposit)).expect("in-memory books record");
     }
-    let history = SalesHistory::default();
     let campaign = config.campaign("auto").expect("campaign").clone();
 
     let leads = [
@@ -78,7 +77,7 @@ fn gate_chain(c: &mut Criterion) {
         let lead = Lead::parse(lead_json.as_object().expect("object"), Utc::now()).expect("valid lead");
         c.bench_function(&format!("gates/{BUYERS} buyers, lead {name}"), |b| {
             b.iter(|| {
-                let sold_before = history.lookup(&contacts_of(&lead));
+                let contacts = contacts_of(&lead);
                 let (now, instant) = (Moment::new(Utc::now()), Instant::now());
                 let mut eligible = 0;
                 for (index, buyer) in config.buyers_of("auto") {
@@ -91,7 +90,7 @@ fn gate_chain(c: &mut Criterion) {
                         now: &now,
                         instant,
                         draw: 0.5,
-                        sold_before: &sold_before,
+                        contacts: &contacts,
                         ledger: &ledger,
                     };
                     eligible += usize::from(gates::check(&input).is_ok());

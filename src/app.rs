@@ -16,9 +16,6 @@ use crate::ledger::LedgerError;
 /// How often expired pings are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the duplicate check's history drops what no buyer's window reaches.
-const PRUNE_HISTORY_EVERY: u64 = 600;
-
 /// A server running in this process.
 pub struct RunningServer {
     /// The address it listens on (useful when it was started on port 0).
@@ -52,12 +49,9 @@ pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Running
         let engine = Arc::clone(&engine);
         async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);
-            for tick in 1u64.. {
+            loop {
                 every.tick().await;
                 engine.sweep();
-                if tick % PRUNE_HISTORY_EVERY == 0 {
-                    engine.prune_history();
-                }
             }
         }
     });

@@ -1,11 +1,12 @@
 //! Capacity: how much more a buyer may take. Per-buyer counters of sales and spend for the hourly, daily,
 //! weekly and monthly periods of the buyer's timezone, concurrency slots for pings in flight, and **holds**.
 //!
-//! A winning bid holds one unit of every cap and its price against budgets and balance until it is sold,
-//! rejected or expires, so concurrent auctions never over-deliver: every check counts what is sold *and*
-//! what is held, and taking a hold is one check-and-reserve under the buyer's lock. A [`Hold`] is a guard:
-//! dropping it releases what it held, committing it turns it into a sale. A ramp only sets the daily cap's
-//! limit for the day; it is not a second counter.
+//! A winning bid holds one unit of every cap, its price against budgets and balance, and the lead's phone and
+//! email (the duplicate check's reservation, see [`crate::dedupe`]) until it is sold, rejected or expires, so
+//! concurrent auctions never over-deliver nor sell one consumer twice to one buyer: every check counts what is
+//! sold *and* what is held, and taking a hold is one check-and-reserve under the buyer's lock. A [`Hold`] is a
+//! guard: dropping it releases what it held, committing it turns it into a sale. A ramp only sets the daily
+//! cap's limit for the day; it is not a second counter.
 //!
 //! Lock order: a buyer's capacity lock may be held while the ledger's balance is read (see
 //! [`BuyerCapacity::try_hold`]), never the other way round.
@@ -19,6 +20,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::config::Buyer;
+use crate::dedupe::{Contact, ContactBook};
 use crate::domain::money::Money;
 
 /// A period that caps and budgets count over, in the buyer's timezone. Weeks start on Monday.
@@ -63,6 +65,8 @@ impl Period {
 /// What a buyer has no room for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortfall {
+    /// The buyer bought one of the lead's contacts within its `dedupe_days`, or holds a bid on it.
+    Duplicate,
     Cap(Period),
     Budget(Period),
     Concurrency,
@@ -121,6 +125,7 @@ struct Tally {
     periods: [PeriodCount; 4],
     held_units: u32,
     held_money: Money,
+    contacts: ContactBook,
 }
 
 impl Tally {
@@ -161,18 +166,27 @@ impl Tally {
     }
 }
 
-/// What [`BuyerCapacity::room`] found: room under caps and budgets, and room in the buyer's funds.
+/// What [`BuyerCapacity::room`] found: whether the lead is a duplicate for the buyer, room under caps and
+/// budgets, and room in the buyer's funds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Room {
+    pub duplicate: Result<(), Shortfall>,
     pub caps: Result<(), Shortfall>,
     pub funds: Result<(), Shortfall>,
 }
 
 impl Room {
-    /// Room for both.
-    pub fn both(self) -> Result<(), Shortfall> {
-        self.caps.and(self.funds)
+    /// Room for all three.
+    pub fn all(self) -> Result<(), Shortfall> {
+        self.duplicate.and(self.caps).and(self.funds)
     }
+}
+
+/// What one more sale would take: its price, and the lead's contacts for the duplicate check.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub amount: Money,
+    pub contacts: &'a [Contact],
 }
 
 /// One buyer's capacity, shared by every auction it takes part in.
@@ -183,42 +197,66 @@ pub struct BuyerCapacity {
 }
 
 impl BuyerCapacity {
-    /// Whether one more sale at `amount` fits every cap and budget at `local` (the buyer's local time), and
-    /// whether `funds` (balance plus credit, before holds) cover it once what is held is set aside. The gates
-    /// read both at once, under one lock; nothing is reserved.
-    pub fn room(&self, buyer: &Buyer, local: NaiveDateTime, amount: Money, funds: Money) -> Room {
+    /// Whether the lead is a duplicate for the buyer at `now`, whether one more sale at `ask.amount` fits
+    /// every cap and budget at `local` (the buyer's local time), and whether `funds` (balance plus credit,
+    /// before holds) cover it once what is held is set aside. The gates read all three at once, under one
+    /// lock; nothing is reserved.
+    pub fn room(&self, buyer: &Buyer, now: DateTime<Utc>, local: NaiveDateTime, ask: Ask<'_>, funds: Money) -> Room {
         let tally = self.tally.lock();
-        let caps = tally.caps_shortfall(buyer, local, amount).map_or(Ok(()), Err);
-        let funds = if funds - tally.held_money < amount { Err(Shortfall::Balance) } else { Ok(()) };
-        Room { caps, funds }
+        let duplicate = if tally.contacts.is_duplicate(ask.contacts, buyer.dedupe_days, now) {
+            Err(Shortfall::Duplicate)
+        } else {
+            Ok(())
+        };
+        let caps = tally.caps_shortfall(buyer, local, ask.amount).map_or(Ok(()), Err);
+        let funds = if funds - tally.held_money < ask.amount { Err(Shortfall::Balance) } else { Ok(()) };
+        Room { duplicate, caps, funds }
     }
 
-    /// Reserves one unit of every cap and `amount` of budgets and funds, if they all have room. `funds` is read
-    /// under this buyer's lock, so a sale that lowers the balance and then releases its hold can never be
-    /// counted twice as available.
+    /// Reserves the lead's contacts, one unit of every cap and `ask.amount` of budgets and funds, if none is a
+    /// duplicate and they all have room. `funds` is read under this buyer's lock, so a sale that lowers the
+    /// balance and then releases its hold can never be counted twice as available.
     pub fn try_hold(
         self: &Arc<Self>,
         buyer: &Buyer,
         now: DateTime<Utc>,
-        amount: Money,
+        ask: Ask<'_>,
         funds: impl FnOnce() -> Money,
     ) -> Result<Hold, Shortfall> {
         let tz = timezone(buyer);
         let mut tally = self.tally.lock();
-        if let Some(shortfall) = tally.caps_shortfall(buyer, local(tz, now), amount) {
+        if tally.contacts.is_duplicate(ask.contacts, buyer.dedupe_days, now) {
+            return Err(Shortfall::Duplicate);
+        }
+        if let Some(shortfall) = tally.caps_shortfall(buyer, local(tz, now), ask.amount) {
             return Err(shortfall);
         }
-        if funds() - tally.held_money < amount {
+        if funds() - tally.held_money < ask.amount {
             return Err(Shortfall::Balance);
         }
+        let contacts = tally.contacts.reserve(ask.contacts, &[], buyer.dedupe_days, now).unwrap_or_default();
         tally.held_units += 1;
-        tally.held_money += amount;
-        Ok(Hold { capacity: Arc::clone(self), tz, amount, settled: false })
+        tally.held_money += ask.amount;
+        Ok(Hold {
+            capacity: Arc::clone(self),
+            tz,
+            amount: ask.amount,
+            dedupe_days: buyer.dedupe_days,
+            contacts,
+            settled: false,
+        })
     }
 
-    /// Counts a sale that holds nothing (a sale replayed from the journal at start-up).
-    pub fn record_sale(&self, buyer: &Buyer, amount: Money, at: DateTime<Utc>) {
-        self.tally.lock().add_sale(local(timezone(buyer), at), amount);
+    /// Counts a sale that holds nothing (a sale replayed from the journal at start-up), its contacts included.
+    pub fn record_sale(&self, buyer: &Buyer, amount: Money, at: DateTime<Utc>, contacts: &[Contact]) {
+        let mut tally = self.tally.lock();
+        tally.add_sale(local(timezone(buyer), at), amount);
+        tally.contacts.record_sale(contacts, at, buyer.dedupe_days);
+    }
+
+    /// True if the lead is a duplicate for the buyer: what a test post checks, which holds nothing.
+    pub fn is_duplicate(&self, buyer: &Buyer, contacts: &[Contact], now: DateTime<Utc>) -> bool {
+        self.tally.lock().contacts.is_duplicate(contacts, buyer.dedupe_days, now)
     }
 
     /// Takes a slot for one ping in flight, unless `limit` slots are taken. Without a limit the ping needs no
@@ -266,13 +304,17 @@ impl BuyerCapacity {
     }
 }
 
-/// A winning bid's reservation: one unit of every cap and its price against budgets and funds. Dropping it
-/// releases the reservation; [`Hold::commit`] turns it into a sale.
+/// A winning bid's reservation: the lead's contacts, one unit of every cap and its price against budgets and
+/// funds. Dropping it releases the reservation; [`Hold::commit`] turns it into a sale.
 #[derive(Debug)]
 pub struct Hold {
     capacity: Arc<BuyerCapacity>,
     tz: Tz,
     amount: Money,
+    /// The buyer's window when the hold was taken: how long the sale's contacts are kept.
+    dedupe_days: u32,
+    /// The contacts reserved for this bid.
+    contacts: Vec<Contact>,
     settled: bool,
 }
 
@@ -282,13 +324,25 @@ impl Hold {
         self.amount
     }
 
-    /// The held sale happened at `at`: count it in the periods of that moment and release the reservation, in
-    /// one step so the unit is never counted twice nor missing. Call it after the ledger has recorded the sale.
+    /// Also reserves `contacts` (the real phone and email, known once the lead is posted), unless one is a
+    /// duplicate for the buyer; the contacts this hold already has are its own and pass.
+    pub fn reserve_contacts(&mut self, contacts: &[Contact], now: DateTime<Utc>) -> Result<(), Shortfall> {
+        let mut tally = self.capacity.tally.lock();
+        let added =
+            tally.contacts.reserve(contacts, &self.contacts, self.dedupe_days, now).ok_or(Shortfall::Duplicate)?;
+        self.contacts.extend(added);
+        Ok(())
+    }
+
+    /// The held sale happened at `at`: count it in the periods of that moment, turn the contacts' reservation
+    /// into history and release the rest, in one step so nothing is ever counted twice nor missing. Call it
+    /// after the ledger has recorded the sale.
     pub fn commit(mut self, at: DateTime<Utc>) {
         let mut tally = self.capacity.tally.lock();
         tally.held_units -= 1;
         tally.held_money -= self.amount;
         tally.add_sale(local(self.tz, at), self.amount);
+        tally.contacts.record_sale(&self.contacts, at, self.dedupe_days);
         self.settled = true;
     }
 }
@@ -299,6 +353,7 @@ impl Drop for Hold {
             let mut tally = self.capacity.tally.lock();
             tally.held_units -= 1;
             tally.held_money -= self.amount;
+            tally.contacts.release(&self.contacts);
         }
     }
 }
@@ -337,6 +392,14 @@ mod tests {
 
     fn funds(cents: i64) -> impl FnOnce() -> Money {
         move || Money::from_cents(cents)
+    }
+
+    fn ask(cents: i64) -> Ask<'static> {
+        Ask { amount: Money::from_cents(cents), contacts: &[] }
+    }
+
+    fn contact(byte: u8) -> Contact {
+        [byte; 32]
     }
 
     #[test]
@@ -407,9 +470,9 @@ mod tests {
             change(&mut b);
             let capacity = BuyerCapacity::default();
             for _ in 0..sales {
-                capacity.record_sale(&b, Money::from_cents(1000), now);
+                capacity.record_sale(&b, Money::from_cents(1000), now, &[]);
             }
-            let room = capacity.room(&b, now.naive_utc(), Money::from_cents(1000), Money::from_cents(1_000_000));
+            let room = capacity.room(&b, now, now.naive_utc(), ask(1000), Money::from_cents(1_000_000));
             assert_eq!(room.caps, expected, "{name}");
         }
     }
@@ -422,9 +485,9 @@ mod tests {
         let now = at("2026-11-23T12:00:00Z");
         let ten = Money::from_cents(1000);
 
-        let first = capacity.try_hold(&b, now, ten, funds(5000)).unwrap();
-        let second = capacity.try_hold(&b, now, ten, funds(5000)).unwrap();
-        assert_eq!(capacity.try_hold(&b, now, ten, funds(5000)).unwrap_err(), Shortfall::Cap(Period::Daily));
+        let first = capacity.try_hold(&b, now, ask(1000), funds(5000)).unwrap();
+        let second = capacity.try_hold(&b, now, ask(1000), funds(5000)).unwrap();
+        assert_eq!(capacity.try_hold(&b, now, ask(1000), funds(5000)).unwrap_err(), Shortfall::Cap(Period::Daily));
         assert_eq!(capacity.held_money(), Money::from_cents(2000));
 
         drop(second);
@@ -440,11 +503,11 @@ mod tests {
         let b = buyer("acme", &["auto"]);
         let capacity = Arc::new(BuyerCapacity::default());
         let now = Utc::now();
-        let _held = capacity.try_hold(&b, now, Money::from_cents(1500), funds(2000)).unwrap();
-        let room = |cents| capacity.room(&b, now.naive_utc(), Money::from_cents(cents), Money::from_cents(2000)).funds;
+        let _held = capacity.try_hold(&b, now, ask(1500), funds(2000)).unwrap();
+        let room = |cents| capacity.room(&b, now, now.naive_utc(), ask(cents), Money::from_cents(2000)).funds;
         assert_eq!(room(500), Ok(()));
         assert_eq!(room(501), Err(Shortfall::Balance));
-        let short = capacity.try_hold(&b, now, Money::from_cents(501), funds(2000));
+        let short = capacity.try_hold(&b, now, ask(501), funds(2000));
         assert_eq!(short.unwrap_err(), Shortfall::Balance);
     }
 
@@ -455,9 +518,8 @@ mod tests {
         let capacity = Arc::new(BuyerCapacity::default());
         let now = Utc::now();
         let holds: Vec<Option<Hold>> = std::thread::scope(|scope| {
-            let tasks: Vec<_> = (0..16)
-                .map(|_| scope.spawn(|| capacity.try_hold(&b, now, Money::from_cents(100), funds(1_000_000)).ok()))
-                .collect();
+            let tasks: Vec<_> =
+                (0..16).map(|_| scope.spawn(|| capacity.try_hold(&b, now, ask(100), funds(1_000_000)).ok())).collect();
             tasks.into_iter().map(|t| t.join().unwrap()).collect()
         });
         assert_eq!(holds.iter().flatten().count(), 3);
@@ -492,9 +554,8 @@ mod tests {
         for (instant, limit) in table {
             let now = at(instant);
             let capacity = Arc::new(BuyerCapacity::default());
-            let holds: Vec<_> =
-                (0..limit).map(|_| capacity.try_hold(&la, now, Money::ZERO, funds(0)).unwrap()).collect();
-            let past = capacity.try_hold(&la, now, Money::ZERO, funds(0));
+            let holds: Vec<_> = (0..limit).map(|_| capacity.try_hold(&la, now, ask(0), funds(0)).unwrap()).collect();
+            let past = capacity.try_hold(&la, now, ask(0), funds(0));
             assert_eq!(past.err(), Some(Shortfall::Cap(Period::Daily)), "{instant}: limit {limit}");
             assert_eq!(capacity.view(&la, now).0["daily"]["limit"], limit, "{instant}");
             drop(holds);
@@ -510,5 +571,56 @@ mod tests {
         drop(first);
         assert!(capacity.try_slot(Some(1)).unwrap().is_some());
         assert!(capacity.try_slot(None).unwrap().is_none(), "no limit, no slot to hold");
+    }
+
+    #[test]
+    fn a_hold_reserves_the_leads_contacts_for_the_buyer() {
+        let b = buyer("acme", &["auto"]);
+        let capacity = Arc::new(BuyerCapacity::default());
+        let now = at("2026-11-23T12:00:00Z");
+        let (phone, email) = ([contact(1)], [contact(2)]);
+        let both = [contact(1), contact(2)];
+        let room = |contacts: &[Contact]| {
+            let ask = Ask { amount: Money::ZERO, contacts };
+            capacity.room(&b, now, now.naive_utc(), ask, Money::ZERO).duplicate
+        };
+
+        let hold = capacity.try_hold(&b, now, Ask { amount: Money::ZERO, contacts: &phone }, funds(0)).unwrap();
+        assert_eq!(room(&both), Err(Shortfall::Duplicate), "the phone is held");
+        assert_eq!(room(&email), Ok(()));
+        let second = capacity.try_hold(&b, now, Ask { amount: Money::ZERO, contacts: &both }, funds(0));
+        assert_eq!(second.unwrap_err(), Shortfall::Duplicate);
+        assert_eq!(capacity.held_money(), Money::ZERO);
+        assert_eq!(room(&email), Ok(()), "a refused hold reserved nothing");
+        drop(hold);
+        assert_eq!(room(&both), Ok(()), "a dropped hold gives its contacts back");
+
+        let mut hold = capacity.try_hold(&b, now, Ask { amount: Money::ZERO, contacts: &phone }, funds(0)).unwrap();
+        hold.reserve_contacts(&both, now).expect("its own phone and a free email");
+        hold.commit(now);
+        assert_eq!(room(&email), Err(Shortfall::Duplicate), "the sale is history for both contacts");
+        let mut off = b.clone();
+        off.dedupe_days = 0;
+        let ask = Ask { amount: Money::ZERO, contacts: &both };
+        assert_eq!(capacity.room(&off, now, now.naive_utc(), ask, Money::ZERO).duplicate, Ok(()), "dedupe off");
+    }
+
+    #[test]
+    fn holds_of_one_contact_taken_from_many_threads_win_once() {
+        let b = buyer("acme", &["auto"]);
+        let capacity = Arc::new(BuyerCapacity::default());
+        let now = Utc::now();
+        let lead = [contact(7), contact(8)];
+        let holds: Vec<Option<Hold>> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| {
+                        capacity.try_hold(&b, now, Ask { amount: Money::ZERO, contacts: &lead }, funds(0)).ok()
+                    })
+                })
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(holds.iter().flatten().count(), 1);
     }
 }

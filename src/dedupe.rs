@@ -1,12 +1,17 @@
-//! The duplicate check's memory: which buyer bought which phone or email, and when.
+//! The duplicate check's memory: for one buyer, which phones and emails it bought and when, and which are
+//! **reserved** by its holds — bids won and not yet sold, rejected or expired.
 //!
-//! Kept as SHA-256 digests of the normalized phone and email, never the values, keyed by digest so one
-//! lookup per lead finds every buyer that bought it before; the per-buyer `dedupe_days` is then applied by
-//! the gate. Sales replayed from the journal at start-up are recorded through the same call, so the history
-//! survives a restart.
+//! A contact is the SHA-256 digest of a normalized phone or email, never the value. Each buyer keeps its own
+//! [`ContactBook`] beside its caps (in [`crate::capacity`]), under the same lock, so taking a hold checks and
+//! reserves the lead's contacts in the same step as its cap units and funds: two auctions of one lead racing
+//! for one buyer cannot both win it. A reservation becomes the sale's history entry when the hold commits and
+//! disappears when the hold is dropped. Sales replayed from the journal at start-up are recorded through the
+//! same call, so the history survives a restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
-use dashmap::DashMap;
 
 use crate::domain::lead::Lead;
 
@@ -29,54 +34,139 @@ pub fn decode_contact(hex_digest: &str) -> Option<Contact> {
     hex::decode_to_slice(hex_digest, &mut digest).ok().map(|()| digest)
 }
 
-/// Every recorded sale of a contact: buyer id and when.
-#[derive(Default)]
-pub struct SalesHistory {
-    by_contact: DashMap<Contact, Vec<(String, DateTime<Utc>)>>,
+/// How many expired sales one new sale may forget: expiry is bounded work per sale, never a pass over all.
+const EXPIRE_PER_SALE: usize = 8;
+
+/// What one buyer's book knows of one contact.
+#[derive(Debug, Clone, Copy, Default)]
+struct ContactState {
+    last_sale: Option<DateTime<Utc>>,
+    /// Held by one of the buyer's holds (at most one: a second hold of the same contact is a duplicate).
+    reserved: bool,
 }
 
-impl SalesHistory {
-    /// The buyers that bought any of these contacts before, with when they last did.
-    pub fn lookup(&self, contacts: &[Contact]) -> SoldBefore {
-        let mut sold = Vec::new();
-        for contact in contacts {
-            if let Some(sales) = self.by_contact.get(contact) {
-                sold.extend(sales.iter().cloned());
-            }
-        }
-        SoldBefore(sold)
-    }
-
-    /// Remembers that `buyer` bought these contacts at `at`.
-    pub fn record(&self, buyer: &str, contacts: &[Contact], at: DateTime<Utc>) {
-        for contact in contacts {
-            let mut sales = self.by_contact.entry(*contact).or_default();
-            match sales.iter_mut().find(|(b, _)| b == buyer) {
-                Some((_, last)) => *last = (*last).max(at),
-                None => sales.push((buyer.to_owned(), at)),
-            }
-        }
-    }
-
-    /// Forgets sales older than `keep`: no buyer's window reaches them.
-    pub fn prune(&self, now: DateTime<Utc>, keep: Duration) {
-        let oldest = now - keep;
-        self.by_contact.retain(|_, sales| {
-            sales.retain(|(_, at)| *at >= oldest);
-            !sales.is_empty()
-        });
-    }
-}
-
-/// The earlier sales of one lead's contacts, looked up once per auction.
+/// One buyer's sales and reservations by contact.
 #[derive(Debug, Default)]
-pub struct SoldBefore(Vec<(String, DateTime<Utc>)>);
+pub struct ContactBook {
+    by_contact: HashMap<Contact, ContactState, BuildHasherDefault<DigestHasher>>,
+    /// Sales in the order they were recorded, so the oldest are forgotten first.
+    sold_order: VecDeque<(DateTime<Utc>, Contact)>,
+}
 
-impl SoldBefore {
-    /// True if `buyer` bought this phone or email within the last `days` days (0: the check is off).
-    pub fn within(&self, buyer: &str, days: u32, now: DateTime<Utc>) -> bool {
-        days > 0 && self.0.iter().any(|(b, at)| b == buyer && now - *at < Duration::days(i64::from(days)))
+impl ContactBook {
+    /// True if one of `contacts` is reserved by a hold, or was sold within the last `days` days (0: the check
+    /// is off).
+    pub fn is_duplicate(&self, contacts: &[Contact], days: u32, now: DateTime<Utc>) -> bool {
+        days > 0 && contacts.iter().any(|contact| self.blocks(contact, days, now))
     }
+
+    /// Reserves every contact of `contacts` not already in `held`, unless one of them is a duplicate; all or
+    /// nothing. Returns what it reserved (for the hold to give back).
+    pub fn reserve(
+        &mut self,
+        contacts: &[Contact],
+        held: &[Contact],
+        days: u32,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<Contact>> {
+        if days == 0 {
+            return Some(Vec::new());
+        }
+        let new: Vec<Contact> = contacts.iter().filter(|c| !held.contains(c)).copied().collect();
+        if new.iter().any(|contact| self.blocks(contact, days, now)) {
+            return None;
+        }
+        for contact in &new {
+            self.by_contact.entry(*contact).or_default().reserved = true;
+        }
+        Some(new)
+    }
+
+    /// Gives back a hold's reservations.
+    pub fn release(&mut self, contacts: &[Contact]) {
+        for contact in contacts {
+            if let Some(state) = self.by_contact.get_mut(contact) {
+                state.reserved = false;
+                if state.last_sale.is_none() {
+                    self.by_contact.remove(contact);
+                }
+            }
+        }
+    }
+
+    /// The buyer bought `contacts` at `at`: their reservations (if any) become history, kept for `keep_days`.
+    pub fn record_sale(&mut self, contacts: &[Contact], at: DateTime<Utc>, keep_days: u32) {
+        for contact in contacts {
+            let state = self.by_contact.entry(*contact).or_default();
+            state.reserved = false;
+            if keep_days == 0 {
+                if state.last_sale.is_none() {
+                    self.by_contact.remove(contact);
+                }
+                continue;
+            }
+            state.last_sale = Some(state.last_sale.map_or(at, |last| last.max(at)));
+            self.sold_order.push_back((at, *contact));
+        }
+        self.expire(at - Duration::days(i64::from(keep_days)));
+    }
+
+    /// How many contacts the book holds (sold or reserved).
+    pub fn len(&self) -> usize {
+        self.by_contact.len()
+    }
+
+    /// True when the book holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.by_contact.is_empty()
+    }
+
+    fn blocks(&self, contact: &Contact, days: u32, now: DateTime<Utc>) -> bool {
+        self.by_contact.get(contact).is_some_and(|state| {
+            state.reserved || state.last_sale.is_some_and(|at| now - at < Duration::days(i64::from(days)))
+        })
+    }
+
+    /// Forgets a few sales older than `oldest`. A stale entry left behind answers correctly anyway: the window
+    /// is compared with the sale's time on every check.
+    fn expire(&mut self, oldest: DateTime<Utc>) {
+        for _ in 0..EXPIRE_PER_SALE {
+            match self.sold_order.front() {
+                Some((at, _)) if *at < oldest => {}
+                _ => return,
+            }
+            let Some((at, contact)) = self.sold_order.pop_front() else { return };
+            let Some(state) = self.by_contact.get_mut(&contact) else { continue };
+            // A later sale of the same contact keeps it.
+            if state.last_sale == Some(at) {
+                state.last_sale = None;
+                if !state.reserved {
+                    self.by_contact.remove(&contact);
+                }
+            }
+        }
+    }
+}
+
+/// Contacts are SHA-256 digests, already uniformly spread: their first eight bytes are a perfect hash, and
+/// SipHash over 32 bytes per buyer per auction would cost more than the rest of the duplicate gate.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+
+    // An array hashes its length first; it is the same for every contact.
+    fn write_usize(&mut self, _: usize) {}
 }
 
 #[cfg(test)]
@@ -86,6 +176,10 @@ mod tests {
 
     fn lead(value: serde_json::Value) -> Lead {
         Lead::parse(value.as_object().unwrap(), Utc::now()).unwrap()
+    }
+
+    fn phone(number: &str) -> Vec<Contact> {
+        contacts_of(&lead(json!({ "phone": number })))
     }
 
     #[test]
@@ -98,39 +192,79 @@ mod tests {
     }
 
     #[test]
-    fn a_sale_is_a_duplicate_for_that_buyer_within_its_days_only() {
-        let history = SalesHistory::default();
+    fn a_sale_is_a_duplicate_within_the_window_only() {
+        let mut book = ContactBook::default();
         let now = Utc::now();
-        let phone = contacts_of(&lead(json!({"phone": "4158670100"})));
-        let email = contacts_of(&lead(json!({"email": "ada@example.com"})));
-        history.record("best", &phone, now - Duration::days(10));
-        history.record("solar", &email, now - Duration::hours(1));
-
-        let both = [phone.clone(), email.clone()].concat();
-        let sold = history.lookup(&both);
+        let (sold, email) = (phone("4158670100"), contacts_of(&lead(json!({"email": "ada@example.com"}))));
+        book.record_sale(&sold, now - Duration::days(10), 30);
+        let both = [sold.clone(), email.clone()].concat();
         let cases = [
-            ("same buyer inside its window", "best", 30, true),
-            ("same buyer past its window", "best", 10, false),
-            ("dedupe off", "best", 0, false),
-            ("another buyer's purchase", "other", 30, false),
-            ("email matches too", "solar", 1, true),
+            ("inside the window", &both, 30, true),
+            ("past the window", &both, 10, false),
+            ("dedupe off", &both, 0, false),
+            ("another contact", &email, 30, false),
         ];
-        for (name, buyer, days, duplicate) in cases {
-            assert_eq!(sold.within(buyer, days, now), duplicate, "{name}");
+        for (name, contacts, days, duplicate) in cases {
+            assert_eq!(book.is_duplicate(contacts, days, now), duplicate, "{name}");
         }
-        assert!(!history.lookup(&phone).within("solar", 30, now), "phone alone was never sold to solar");
     }
 
     #[test]
-    fn pruning_forgets_only_what_no_window_reaches() {
-        let history = SalesHistory::default();
+    fn a_reservation_blocks_until_released_or_sold() {
+        let mut book = ContactBook::default();
         let now = Utc::now();
-        let old = contacts_of(&lead(json!({"phone": "4158670100"})));
-        let recent = contacts_of(&lead(json!({"phone": "4158670101"})));
-        history.record("best", &old, now - Duration::days(40));
-        history.record("best", &recent, now - Duration::days(2));
-        history.prune(now, Duration::days(30));
-        assert!(!history.lookup(&old).within("best", 365, now));
-        assert!(history.lookup(&recent).within("best", 365, now));
+        let contacts = phone("4158670100");
+        let held = book.reserve(&contacts, &[], 30, now).expect("free");
+        assert!(book.is_duplicate(&contacts, 30, now));
+        assert!(book.reserve(&contacts, &[], 30, now).is_none(), "a second hold of the same contact");
+        assert_eq!(book.reserve(&contacts, &held, 30, now), Some(Vec::new()), "the holder itself may go on");
+
+        book.release(&held);
+        assert!(!book.is_duplicate(&contacts, 30, now));
+        assert!(book.is_empty(), "a released reservation leaves nothing behind");
+
+        let held = book.reserve(&contacts, &[], 30, now).expect("free again");
+        book.record_sale(&held, now, 30);
+        assert!(book.is_duplicate(&contacts, 30, now + Duration::days(29)), "the reservation became history");
+        assert!(!book.is_duplicate(&contacts, 30, now + Duration::days(31)));
+    }
+
+    #[test]
+    fn reserving_is_all_or_nothing() {
+        let mut book = ContactBook::default();
+        let now = Utc::now();
+        let (a, b) = (phone("4158670100"), phone("4158670101"));
+        book.record_sale(&b, now, 30);
+        assert!(book.reserve(&[a.clone(), b].concat(), &[], 30, now).is_none());
+        assert!(!book.is_duplicate(&a, 30, now), "nothing was reserved");
+        assert_eq!(book.reserve(&a, &[], 0, now), Some(Vec::new()), "dedupe off reserves nothing");
+        assert!(!book.is_duplicate(&a, 30, now));
+    }
+
+    #[test]
+    fn old_sales_are_forgotten_a_few_at_a_time() {
+        let mut book = ContactBook::default();
+        let long_ago = Utc::now() - Duration::days(60);
+        for n in 0..20 {
+            book.record_sale(&phone(&format!("41586701{n:02}")), long_ago, 30);
+        }
+        assert_eq!(book.len(), 20);
+        let now = Utc::now();
+        book.record_sale(&phone("4158670199"), now, 30);
+        assert_eq!(book.len(), 21 - EXPIRE_PER_SALE, "one sale forgets at most {EXPIRE_PER_SALE}");
+        book.record_sale(&phone("4158670198"), now, 30);
+        book.record_sale(&phone("4158670197"), now, 30);
+        assert_eq!(book.len(), 3, "the backlog is gone after a few sales");
+    }
+
+    #[test]
+    fn a_later_sale_of_the_same_contact_survives_the_expiry_of_the_first() {
+        let mut book = ContactBook::default();
+        let now = Utc::now();
+        let contacts = phone("4158670100");
+        book.record_sale(&contacts, now - Duration::days(40), 30);
+        book.record_sale(&contacts, now - Duration::days(1), 30);
+        book.record_sale(&phone("4158670101"), now, 30);
+        assert!(book.is_duplicate(&contacts, 30, now));
     }
 }

@@ -20,9 +20,9 @@ use crate::auction::fanout::{collect_bids, Collected, FanOut};
 use crate::auction::held::{HeldPing, PingStore, PostMemo, PostResult};
 use crate::audit::{AuctionAudit, AuditLog, BuyerOutcome, SaleRecord, DEFAULT_CAPACITY};
 use crate::buyers::{BuyerStates, Roster};
-use crate::capacity::Hold;
+use crate::capacity::{Ask, Hold};
 use crate::config::{load_file, Campaign, Config, ConfigErrors, Distribution, SellMode, Seller};
-use crate::dedupe::{contacts_of, decode_contact, Contact, SalesHistory};
+use crate::dedupe::{contacts_of, decode_contact, Contact};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::{Lead, LeadError};
 use crate::domain::money::Money;
@@ -134,8 +134,6 @@ pub struct Engine {
     /// The config in force with its buyers' running state.
     roster: RwLock<Arc<Roster>>,
     pub buyers: BuyerStates,
-    /// Who bought which phone or email, for the duplicate gate.
-    pub history: SalesHistory,
     pub client: BuyerClient,
     pub pings: PingStore,
     pub audit: AuditLog,
@@ -163,7 +161,6 @@ impl Engine {
         let engine = Engine {
             roster: RwLock::new(Arc::new(buyers.roster(Arc::new(config)))),
             buyers,
-            history: SalesHistory::default(),
             client: BuyerClient::new(),
             pings: PingStore::default(),
             audit: AuditLog::new(DEFAULT_CAPACITY),
@@ -224,9 +221,8 @@ impl Engine {
         sales.sort_by_key(|(at, ..)| *at);
         for (at, buyer_id, price, contacts) in sales {
             if let Some((buyer, state)) = roster.buyer(&buyer_id) {
-                state.capacity.record_sale(buyer, price, at);
+                state.capacity.record_sale(buyer, price, at, &contacts);
             }
-            self.history.record(&buyer_id, &contacts, at);
         }
         for (buyer_id, paused_by) in pauses {
             if let Some((_, state)) = roster.buyer(&buyer_id) {
@@ -320,12 +316,6 @@ impl Engine {
         self.pings.sweep();
     }
 
-    /// Forgets sales that no buyer's `dedupe_days` reaches any more. Called now and then.
-    pub fn prune_history(&self) {
-        let longest = self.config().buyers.iter().map(|b| b.dedupe_days).max().unwrap_or(0);
-        self.history.prune(Utc::now(), chrono::Duration::days(i64::from(longest)));
-    }
-
     async fn auction(&self, request: PingRequest, lead: &Lead) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
         let roster = self.roster();
         let config = &roster.config;
@@ -338,7 +328,7 @@ impl Engine {
         let deadline = Deadline::new(request.received, Duration::from_millis(budget));
         let received_at = Utc::now() - chrono::Duration::from_std(request.received.elapsed()).unwrap_or_default();
         let ping_id = new_id("p_");
-        let sold_before = self.history.lookup(&contacts_of(lead));
+        let contacts = contacts_of(lead);
 
         self.metrics.auctions_in_flight.fetch_add(1, Ordering::Relaxed);
         let fan_out = FanOut {
@@ -348,7 +338,7 @@ impl Engine {
             ping_id: &ping_id,
             deadline,
             test: request.test,
-            sold_before: &sold_before,
+            contacts: &contacts,
             ledger: &self.ledger,
             draw: rand::thread_rng().gen(),
         };
@@ -361,7 +351,7 @@ impl Engine {
         let Collected { mut outcomes, bids, eligible, pinged, slowest_leg } = collected;
         let bids_received = bids.len();
         let now = Utc::now();
-        let bids = self.affordable(&roster, bids, &mut outcomes, now);
+        let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
         // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
         let payable_bids = bids.len();
         let mut offers = rank(bids, campaign.distribution, campaign.auction, campaign.floor, self.draw(&campaign));
@@ -369,7 +359,7 @@ impl Engine {
         let holds = if request.test {
             Vec::new()
         } else {
-            self.hold_winners(&roster, &campaign, &mut offers, &mut outcomes, now)
+            self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, now)
         };
         let payout = quoted_payout(&campaign, &request.seller, &offers);
         let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
@@ -452,8 +442,7 @@ impl Engine {
             return Err(SellerError::LeadMismatch(key.clone()));
         }
         check_postable(&held.campaign, lead)?;
-        let cascade =
-            Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics, history: &self.history };
+        let cascade = Cascade { client: &self.client, ledger: &self.ledger, metrics: &self.metrics };
         let span = tracing::debug_span!("post", ping_id = %held.ping_id, campaign = %held.campaign.id);
         let delivered = cascade.deliver(held, lead, min_payout).instrument(span.clone()).await;
         // Sold or not, the ping is done: what its other bids held goes back.
@@ -478,12 +467,14 @@ impl Engine {
         Ok(result)
     }
 
-    /// The bids their buyers can pay for now: a bid above what a buyer's budgets or funds have room for cannot
-    /// win, and its audit entry names the gate (`budget:daily`, `balance`).
+    /// The bids their buyers can take now: a bid above what a buyer's budgets or funds have room for, or for a
+    /// lead the buyer has come to hold meanwhile, cannot win, and its audit entry names the gate
+    /// (`budget:daily`, `balance`, `duplicate`).
     fn affordable(
         &self,
         roster: &Roster,
         bids: Vec<Bid>,
+        contacts: &[Contact],
         outcomes: &mut [BuyerOutcome],
         now: chrono::DateTime<Utc>,
     ) -> Vec<Bid> {
@@ -491,7 +482,8 @@ impl Engine {
             .filter(|bid| {
                 let (buyer, state) = (&roster.config.buyers[bid.buyer], &roster.states[bid.buyer]);
                 let local = crate::capacity::local(crate::capacity::timezone(buyer), now);
-                match state.capacity.room(buyer, local, bid.amount, state.funds(buyer, &self.ledger)).both() {
+                let ask = Ask { amount: bid.amount, contacts };
+                match state.capacity.room(buyer, now, local, ask, state.funds(buyer, &self.ledger)).all() {
                     Ok(()) => true,
                     Err(shortfall) => {
                         self.note_shortfall(outcomes, &buyer.id, shortfall.into());
@@ -502,14 +494,16 @@ impl Engine {
             .collect()
     }
 
-    /// Holds the cap units, budget and funds of the bids that would sell, in offer order. A bid whose buyer's
-    /// room was taken by a concurrent auction since the gates ran cannot win: it leaves the offers and the next
-    /// bid moves up. Returns the holds aligned with `offers` (`None` past the winners: the cascade holds a
-    /// runner-up when it reaches it).
+    /// Holds the lead's contacts, the cap units, budget and funds of the bids that would sell, in offer order.
+    /// A bid whose buyer's room was taken by a concurrent auction since the gates ran — or that now holds the
+    /// same consumer for another auction — cannot win: it leaves the offers and the next bid moves up. Returns
+    /// the holds aligned with `offers` (`None` past the winners: the cascade holds a runner-up when it reaches
+    /// it).
     fn hold_winners(
         &self,
         roster: &Roster,
         campaign: &Campaign,
+        contacts: &[Contact],
         offers: &mut Vec<Offer>,
         outcomes: &mut [BuyerOutcome],
         now: chrono::DateTime<Utc>,
@@ -522,7 +516,8 @@ impl Engine {
         while holds.len() < wanted && holds.len() < offers.len() {
             let offer = &offers[holds.len()];
             let (buyer, state) = (&roster.config.buyers[offer.bid.buyer], &roster.states[offer.bid.buyer]);
-            match state.capacity.try_hold(buyer, now, offer.price, || state.funds(buyer, &self.ledger)) {
+            let ask = Ask { amount: offer.price, contacts };
+            match state.capacity.try_hold(buyer, now, ask, || state.funds(buyer, &self.ledger)) {
                 Ok(hold) => holds.push(Some(hold)),
                 Err(shortfall) => {
                     self.note_shortfall(outcomes, &buyer.id, shortfall.into());

@@ -13,9 +13,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::buyers::BuyerState;
-use crate::capacity::{timezone, Period, Shortfall, Slot};
+use crate::capacity::{timezone, Ask, Period, Shortfall, Slot};
 use crate::config::{decimal_of, Buyer, Campaign, Rule, RuleOp, Schedule};
-use crate::dedupe::SoldBefore;
+use crate::dedupe::Contact;
 use crate::domain::lead::Lead;
 use crate::health::Admission;
 use crate::ledger::Ledger;
@@ -69,6 +69,7 @@ impl Exclusion {
 impl From<Shortfall> for Exclusion {
     fn from(shortfall: Shortfall) -> Self {
         match shortfall {
+            Shortfall::Duplicate => Exclusion::Duplicate,
             Shortfall::Cap(period) => Exclusion::Cap(period),
             Shortfall::Budget(period) => Exclusion::Budget(period),
             Shortfall::Concurrency => Exclusion::Concurrency,
@@ -92,8 +93,8 @@ pub struct GateInput<'a> {
     /// A uniform draw in [0, 1) for this auction: a probing buyer takes part when it falls under its
     /// `probe_share`.
     pub draw: f64,
-    /// Earlier sales of this lead's phone and email, looked up once per auction.
-    pub sold_before: &'a SoldBefore,
+    /// The lead's phone and email digests, for the duplicate gate.
+    pub contacts: &'a [Contact],
     pub ledger: &'a Ledger,
 }
 
@@ -106,7 +107,7 @@ pub struct Admitted {
 
 /// Runs the gates in order; `Ok` means the buyer may take part.
 pub fn check(input: &GateInput<'_>) -> Result<Admitted, Exclusion> {
-    let GateInput { buyer, state, campaign, lead, buyer_time, now, instant, draw, sold_before, ledger } = input;
+    let GateInput { buyer, state, campaign, lead, buyer_time, now, instant, draw, contacts, ledger } = input;
     if state.paused_by(buyer).is_some() {
         return Err(Exclusion::Paused);
     }
@@ -115,11 +116,11 @@ pub fn check(input: &GateInput<'_>) -> Result<Admitted, Exclusion> {
     }
     let local = now.local(timezone(buyer));
     check_fit(buyer, campaign, lead, now.utc, local)?;
-    if sold_before.within(&buyer.id, buyer.dedupe_days, now.utc) {
-        return Err(Exclusion::Duplicate);
-    }
-    // Nothing under the floor can win, so the floor is the least a buyer must have room for.
-    let room = state.capacity.room(buyer, local, campaign.floor, state.funds(buyer, ledger));
+    // Nothing under the floor can win, so the floor is the least a buyer must have room for. The duplicate
+    // check reads the buyer's sales and the reservations of its held bids, under the same lock as its caps.
+    let ask = Ask { amount: campaign.floor, contacts };
+    let room = state.capacity.room(buyer, now.utc, local, ask, state.funds(buyer, ledger));
+    room.duplicate?;
     room.caps?;
     let slot = state.capacity.try_slot(buyer.caps.concurrent_pings)?;
     room.funds?;
@@ -261,14 +262,12 @@ mod tests {
     struct Fixture {
         state: BuyerState,
         ledger: Ledger,
-        sold: SoldBefore,
     }
 
     impl Fixture {
         /// A prepaid buyer with 100.00 in its wallet.
         fn funded() -> Fixture {
-            let fixture =
-                Fixture { state: BuyerState::new("acme"), ledger: Ledger::in_memory(), sold: SoldBefore::default() };
+            let fixture = Fixture { state: BuyerState::new("acme"), ledger: Ledger::in_memory() };
             fixture.deposit(10_000);
             fixture
         }
@@ -303,7 +302,7 @@ mod tests {
                 now: &now,
                 instant: Instant::now(),
                 draw: 0.5,
-                sold_before: &self.sold,
+                contacts: &crate::dedupe::contacts_of(lead),
                 ledger: &self.ledger,
             };
             check(&input).map(|_| ())

@@ -11,7 +11,7 @@
 //! - [`gates`] — whether one buyer may be pinged for one lead, cheapest check first.
 //! - [`health`] — per-buyer SLA windows and the circuit breaker: active → sla_paused → probing → active.
 //! - [`capacity`] — caps, budgets, concurrency slots and the holds of winning bids, in the buyer's timezone.
-//! - [`dedupe`] — which buyer bought which phone or email, for the duplicate gate.
+//! - [`dedupe`] — the phones and emails each buyer bought or holds a bid on, for the duplicate gate.
 //! - [`buyers`] — each buyer's running state (capacity, health, pauses), kept by id across reloads.
 //! - [`auction`] — the deadline, the fan-out of pings, the held bids and the post cascade.
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.

@@ -1,8 +1,9 @@
 //! The post cascade: offer the lead to the bidders in ranked order until enough of them take it.
 //!
 //! An exclusive lead goes to one buyer at a time; a shared lead to as many at once as are still wanted. A
-//! bidder whose payout would fall below the seller's `min_payout` is skipped. A sale is answered only after
-//! the ledger has recorded it.
+//! bidder whose payout would fall below the seller's `min_payout` is skipped, and so is one for which the real
+//! phone or email is a duplicate: its hold must reserve them before the lead is sent. A sale is answered only
+//! after the ledger has recorded it.
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -10,8 +11,9 @@ use tokio::time::Instant;
 
 use crate::auction::held::{HeldPing, PostResult, SoldTo, UnsoldReason};
 use crate::audit::{round_ms, PostAttemptRecord, SaleRecord};
+use crate::capacity::Ask;
 use crate::config::SellMode;
-use crate::dedupe::{contacts_of, SalesHistory, SoldBefore};
+use crate::dedupe::{contacts_of, Contact};
 use crate::delivery::{post_body, post_lead, BuyerClient, PostOutcome};
 use crate::domain::lead::Lead;
 use crate::domain::money::Money;
@@ -25,7 +27,6 @@ pub struct Cascade<'a> {
     pub client: &'a BuyerClient,
     pub ledger: &'a Ledger,
     pub metrics: &'a Metrics,
-    pub history: &'a SalesHistory,
 }
 
 /// The lead being delivered, with what the duplicate check needs from it.
@@ -33,8 +34,8 @@ struct Posted<'a> {
     lead: &'a Lead,
     /// What the ledger keeps of it.
     kept: serde_json::Map<String, serde_json::Value>,
-    contacts: Vec<crate::dedupe::Contact>,
-    sold_before: SoldBefore,
+    /// The real phone and email: what the duplicate check reserves for the buyer that takes it.
+    contacts: Vec<Contact>,
 }
 
 impl Cascade<'_> {
@@ -46,13 +47,8 @@ impl Cascade<'_> {
         min_payout: Option<Money>,
     ) -> Result<PostResult, LedgerError> {
         // The real phone and email are known now: the duplicate check runs again on them.
-        let contacts = contacts_of(lead);
-        let posted = Posted {
-            lead,
-            kept: lead.record_projection(&held.campaign.ping_fields),
-            sold_before: self.history.lookup(&contacts),
-            contacts,
-        };
+        let posted =
+            Posted { lead, kept: lead.record_projection(&held.campaign.ping_fields), contacts: contacts_of(lead) };
         let wanted = match held.campaign.sell {
             SellMode::Exclusive => 1,
             SellMode::Shared { max_buyers } => usize::from(max_buyers),
@@ -82,8 +78,9 @@ impl Cascade<'_> {
         Ok(PostResult::Unsold { reason })
     }
 
-    /// Offers the lead to one bidder: hold its room (a runner-up holds only now), check the real phone and
-    /// email against what it bought, post (with its one retry), then book the sale if it took the lead.
+    /// Offers the lead to one bidder: hold its room (a runner-up holds only now), reserve the real phone and
+    /// email for it unless it bought or holds them, post (with its one retry), then book the sale if it took
+    /// the lead.
     async fn offer(
         &self,
         held: &HeldPing,
@@ -93,18 +90,29 @@ impl Cascade<'_> {
         payout: Money,
     ) -> Result<Option<SoldTo>, LedgerError> {
         let (buyer, state) = (&held.roster.config.buyers[offer.bid.buyer], &held.roster.states[offer.bid.buyer]);
+        let now = Utc::now();
         let hold = match held.take_hold(index) {
-            Some(hold) => Some(hold),
-            None if held.test => None,
-            None => match state.capacity.try_hold(buyer, Utc::now(), offer.price, || state.funds(buyer, self.ledger)) {
-                Ok(hold) => Some(hold),
-                // Its room went to other sales since the auction: it cannot take this lead.
+            Some(mut hold) => match hold.reserve_contacts(&posted.contacts, now) {
+                Ok(()) => Some(hold),
+                // Dropping the hold gives its room back.
                 Err(_) => return Ok(None),
             },
+            // A test post holds nothing, but still never sends a buyer a lead it bought.
+            None if held.test => {
+                if state.capacity.is_duplicate(buyer, &posted.contacts, now) {
+                    return Ok(None);
+                }
+                None
+            }
+            None => {
+                let ask = Ask { amount: offer.price, contacts: &posted.contacts };
+                match state.capacity.try_hold(buyer, now, ask, || state.funds(buyer, self.ledger)) {
+                    Ok(hold) => Some(hold),
+                    // Its room went to other sales since the auction, or the lead is a duplicate for it.
+                    Err(_) => return Ok(None),
+                }
+            }
         };
-        if posted.sold_before.within(&buyer.id, buyer.dedupe_days, Utc::now()) {
-            return Ok(None);
-        }
         let lead_id = new_id("l_");
         let body = post_body(
             &held.ping_id,
@@ -154,9 +162,8 @@ impl Cascade<'_> {
                 terms_id: 0,
             };
             self.ledger.record_sale(sale, &held.roster.config.revision, || buyer.terms()).await?;
-            // Counted against caps once the ledger has it; until then the hold keeps the unit taken.
+            // Counted against caps once the ledger has it; until then the hold keeps the unit and the contacts.
             hold.commit(at);
-            self.history.record(&buyer.id, &posted.contacts, at);
             self.metrics.inc("gavel_sales_total", &[("campaign", &held.campaign.id)]);
         }
         held.audit.record_sale(SaleRecord {

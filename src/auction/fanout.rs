@@ -13,7 +13,7 @@ use crate::auction::deadline::Deadline;
 use crate::audit::{round_ms, BuyerOutcome};
 use crate::buyers::Roster;
 use crate::config::Campaign;
-use crate::dedupe::SoldBefore;
+use crate::dedupe::Contact;
 use crate::delivery::{ping_body, ping_buyer, BuyerClient, PingOutcome};
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
@@ -31,8 +31,8 @@ pub struct FanOut<'a> {
     pub ping_id: &'a str,
     pub deadline: Deadline,
     pub test: bool,
-    /// Earlier sales of the lead's phone and email.
-    pub sold_before: &'a SoldBefore,
+    /// The lead's phone and email digests, for the duplicate gate.
+    pub contacts: &'a [Contact],
     pub ledger: &'a Ledger,
     /// A uniform draw in [0, 1) that decides whether probing buyers take part.
     pub draw: f64,
@@ -55,7 +55,7 @@ pub struct Collected {
 
 /// Gates, pings and collects. Never waits past the deadline.
 pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut<'_>) -> Collected {
-    let FanOut { roster, campaign, lead, ping_id, deadline, test, sold_before, ledger, draw } = input;
+    let FanOut { roster, campaign, lead, ping_id, deadline, test, contacts, ledger, draw } = input;
     let config = &*roster.config;
     let projection = lead.project(&campaign.ping_fields);
     let mut outcomes = Vec::new();
@@ -79,8 +79,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             latency_ms: None,
             bid: None,
         });
-        let gate =
-            GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, sold_before, ledger };
+        let gate = GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, contacts, ledger };
         let admitted = match gates::check(&gate) {
             Ok(admitted) => admitted,
             Err(exclusion) => {

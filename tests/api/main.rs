@@ -4,6 +4,7 @@ mod auth;
 mod browser;
 mod crash;
 mod delivery;
+mod duplicates;
 mod errors;
 mod gates;
 mod helpers;
