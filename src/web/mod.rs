@@ -98,6 +98,9 @@ impl Web {
             ("login", &Method::GET) => return auth::login_page(),
             ("login", &Method::POST) => return auth::login(self, request).await,
             ("login" | "assets", _) => return error_page(&method_not_allowed(), None, &path),
+            _ if method != Method::GET && method != Method::POST => {
+                return error_page(&method_not_allowed(), None, &path);
+            }
             _ => {}
         }
         let (key, session) = match auth::session_of(self, request.headers()).await {

@@ -139,6 +139,8 @@ async fn without_a_session_every_page_sends_to_the_sign_in_page() {
     }
     let forged = Browser { cookie: Some("0".repeat(64)), ..Browser::new(&app) };
     assert_eq!(forged.get("/console").await.location(), Some("/login"), "an unknown token is no session");
+    let other_method = browser.send(browser.http.delete(format!("{}/console", app.base))).await;
+    assert_eq!(other_method.status, StatusCode::METHOD_NOT_ALLOWED);
     let change = browser.post("/console/buyers/best/pause", &[("csrf", "x")]).await;
     assert_eq!(change.location(), Some("/login"));
     assert_eq!(app.buyer("best").await["state"], "active");
