@@ -1,17 +1,23 @@
 //! Ranking and clearing (`domain::ranking`): what the engine does with the bids of one auction once the
 //! fan-out is over — drop those below the floor, order the rest, put the winner first by the campaign's
 //! distribution and price every offer — for 10 and 50 bidders under every distribution and both auction
-//! kinds. `rank` is the function the engine calls; nothing is reimplemented here.
+//! kinds, ranked by bid and by expected value (`ranking = "expected_value"`, each bidder with its own return
+//! history). `rank` is the function the engine calls; nothing is reimplemented here. Beside it, the other
+//! per-auction cost of expected-value ranking: reading 10 bidders' return rates from the ledger's running
+//! aggregate.
 //!
 //! `cargo bench --bench ranking -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use chrono::{Duration as Days, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use gavel::config::{AuctionKind, Distribution};
+use gavel::config::{AuctionKind, Distribution, Ranking};
+use gavel::domain::expected_value::ReturnRate;
 use gavel::domain::money::Money;
 use gavel::domain::ranking::{clearing_price, rank, Bid, Draw};
+use gavel::ledger::return_rates::ReturnRates;
 
 /// Round prices, as buyers bid them: three tied pairs (broken by priority, then answer time) and one below
 /// the floor in every ten.
@@ -27,6 +33,8 @@ fn bids(n: usize) -> Vec<Bid> {
             weight: 1 + (i % 4) as u32,
             answered_after: Duration::from_micros(100 + (i as u64 * 37) % 900),
             bid_id: Some(format!("b{i}")),
+            // Histories from none to a third returned; ranking by bid never reads them.
+            return_rate: ReturnRate::new((i as u64 * 7) % 60, (i as u64 * 3) % 20),
         })
         .collect()
 }
@@ -37,19 +45,21 @@ fn ranking(c: &mut Criterion) {
     let mut group = c.benchmark_group("ranking/rank");
     for n in [10, 50] {
         let input = bids(n);
-        for (name, distribution, auction) in [
-            ("auction first_price", Distribution::Auction, AuctionKind::FirstPrice),
-            ("auction second_price", Distribution::Auction, AuctionKind::SecondPrice),
-            ("waterfall", Distribution::Waterfall, AuctionKind::FirstPrice),
-            ("round_robin", Distribution::RoundRobin, AuctionKind::FirstPrice),
-            ("weighted", Distribution::Weighted, AuctionKind::SecondPrice),
+        for (name, distribution, ranking, auction) in [
+            ("auction first_price", Distribution::Auction, Ranking::Bid, AuctionKind::FirstPrice),
+            ("auction second_price", Distribution::Auction, Ranking::Bid, AuctionKind::SecondPrice),
+            ("waterfall", Distribution::Waterfall, Ranking::Bid, AuctionKind::FirstPrice),
+            ("round_robin", Distribution::RoundRobin, Ranking::Bid, AuctionKind::FirstPrice),
+            ("weighted", Distribution::Weighted, Ranking::Bid, AuctionKind::SecondPrice),
+            ("expected_value first_price", Distribution::Auction, Ranking::ExpectedValue, AuctionKind::FirstPrice),
+            ("expected_value second_price", Distribution::Auction, Ranking::ExpectedValue, AuctionKind::SecondPrice),
         ] {
             group.bench_with_input(BenchmarkId::new(name, n), &input, |b, input| {
                 // `rank` takes the collected bids by value, as in the engine; the copy it consumes is made
                 // outside the timing, and the offers it returns are dropped outside it too.
                 b.iter_batched(
                     || input.clone(),
-                    |bids| rank(bids, distribution, auction, floor, draw),
+                    |bids| rank(bids, distribution, ranking, auction, floor, draw),
                     BatchSize::SmallInput,
                 )
             });
@@ -66,5 +76,31 @@ fn ranking(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ranking);
+/// Reading 10 bidders' rates from one seller, each buyer with 30 days of history at 4 leads an hour (720 hours
+/// kept, one return in ten), as an auction of a campaign ranked by expected value does once per auction.
+fn return_rates(c: &mut Criterion) {
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("valid date");
+    let buyers: Vec<String> = (0..10).map(|i| format!("buyer-{i}")).collect();
+    let mut rates = ReturnRates::default();
+    for hour in 0..30 * 24 {
+        for (i, buyer) in buyers.iter().enumerate() {
+            for lead in 0..4 {
+                let at = start + Days::hours(hour) + Days::minutes(lead * 15);
+                rates.delivered("acme", buyer, at);
+                if (hour + i as i64 + lead) % 10 == 0 {
+                    rates.returned("acme", buyer, at);
+                }
+            }
+        }
+    }
+    let now = start + Days::days(30);
+    c.bench_function("ranking/return_rates 10 bidders, 30 days of history", |b| {
+        b.iter(|| {
+            let seller = rates.seller(black_box("acme"));
+            buyers.iter().map(|buyer| seller.rate(buyer, 30, now)).fold(0, |n, rate| n + rate.returned())
+        })
+    });
+}
+
+criterion_group!(benches, ranking, return_rates);
 criterion_main!(benches);

@@ -10,8 +10,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, NodeSettings};
 use crate::ledger::LedgerError;
+use crate::readiness::Readiness;
 
 /// How often expired pings are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -24,23 +25,47 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    /// Cluster mode's tail and watch (nothing in single mode).
+    housekeeping: crate::cluster::Housekeeping,
+    /// Sends win/loss notices; notices still queued at shutdown are not sent.
+    notices: Option<JoinHandle<()>>,
 }
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the journal: {0}")]
+    #[error("cannot open the ledger: {0}")]
     Journal(#[from] LedgerError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
 
+/// What the command line may set for one node over its config file (API.md section 8).
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Listen here instead of `server.listen`.
+    pub listen: Option<SocketAddr>,
+    /// This node's id (`--node-id`); `[cluster].node_id`, or [`crate::engine::SINGLE_NODE_ID`], when `None`.
+    pub node_id: Option<String>,
+    /// This node's data directory (`--data-dir`) instead of `server.data_dir`.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
 /// Replays the journal, then starts the server on `listen`, or on the config's `server.listen` when `None`.
 pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<RunningServer, StartError> {
-    let engine = Engine::open(config).await?;
-    let listener = TcpListener::bind(listen.unwrap_or(engine.config().server.listen)).await?;
+    start_node(config, NodeOptions { listen, ..NodeOptions::default() }).await
+}
+
+/// [`start`] with every option of `gavel serve`.
+pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningServer, StartError> {
+    let settings = NodeSettings { node_id: options.node_id, data_dir: options.data_dir };
+    let engine = Engine::open_node(config, settings).await?;
+    let listener = TcpListener::bind(options.listen.unwrap_or(engine.config().server.listen)).await?;
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
+    engine.attach_replica();
+    let housekeeping = crate::cluster::start(&engine);
+    let notices = engine.notices.start(engine.client.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
         let _ = stopped.await;
@@ -55,15 +80,23 @@ pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Running
             }
         }
     });
-    Ok(RunningServer { addr, engine, stop, server, sweeper })
+    // The journal is replayed and the listener bound: from here on this node can sell.
+    engine.readiness.set(Readiness::Ready);
+    Ok(RunningServer { addr, engine, stop, server, sweeper, housekeeping, notices })
 }
 
 impl RunningServer {
     /// Stops accepting, finishes in-flight requests, and returns once the server has stopped.
     pub async fn shutdown(self) {
+        // First, so that a load balancer probing `/readyz` on a connection still open sends nothing new here.
+        self.engine.readiness.set(Readiness::Stopping);
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.sweeper.abort();
+        drop(self.housekeeping);
+        if let Some(notices) = self.notices {
+            notices.abort();
+        }
         // Everything answered is already on disk; this flushes what was not yet answered and stops the writer.
         if let Err(error) = self.engine.ledger.close().await {
             tracing::error!(%error, "journal close failed");

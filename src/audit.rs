@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::domain::expected_value::ReturnRate;
 use crate::domain::money::Money;
 
 /// How many recent auctions the ring keeps by default.
@@ -27,6 +28,12 @@ pub struct BuyerOutcome {
     pub detail: Option<String>,
     pub latency_ms: Option<f64>,
     pub bid: Option<Money>,
+    /// The buyer's return rate with the seller, on every bid when the campaign ranks by expected value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub return_rate: Option<ReturnRate>,
+    /// bid × (1 − return rate), rounded down to the cent, beside `return_rate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_value: Option<Money>,
 }
 
 /// One post of the lead to one buyer (a retry is a second attempt).
@@ -114,6 +121,15 @@ impl AuctionAudit {
         self.progress.lock().sales.first().cloned()
     }
 
+    /// This auction's post attempts and sales as items another node adds to its trail (cluster mode):
+    /// `{"post": …}` or `{"sale": …}`, JSON.
+    pub fn progress_items(&self) -> Vec<Vec<u8>> {
+        let progress = self.progress.lock();
+        let posts = progress.posts.iter().map(|post| json!({ "post": post }));
+        let sales = progress.sales.iter().map(|sale| json!({ "sale": sale }));
+        posts.chain(sales).map(|item| serde_json::to_vec(&item).expect("items serialize")).collect()
+    }
+
     /// The JSON of `GET /admin/pings/{id}`. Winner, price and payout are the sale's once sold (the first
     /// sale's for a shared lead), else the quote.
     pub fn to_json(&self) -> Value {
@@ -135,6 +151,24 @@ impl AuctionAudit {
             "posts": progress.posts,
         })
     }
+}
+
+/// A trail (as [`AuctionAudit::to_json`] wrote it) with progress items from every node added: the posts and
+/// sales, and the winner, price and payout of the first sale once there is one.
+pub fn with_progress(mut trail: Value, items: &[Vec<u8>]) -> Value {
+    for item in items.iter().filter_map(|bytes| serde_json::from_slice::<Value>(bytes).ok()) {
+        for (kind, list) in [("post", "posts"), ("sale", "sales")] {
+            if let (Some(entry), Some(Value::Array(entries))) = (item.get(kind), trail.get_mut(list)) {
+                entries.push(entry.clone());
+            }
+        }
+    }
+    if let Some(first) = trail["sales"].get(0).cloned() {
+        trail["winner"] = first["buyer"].clone();
+        trail["price"] = first["price"].clone();
+        trail["payout"] = first["payout"].clone();
+    }
+    trail
 }
 
 /// Milliseconds with three decimals, for audit display.

@@ -94,6 +94,13 @@ pub fn daily_limit(buyer: &Buyer, date: NaiveDate) -> Option<u32> {
     Some(buyer.caps.daily.map_or(ramped, |cap| cap.min(ramped)))
 }
 
+/// Each period's key at `at` (in the buyer's timezone) with its cap limit and budget, hourly to monthly: what
+/// a hold checks, for stores that check it elsewhere (Redis in cluster mode).
+pub fn period_terms(buyer: &Buyer, at: DateTime<Utc>) -> [(i64, Option<u32>, Option<Money>); 4] {
+    let local = local(timezone(buyer), at);
+    Period::ALL.map(|period| (period.key(local), cap_limit(buyer, period, local.date()), budget_limit(buyer, period)))
+}
+
 fn cap_limit(buyer: &Buyer, period: Period, date: NaiveDate) -> Option<u32> {
     match period {
         Period::Hourly => buyer.caps.hourly,
@@ -247,11 +254,52 @@ impl BuyerCapacity {
         })
     }
 
+    /// Mirrors in this node's view a hold the coordinator took elsewhere (Redis, in cluster mode), without any
+    /// check: the exact check was made there. The gates then see this node's own held bids at once, as on one
+    /// node; other nodes' holds reach the view only as the sales they become.
+    pub fn shadow(self: &Arc<Self>, buyer: &Buyer, ask: Ask<'_>) -> Hold {
+        let mut tally = self.tally.lock();
+        tally.held_units += 1;
+        tally.held_money += ask.amount;
+        let contacts = if buyer.dedupe_days > 0 { tally.contacts.force_reserve(ask.contacts) } else { Vec::new() };
+        Hold {
+            capacity: Arc::clone(self),
+            tz: timezone(buyer),
+            amount: ask.amount,
+            dedupe_days: buyer.dedupe_days,
+            contacts,
+            settled: false,
+        }
+    }
+
     /// Counts a sale that holds nothing (a sale replayed from the journal at start-up), its contacts included.
     pub fn record_sale(&self, buyer: &Buyer, amount: Money, at: DateTime<Utc>, contacts: &[Contact]) {
         let mut tally = self.tally.lock();
         tally.add_sale(local(timezone(buyer), at), amount);
         tally.contacts.record_sale(contacts, at, buyer.dedupe_days);
+    }
+
+    /// Each period's key, sales and spend at `now`, and the contacts sold within the buyer's window with when:
+    /// what cluster mode rebuilds Redis from.
+    pub fn snapshot(&self, buyer: &Buyer, now: DateTime<Utc>) -> CapacitySnapshot {
+        let local = local(timezone(buyer), now);
+        let tally = self.tally.lock();
+        let periods = Period::ALL.map(|period| {
+            let key = period.key(local);
+            let (sales, spent) = tally.count(period, key);
+            (key, sales, spent)
+        });
+        CapacitySnapshot { periods, contacts: tally.contacts.sold_since(now, buyer.dedupe_days) }
+    }
+
+    /// Forgets every count, hold and contact (cluster mode, before the local view is rebuilt from the books).
+    pub fn reset(&self) {
+        *self.tally.lock() = Tally::default();
+    }
+
+    /// True when `limit` pings are in flight from this node: the gates' cheap look before a slot is taken.
+    pub fn slots_full(&self, limit: u32) -> bool {
+        self.pings_in_flight.load(Ordering::Acquire) >= limit
     }
 
     /// True if the lead is a duplicate for the buyer: what a test post checks, which holds nothing.
@@ -276,32 +324,59 @@ impl BuyerCapacity {
         self.tally.lock().held_money
     }
 
-    /// The operator's view: `caps` and `budgets` objects with `limit`, `used`, `held` and `remaining` for every
-    /// configured period, today's ramped limit as `caps.daily.limit`.
-    pub fn view(&self, buyer: &Buyer, now: DateTime<Utc>) -> (Value, Value) {
+    /// What the buyer has used in its current periods at `now`, and what its held bids hold.
+    pub fn usage(&self, buyer: &Buyer, now: DateTime<Utc>) -> Usage {
         let local = local(timezone(buyer), now);
         let tally = self.tally.lock();
-        let mut caps = Map::new();
-        let mut budgets = Map::new();
-        for period in Period::ALL {
-            let (sales, spent) = tally.count(period, period.key(local));
-            if let Some(limit) = cap_limit(buyer, period, local.date()) {
-                let remaining = limit.saturating_sub(sales + tally.held_units);
-                caps.insert(
-                    period.as_str().to_owned(),
-                    json!({"limit": limit, "used": sales, "held": tally.held_units, "remaining": remaining}),
-                );
-            }
-            if let Some(limit) = budget_limit(buyer, period) {
-                let remaining = (limit - spent - tally.held_money).max(Money::ZERO);
-                budgets.insert(
-                    period.as_str().to_owned(),
-                    json!({"limit": limit, "used": spent, "held": tally.held_money, "remaining": remaining}),
-                );
-            }
+        Usage {
+            periods: Period::ALL.map(|period| tally.count(period, period.key(local))),
+            held_units: tally.held_units,
+            held_money: tally.held_money,
         }
-        (Value::Object(caps), Value::Object(budgets))
     }
+}
+
+/// What a buyer has used and holds: its current periods' sales and spend (hourly to monthly), and what its
+/// held bids hold. On one node its capacity counts it; in cluster mode Redis does, for every node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub periods: [(u32, Money); 4],
+    pub held_units: u32,
+    pub held_money: Money,
+}
+
+/// The operator's view: `caps` and `budgets` objects with `limit`, `used`, `held` and `remaining` for every
+/// configured period, today's ramped limit as `caps.daily.limit`.
+pub fn view(buyer: &Buyer, now: DateTime<Utc>, usage: &Usage) -> (Value, Value) {
+    let local = local(timezone(buyer), now);
+    let mut caps = Map::new();
+    let mut budgets = Map::new();
+    for (period, (sales, spent)) in Period::ALL.into_iter().zip(usage.periods) {
+        let held_units = usage.held_units;
+        if let Some(limit) = cap_limit(buyer, period, local.date()) {
+            let remaining = limit.saturating_sub(sales + held_units);
+            caps.insert(
+                period.as_str().to_owned(),
+                json!({"limit": limit, "used": sales, "held": held_units, "remaining": remaining}),
+            );
+        }
+        if let Some(limit) = budget_limit(buyer, period) {
+            let remaining = (limit - spent - usage.held_money).max(Money::ZERO);
+            budgets.insert(
+                period.as_str().to_owned(),
+                json!({"limit": limit, "used": spent, "held": usage.held_money, "remaining": remaining}),
+            );
+        }
+    }
+    (Value::Object(caps), Value::Object(budgets))
+}
+
+/// What one buyer has sold in its current periods, and to whom within its duplicate window.
+#[derive(Debug, Clone)]
+pub struct CapacitySnapshot {
+    /// Hourly to monthly: the period's key, its sales and its spend.
+    pub periods: [(i64, u32, Money); 4],
+    pub contacts: Vec<(Contact, DateTime<Utc>)>,
 }
 
 /// A winning bid's reservation: the lead's contacts, one unit of every cap and its price against budgets and
@@ -494,7 +569,7 @@ mod tests {
         assert_eq!(capacity.held_money(), ten, "a dropped hold gives its unit and money back");
         first.commit(now);
         assert_eq!(capacity.held_money(), Money::ZERO);
-        let (caps, _) = capacity.view(&b, now);
+        let (caps, _) = view(&b, now, &capacity.usage(&b, now));
         assert_eq!(caps["daily"], json!({"limit": 2, "used": 1, "held": 0, "remaining": 1}));
     }
 
@@ -557,7 +632,7 @@ mod tests {
             let holds: Vec<_> = (0..limit).map(|_| capacity.try_hold(&la, now, ask(0), funds(0)).unwrap()).collect();
             let past = capacity.try_hold(&la, now, ask(0), funds(0));
             assert_eq!(past.err(), Some(Shortfall::Cap(Period::Daily)), "{instant}: limit {limit}");
-            assert_eq!(capacity.view(&la, now).0["daily"]["limit"], limit, "{instant}");
+            assert_eq!(view(&la, now, &capacity.usage(&la, now)).0["daily"]["limit"], limit, "{instant}");
             drop(holds);
         }
     }

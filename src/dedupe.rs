@@ -82,6 +82,20 @@ impl ContactBook {
         Some(new)
     }
 
+    /// Reserves the contacts not reserved yet, whatever the book holds (a shadow of a hold checked elsewhere);
+    /// returns those it reserved.
+    pub fn force_reserve(&mut self, contacts: &[Contact]) -> Vec<Contact> {
+        let mut reserved = Vec::new();
+        for contact in contacts {
+            let state = self.by_contact.entry(*contact).or_default();
+            if !state.reserved {
+                state.reserved = true;
+                reserved.push(*contact);
+            }
+        }
+        reserved
+    }
+
     /// Gives back a hold's reservations.
     pub fn release(&mut self, contacts: &[Contact]) {
         for contact in contacts {
@@ -109,6 +123,18 @@ impl ContactBook {
             self.sold_order.push_back((at, *contact));
         }
         self.expire(at - Duration::days(i64::from(keep_days)));
+    }
+
+    /// The contacts sold within the last `days` days, with their last sale.
+    pub fn sold_since(&self, now: DateTime<Utc>, days: u32) -> Vec<(Contact, DateTime<Utc>)> {
+        if days == 0 {
+            return Vec::new();
+        }
+        let window = Duration::days(i64::from(days));
+        self.by_contact
+            .iter()
+            .filter_map(|(contact, state)| state.last_sale.filter(|at| now - *at < window).map(|at| (*contact, at)))
+            .collect()
     }
 
     /// How many contacts the book holds (sold or reserved).

@@ -89,12 +89,14 @@ LEAD_ID=$(curl -s {base}/v1/post -H 'Authorization: Bearer {seller_key}' -H 'Con
 curl -s {base}/admin/pings/$PING_ID -H 'Authorization: Bearer {admin}'; echo
 
 # 4. The buyer that bought the lead returns it; the other buyers' keys get 404 (a buyer never sees another's
-#    lead). A buyer's first return is over its 10% rate cap, so it waits for the operator's review.
-for KEY in {buyer_keys}; do
+#    lead). A buyer's first return is over its 10% rate cap, so it waits for the operator's review; the
+#    operator approves it, which raises that buyer's return rate with this seller.
+RETURN_ID=$(for KEY in {buyer_keys}; do
   curl -s {base}/v1/returns -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
     -d '{{"lead_id": "'$LEAD_ID'", "reason": "wrong_number", "note": "number disconnected"}}'; echo
-done
+done | tee /dev/stderr | grep -o '"r_[0-9a-f]*"' | head -n 1 | tr -d '"')
 curl -s '{base}/admin/returns?status=pending_review' -H 'Authorization: Bearer {admin}'; echo
+curl -s -X POST {base}/admin/returns/$RETURN_ID/approve -H 'Authorization: Bearer {admin}'; echo
 
 # 5. The lead's delivery record: the terms it was sold under, and its return.
 curl -s {base}/admin/leads/$LEAD_ID -H 'Authorization: Bearer {admin}'; echo
@@ -104,8 +106,16 @@ curl -s {base}/v1/leads -H 'Authorization: Bearer {seller_key}' -H 'Content-Type
   -d '{{"campaign": "auto-insurance", "lead": {{"postal_code": "94107", "state": "CA", "age": 41, "homeowner": false,
        "first_name": "Alan", "last_name": "Turing", "phone": "212-867-5309", "email": "alan@example.com"}}}}'; echo
 
-# 7. Metrics.
-curl -s {base}/metrics | grep gavel_buyer_responses_total
+# 7. Return-aware ranking: home-insurance orders bids by bid × (1 − return rate). Its audit trail shows each
+#    bid's return_rate and expected_value: r = (A + 1) / (D + 20) over its last 30 days of leads from this
+#    seller, so the buyer whose return was approved in step 4 now counts a higher rate than the others.
+HOME_ID=$(curl -s {base}/v1/ping -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json' \
+  -d '{{"campaign": "home-insurance", "lead": {{"postal_code": "94107", "state": "CA", "age": 52, "homeowner": true}}}}' \
+  | tee /dev/stderr | grep -o '"p_[0-9a-f]*"' | tr -d '"'); echo
+curl -s {base}/admin/pings/$HOME_ID -H 'Authorization: Bearer {admin}'; echo
+
+# 8. Metrics: every buyer's answers, and the win/loss notices sent to sunrise-insurance (its notice_url).
+curl -s {base}/metrics | grep -E 'gavel_buyer_responses_total|gavel_notices_total'
 
 Press Ctrl-C to stop."#,
         buyers = config.buyers.len(),
@@ -114,4 +124,29 @@ Press Ctrl-C to stop."#,
         seller_id = config.sellers.first().map_or("SELLER", |s| s.id.as_str()),
         buyer_keys = config.buyers.iter().map(|b| b.api_key.expose()).collect::<Vec<_>>().join(" "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Ranking;
+
+    /// The demo shows both features: a buyer whose notices its own simulated endpoint takes (the simulated
+    /// buyers are started on the ping and post addresses), and a campaign ranked by expected value.
+    #[test]
+    fn the_demo_has_a_notice_url_served_by_a_simulated_buyer_and_a_campaign_ranked_by_expected_value() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_CONFIG);
+        let config = config::load_file(&path).unwrap_or_else(|e| panic!("{DEMO_CONFIG}:\n{e}"));
+        let noticed: Vec<_> = config.buyers.iter().filter(|b| b.notice_url.is_some()).collect();
+        assert_eq!(noticed.len(), 1);
+        let buyer = noticed[0];
+        let served = buyer.ping_url.as_ref().unwrap_or(&buyer.post_url).authority();
+        assert_eq!(buyer.notice_url.as_ref().and_then(|url| url.authority()), served);
+        assert_eq!(buyer.notice_url.as_ref().map(|url| url.path()), Some("/notice"));
+        let ranked: Vec<_> = config.campaigns.iter().filter(|c| c.ranking == Ranking::ExpectedValue).collect();
+        assert_eq!(ranked.len(), 1);
+        assert!(config.buyers_of(&ranked[0].id).count() >= 2, "a ranking needs bidders");
+        let text = instructions("127.0.0.1:8080".parse().unwrap(), &config);
+        assert!(text.contains(&ranked[0].id) && text.contains("gavel_notices_total"));
+    }
 }

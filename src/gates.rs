@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::buyers::BuyerState;
-use crate::capacity::{timezone, Ask, Period, Shortfall, Slot};
+use crate::capacity::{timezone, Ask, Period, Shortfall};
 use crate::config::{decimal_of, Buyer, Campaign, Rule, RuleOp, Schedule};
 use crate::dedupe::Contact;
 use crate::domain::lead::Lead;
@@ -99,10 +99,11 @@ pub struct GateInput<'a> {
 }
 
 /// A buyer that passed every gate.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
-    /// Its ping's concurrency slot, freed when the ping is answered or abandoned.
-    pub slot: Option<Slot>,
+    /// Its `concurrent_pings`, when it has one: the caller takes a slot before the ping leaves (from the
+    /// coordinator, which counts pings in flight on every node).
+    pub slot_limit: Option<u32>,
 }
 
 /// Runs the gates in order; `Ok` means the buyer may take part.
@@ -122,14 +123,17 @@ pub fn check(input: &GateInput<'_>) -> Result<Admitted, Exclusion> {
     let room = state.capacity.room(buyer, now.utc, local, ask, state.funds(buyer, ledger));
     room.duplicate?;
     room.caps?;
-    let slot = state.capacity.try_slot(buyer.caps.concurrent_pings)?;
+    // A cheap look at this node's own pings in flight; the slot itself is taken once every buyer is gated.
+    if buyer.caps.concurrent_pings.is_some_and(|limit| state.capacity.slots_full(limit)) {
+        return Err(Exclusion::Concurrency);
+    }
     room.funds?;
     if let Some(time) = buyer_time {
         if *time < Duration::from_millis(campaign.min_buyer_ms) {
             return Err(Exclusion::InsufficientTime);
         }
     }
-    Ok(Admitted { slot })
+    Ok(Admitted { slot_limit: buyer.caps.concurrent_pings })
 }
 
 /// The stateless gates: whether the lead fits the buyer's terms, whatever the buyer has bought before. `local`

@@ -18,13 +18,14 @@
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
 //! - [`live`] — the bounded broadcast of auction answers and sales that live views read.
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
+//! - [`notices`] — win/loss notices to buyers: a bounded queue drained after the seller's answer.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
 //! - [`ops`] — what operators, buyers and sellers can read and change, shared by the JSON APIs and the pages.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
 //! - [`web`] — the operator console and the buyer and seller portals as pages; sessions, CSRF, live dashboard.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.
-//! - [`app`] — startup and shutdown; [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
+//! - [`app`] — startup and shutdown, and the node's [`readiness`] (`/readyz`); [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
 //! - [`ids`], [`time`], [`logging`], [`signals`] — small shared utilities.
 #![forbid(unsafe_code)]
 
@@ -33,7 +34,9 @@ pub mod auction;
 pub mod audit;
 pub mod buyers;
 pub mod capacity;
+pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
@@ -47,8 +50,10 @@ pub mod ledger;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod notices;
 pub mod ops;
 pub mod ratelimit;
+pub mod readiness;
 pub mod shedding;
 pub mod signals;
 pub mod sim;

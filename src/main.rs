@@ -33,6 +33,13 @@ enum Command {
         /// Listen here instead of the config's server.listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// This node's id (GET /admin/cluster): 1 to 64 characters of a-z, 0-9, '_' and '-'. Default: the
+        /// config's [cluster].node_id, else "single".
+        #[arg(long, value_parser = node_id)]
+        node_id: Option<String>,
+        /// This node's data directory instead of the config's server.data_dir (nodes on one host need their own).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Validate a configuration file and print every problem (exit 1 on any).
     CheckConfig {
@@ -86,8 +93,8 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, listen } => match config::load_file(&config) {
-            Ok(loaded) => serve(loaded, listen, None).await,
+        Command::Serve { config, listen, node_id, data_dir } => match config::load_file(&config) {
+            Ok(loaded) => serve(loaded, app::NodeOptions { listen, node_id, data_dir }, None).await,
             Err(problems) => {
                 eprintln!("gavel: {} is not valid:\n  {}", config.display(), problems.0.join("\n  "));
                 ExitCode::FAILURE
@@ -112,18 +119,28 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let code = serve(loaded, listen, Some(&demo::instructions)).await;
+            let options = app::NodeOptions { listen, ..app::NodeOptions::default() };
+            let code = serve(loaded, options, Some(&demo::instructions)).await;
             drop(buyers);
             code
         }
     }
 }
 
+/// `--node-id`: the same rule as every id in the config file.
+fn node_id(text: &str) -> Result<String, String> {
+    if config::is_valid_id(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of a-z, 0-9, '_' and '-'".to_owned())
+    }
+}
+
 type Banner<'a> = &'a dyn Fn(SocketAddr, &config::Config) -> String;
 
-async fn serve(config: config::Config, listen: Option<SocketAddr>, banner: Option<Banner<'_>>) -> ExitCode {
+async fn serve(config: config::Config, options: app::NodeOptions, banner: Option<Banner<'_>>) -> ExitCode {
     let revision = config.revision.clone();
-    let server = match app::start(config, listen).await {
+    let server = match app::start_node(config, options).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("gavel: {error}");

@@ -88,6 +88,12 @@ const HELP: &[(&str, &str, &str)] = &[
     ("gavel_buyer_exclusions_total", "counter", "Buyers not pinged, by buyer and the gate that excluded them."),
     ("gavel_posts_total", "counter", "Post attempts to buyers, by buyer and outcome."),
     ("gavel_sales_total", "counter", "Leads sold, by campaign."),
+    (
+        "gavel_notices_total",
+        "counter",
+        "Win/loss notices, by buyer and outcome: sent (2xx), failed (other answer, error, timeout) or dropped \
+         (queue full).",
+    ),
     ("gavel_late_answers_total", "counter", "Buyer answers dropped because they arrived after the buyer's time."),
     ("gavel_http_requests_total", "counter", "HTTP requests answered, by route and status."),
     (

@@ -3,7 +3,8 @@
 //! An exclusive lead goes to one buyer at a time; a shared lead to as many at once as are still wanted. A
 //! bidder whose payout would fall below the seller's `min_payout` is skipped, and so is one for which the real
 //! phone or email is a duplicate: its hold must reserve them before the lead is sent. A sale is answered only
-//! after the ledger has recorded it.
+//! after the ledger has recorded it; once a buyer accepted the lead, the sale is booked whatever fails after
+//! (cluster mode retries an unreachable ledger until it answers).
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -13,13 +14,15 @@ use crate::auction::held::{HeldPing, PostResult, SoldTo, UnsoldReason};
 use crate::audit::{round_ms, PostAttemptRecord, SaleRecord};
 use crate::capacity::Ask;
 use crate::config::SellMode;
+use crate::coordinator::{Coordinator, Unclaimed};
 use crate::dedupe::{contacts_of, Contact};
 use crate::delivery::{post_body, post_lead, BuyerClient, PostOutcome};
 use crate::domain::lead::Lead;
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
+use crate::engine::SellerError;
 use crate::ids::new_id;
-use crate::ledger::{Ledger, LedgerError, Sale};
+use crate::ledger::{Ledger, Sale};
 use crate::metrics::Metrics;
 
 /// The parts of the engine a delivery uses.
@@ -27,6 +30,7 @@ pub struct Cascade<'a> {
     pub client: &'a BuyerClient,
     pub ledger: &'a Ledger,
     pub metrics: &'a Metrics,
+    pub coordinator: &'a Coordinator,
 }
 
 /// The lead being delivered, with what the duplicate check needs from it.
@@ -39,13 +43,14 @@ struct Posted<'a> {
 }
 
 impl Cascade<'_> {
-    /// Delivers `lead` (normalized, full) for a held ping.
+    /// Delivers `lead` (normalized, full) for a held ping. `Err` only when nothing was sold: a store could not
+    /// be reached (503), or a ping's holds were lost with Redis (410).
     pub async fn deliver(
         &self,
         held: &HeldPing,
         lead: &Lead,
         min_payout: Option<Money>,
-    ) -> Result<PostResult, LedgerError> {
+    ) -> Result<PostResult, SellerError> {
         // The real phone and email are known now: the duplicate check runs again on them.
         let posted =
             Posted { lead, kept: lead.record_projection(&held.campaign.ping_fields), contacts: contacts_of(lead) };
@@ -57,7 +62,9 @@ impl Cascade<'_> {
         let priced = held.offers.iter().enumerate().map(|(i, offer)| ((i, offer), offer.price.less_margin(margin)));
         let (candidates, skipped): (Vec<_>, Vec<_>) =
             priced.partition(|(_, payout)| min_payout.is_none_or(|least| *payout >= least));
-        let all_below_min_payout = candidates.is_empty() && !skipped.is_empty();
+        // Unsold with a bidder skipped for min_payout: a lower minimum could have sold it (API.md section 2),
+        // also when the bidders above it rejected.
+        let skipped_for_min_payout = !skipped.is_empty();
 
         let mut sales = Vec::new();
         let mut candidates = candidates.into_iter();
@@ -67,14 +74,26 @@ impl Cascade<'_> {
                 break;
             }
             let offered = round.into_iter().map(|((i, offer), payout)| self.offer(held, &posted, i, offer, payout));
+            let mut stopped = None;
             for sold in join_all(offered).await {
-                sales.extend(sold?);
+                match sold {
+                    Ok(sold) => sales.extend(sold),
+                    Err(error) => stopped = Some(error),
+                }
+            }
+            // A store went away mid-cascade: what sold stays sold; with nothing sold, the post is refused.
+            if let Some(error) = stopped {
+                if sales.is_empty() {
+                    return Err(error);
+                }
+                break;
             }
         }
         if !sales.is_empty() {
             return Ok(PostResult::Sold { sales });
         }
-        let reason = if all_below_min_payout { UnsoldReason::BelowMinPayout } else { UnsoldReason::AllBuyersRejected };
+        let reason =
+            if skipped_for_min_payout { UnsoldReason::BelowMinPayout } else { UnsoldReason::AllBuyersRejected };
         Ok(PostResult::Unsold { reason })
     }
 
@@ -88,14 +107,22 @@ impl Cascade<'_> {
         index: usize,
         offer: &Offer,
         payout: Money,
-    ) -> Result<Option<SoldTo>, LedgerError> {
+    ) -> Result<Option<SoldTo>, SellerError> {
         let (buyer, state) = (&held.roster.config.buyers[offer.bid.buyer], &held.roster.states[offer.bid.buyer]);
         let now = Utc::now();
         let hold = match held.take_hold(index) {
-            Some(mut hold) => match hold.reserve_contacts(&posted.contacts, now) {
+            Some(mut hold) => match hold.claim(&posted.contacts, now).await {
                 Ok(()) => Some(hold),
-                // Dropping the hold gives its room back.
-                Err(_) => return Ok(None),
+                Err(Unclaimed::Duplicate) => {
+                    hold.release();
+                    return Ok(None);
+                }
+                // Redis lost the ping's holds (it restarted empty): the bids are gone with them.
+                Err(Unclaimed::Gone) => return Err(SellerError::PingExpired),
+                Err(Unclaimed::Unreachable) => {
+                    held.return_hold(index, hold);
+                    return Err(SellerError::Unavailable("Redis"));
+                }
             },
             // A test post holds nothing, but still never sends a buyer a lead it bought.
             None if held.test => {
@@ -106,10 +133,12 @@ impl Cascade<'_> {
             }
             None => {
                 let ask = Ask { amount: offer.price, contacts: &posted.contacts };
-                match state.capacity.try_hold(buyer, now, ask, || state.funds(buyer, self.ledger)) {
-                    Ok(hold) => Some(hold),
+                let held_for = claim_window(buyer);
+                match self.coordinator.hold(&held.roster, self.ledger, offer.bid.buyer, ask, held_for, now).await {
+                    Ok(Ok(hold)) => Some(hold),
                     // Its room went to other sales since the auction, or the lead is a duplicate for it.
-                    Err(_) => return Ok(None),
+                    Ok(Err(_)) => return Ok(None),
+                    Err(_) => return Err(SellerError::Unavailable("Redis")),
                 }
             }
         };
@@ -161,9 +190,9 @@ impl Cascade<'_> {
                 lead: posted.kept.clone(),
                 terms_id: 0,
             };
-            self.ledger.record_sale(sale, &held.roster.config.revision, || buyer.terms()).await?;
-            // Counted against caps once the ledger has it; until then the hold keeps the unit and the contacts.
-            hold.commit(at);
+            let record = self.ledger.record_accepted_sale(sale, &held.roster.config.revision, buyer);
+            // The hold keeps the unit and the contacts until the sale is counted, in the order its store needs.
+            hold.book(&lead_id, at, record).await?;
             self.metrics.inc("gavel_sales_total", &[("campaign", &held.campaign.id)]);
         }
         held.audit.record_sale(SaleRecord {
@@ -174,4 +203,9 @@ impl Cascade<'_> {
         });
         Ok(Some(SoldTo { lead_id, buyer: buyer.id.clone(), price: offer.price, payout }))
     }
+}
+
+/// How long a runner-up's hold lasts: the post's two attempts and a margin.
+fn claim_window(buyer: &crate::config::Buyer) -> std::time::Duration {
+    std::time::Duration::from_millis(buyer.post_timeout_ms.saturating_mul(2)) + std::time::Duration::from_secs(10)
 }

@@ -2,7 +2,9 @@
 //!
 //! All pings of one auction are futures polled by the task that received the seller's request, so an
 //! auction never hops between worker threads. Each ping carries its own time limit (the buyer's real time),
-//! and the whole collection is also bounded by the auction's deadline.
+//! and the whole collection is also bounded by the auction's deadline. Concurrency slots of the buyers that
+//! passed the gates are taken together from the coordinator before the pings leave (in cluster mode, one
+//! Redis round trip for all of them).
 
 use std::time::Duration;
 
@@ -13,8 +15,10 @@ use crate::auction::deadline::Deadline;
 use crate::audit::{round_ms, BuyerOutcome};
 use crate::buyers::Roster;
 use crate::config::Campaign;
+use crate::coordinator::{Coordinator, Unreachable};
 use crate::dedupe::Contact;
 use crate::delivery::{ping_body, ping_buyer, BuyerClient, PingOutcome};
+use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
 use crate::gates::{self, GateInput};
@@ -36,6 +40,7 @@ pub struct FanOut<'a> {
     pub ledger: &'a Ledger,
     /// A uniform draw in [0, 1) that decides whether probing buyers take part.
     pub draw: f64,
+    pub coordinator: &'a Coordinator,
 }
 
 /// What came back from the buyers.
@@ -53,15 +58,29 @@ pub struct Collected {
     pub slowest_leg: Duration,
 }
 
-/// Gates, pings and collects. Never waits past the deadline.
-pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut<'_>) -> Collected {
-    let FanOut { roster, campaign, lead, ping_id, deadline, test, contacts, ledger, draw } = input;
+/// A buyer that passed the gates and will be pinged.
+struct ToPing<'a> {
+    slot: usize,
+    buyer_index: usize,
+    url: &'a hyper::Uri,
+    time: Duration,
+}
+
+/// Gates, pings and collects. Never waits past the deadline. `Err` when the coordinator cannot be reached
+/// for the buyers' concurrency slots (cluster mode): nobody was pinged.
+pub async fn collect_bids(
+    client: &BuyerClient,
+    metrics: &Metrics,
+    input: FanOut<'_>,
+) -> Result<Collected, Unreachable> {
+    let FanOut { roster, campaign, lead, ping_id, deadline, test, contacts, ledger, draw, coordinator } = input;
     let config = &*roster.config;
     let projection = lead.project(&campaign.ping_fields);
     let mut outcomes = Vec::new();
     let mut bids = Vec::new();
     let mut eligible = 0;
-    let mut pending = FuturesUnordered::new();
+    let mut to_ping = Vec::new();
+    let mut slots_wanted = Vec::new();
     // By slot, the buyer index of a ping not answered yet: those left when the deadline passes timed out.
     let mut unanswered = Vec::new();
     let (now, instant) = (Moment::new(chrono::Utc::now()), Instant::now());
@@ -78,6 +97,8 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             detail: None,
             latency_ms: None,
             bid: None,
+            return_rate: None,
+            expected_value: None,
         });
         let gate = GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, contacts, ledger };
         let admitted = match gates::check(&gate) {
@@ -91,6 +112,9 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             }
         };
         eligible += 1;
+        if let (Some(limit), Some(_), None) = (admitted.slot_limit, &buyer.ping_url, buyer.fixed_price) {
+            slots_wanted.push((buyer_index, limit));
+        }
         match (&buyer.ping_url, buyer.fixed_price) {
             (_, Some(price)) => {
                 let outcome = if price > campaign.max_bid {
@@ -101,16 +125,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
                 record(&mut outcomes[slot], &mut bids, buyer_index, buyer.priority, buyer.weight, outcome, None);
             }
             (Some(url), None) => {
-                let time = buyer_time.unwrap_or_default();
-                let body = ping_body(ping_id, &campaign.id, &projection, buyer, time.as_millis() as u64, test);
-                unanswered[slot] = Some(buyer_index);
-                pending.push(async move {
-                    // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.
-                    let _slot = admitted.slot;
-                    let sent = Instant::now();
-                    let outcome = ping_buyer(client, buyer, url, body, time, campaign.max_bid).await;
-                    (slot, buyer_index, outcome, sent.elapsed())
-                });
+                to_ping.push(ToPing { slot, buyer_index, url, time: buyer_time.unwrap_or_default() });
             }
             (None, None) => {
                 // The loader refuses such a buyer; should one slip through, it costs only itself.
@@ -118,6 +133,38 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
                 record(&mut outcomes[slot], &mut bids, buyer_index, buyer.priority, buyer.weight, outcome, None);
             }
         }
+    }
+
+    // Every slot at once; a buyer whose slots are all taken (on any node) is excluded for concurrency.
+    let mut slots = coordinator.take_slots(roster, &slots_wanted).await?.into_iter();
+    let mut pending = FuturesUnordered::new();
+    for ToPing { slot, buyer_index, url, time } in to_ping {
+        let buyer = &config.buyers[buyer_index];
+        let concurrency_slot = match slots_wanted.first() {
+            Some(&(first, _)) if first == buyer_index => {
+                slots_wanted.remove(0);
+                match slots.next().flatten() {
+                    Some(taken) => Some(taken),
+                    None => {
+                        eligible -= 1;
+                        metrics.inc("gavel_buyer_exclusions_total", &[("buyer", &buyer.id), ("reason", "concurrency")]);
+                        outcomes[slot].outcome = "excluded";
+                        outcomes[slot].detail = Some("concurrency".into());
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let body = ping_body(ping_id, &campaign.id, &projection, buyer, time.as_millis() as u64, test);
+        unanswered[slot] = Some(buyer_index);
+        pending.push(async move {
+            // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.
+            let _slot = concurrency_slot;
+            let sent = Instant::now();
+            let outcome = ping_buyer(client, buyer, url, body, time, campaign.max_bid).await;
+            (slot, buyer_index, outcome, sent.elapsed())
+        });
     }
     let pinged = pending.len();
     metrics.outbound_exchanges.fetch_add(pinged as u64, std::sync::atomic::Ordering::Relaxed);
@@ -175,7 +222,7 @@ pub async fn collect_bids(client: &BuyerClient, metrics: &Metrics, input: FanOut
             tracing::debug!(buyer = %outcome.buyer, outcome = outcome.outcome, detail = ?outcome.detail, "buyer ping failed");
         }
     }
-    Collected { outcomes, bids, eligible, pinged, slowest_leg }
+    Ok(Collected { outcomes, bids, eligible, pinged, slowest_leg })
 }
 
 /// What an answer tells the buyer's health tracking.
@@ -201,7 +248,9 @@ fn record(
     match outcome {
         PingOutcome::Bid { amount, bid_id } => {
             slot.bid = Some(amount);
-            bids.push(Bid { buyer, amount, priority, weight, answered_after: Duration::ZERO, bid_id });
+            // The rate is read from the books once the fan-out is over, for campaigns that rank by it.
+            let return_rate = ReturnRate::NO_HISTORY;
+            bids.push(Bid { buyer, amount, priority, weight, answered_after: Duration::ZERO, bid_id, return_rate });
         }
         PingOutcome::Error { kind } => slot.detail = Some(kind),
         PingOutcome::NoBid | PingOutcome::Timeout => {}

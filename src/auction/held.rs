@@ -7,10 +7,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 use crate::audit::AuctionAudit;
 use crate::buyers::Roster;
-use crate::capacity::Hold;
 use crate::config::{Campaign, Seller};
+use crate::coordinator::Hold;
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
 
@@ -49,14 +51,14 @@ pub struct PostMemo {
 }
 
 /// The outcome of delivering a posted lead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PostResult {
     Sold { sales: Vec<SoldTo> },
     Unsold { reason: UnsoldReason },
 }
 
 /// One buyer that took the lead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SoldTo {
     pub lead_id: String,
     pub buyer: String,
@@ -65,11 +67,12 @@ pub struct SoldTo {
 }
 
 /// Why a post sold nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnsoldReason {
-    /// Every buyer offered the lead rejected it, failed, or there was no bid to offer it to.
+    /// Every buyer offered the lead rejected it, failed, or there was no bid to offer it to, and no bidder
+    /// was skipped for `min_payout`.
     AllBuyersRejected,
-    /// Every remaining bidder's payout was below the seller's `min_payout`.
+    /// At least one bidder was skipped because its payout was below the seller's `min_payout`.
     BelowMinPayout,
 }
 
@@ -94,13 +97,23 @@ impl HeldPing {
         self.holds.lock().get_mut(offer).and_then(Option::take)
     }
 
-    /// Releases every hold still kept (dropping a hold releases it, outside this ping's lock).
-    pub fn release_holds(&self) {
-        let holds = std::mem::take(&mut *self.holds.lock());
-        drop(holds);
+    /// Puts a hold back (a post was refused after taking it: the bid stays held for the next try).
+    pub fn return_hold(&self, offer: usize, hold: Hold) {
+        if let Some(slot) = self.holds.lock().get_mut(offer) {
+            *slot = Some(hold);
+        }
     }
 
-    /// Releases the holds when the bids expire unposted, to the moment.
+    /// Releases every hold still kept: the ping is done (outside this ping's lock).
+    pub fn release_holds(&self) {
+        let holds = std::mem::take(&mut *self.holds.lock());
+        for hold in holds.into_iter().flatten() {
+            hold.release();
+        }
+    }
+
+    /// Releases the holds when the bids expire unposted, to the moment. (In cluster mode a hold that a post on
+    /// another node claimed meanwhile has a later expiry, and stays.)
     pub fn release_holds_at_expiry(self: &Arc<Self>) {
         if self.holds.lock().iter().all(Option::is_none) {
             return;
@@ -108,7 +121,10 @@ impl HeldPing {
         let held = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep_until(held.expires_at).await;
-            held.release_holds();
+            let holds = std::mem::take(&mut *held.holds.lock());
+            for hold in holds.into_iter().flatten() {
+                hold.expire();
+            }
         });
     }
 }

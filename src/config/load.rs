@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use toml::Table;
 
 use super::{
-    AuctionKind, Billing, Buyer, Campaign, Caps, Config, Distribution, Filters, PostalCodes, Ramp, ResponseAdapter,
-    ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla, KNOWN_RETURN_REASONS,
+    AuctionKind, Billing, Buyer, Campaign, Caps, ClusterConfig, Config, Distribution, Filters, PostalCodes, Ramp,
+    Ranking, ResponseAdapter, ReturnPolicy, Rule, RuleOp, Schedule, Secret, SellMode, Seller, ServerConfig, Sla,
+    KNOWN_RETURN_REASONS,
 };
 
 mod buyer;
@@ -46,13 +47,24 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
     let parts = read_root(&table, &mut problems);
     match parts {
-        Some(parts) if problems.0.is_empty() => {
-            Ok(Config::new(parts.server, parts.sellers, parts.campaigns, parts.buyers, revision_of(text)))
-        }
+        Some(parts) if problems.0.is_empty() => Ok(Config::new(
+            parts.server,
+            parts.cluster,
+            parts.sellers,
+            parts.campaigns,
+            parts.buyers,
+            revision_of(text),
+        )),
         // A reader only gives up after recording why, so an empty list here would be a bug in this file.
         _ if problems.0.is_empty() => Err(ConfigErrors(vec!["configuration could not be read".to_owned()])),
         _ => Err(ConfigErrors(problems.0)),
     }
+}
+
+/// An id of the config file (seller, campaign, buyer) or a node: 1 to 64 characters of `[a-z0-9_-]`.
+pub fn is_valid_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Reads and parses a configuration file.
@@ -141,6 +153,7 @@ impl Registry {
 
 struct Parts {
     server: ServerConfig,
+    cluster: Option<ClusterConfig>,
     sellers: Vec<Seller>,
     campaigns: Vec<Campaign>,
     buyers: Vec<Buyer>,
@@ -151,12 +164,34 @@ fn read_root(table: &Table, p: &mut Problems) -> Option<Parts> {
     let mut registry = Registry::default();
     let server = root.need("server", p).and_then(|f| f.table(p)).and_then(|s| read_server(s, p));
     registry.admin_token = server.as_ref().map(|s| s.admin_token.clone());
+    let cluster = root.optional("cluster", |f| f.table(p).and_then(|s| read_cluster(s, p)));
     let sellers = read_each(&mut root, "sellers", p, |s, p| read_seller(s, &mut registry, p));
     // Campaigns before buyers, whatever the order in the file: buyers refer to them.
     let campaigns = read_each(&mut root, "campaigns", p, |s, p| read_campaign(s, &mut registry, p));
     let buyers = read_each(&mut root, "buyers", p, |s, p| read_buyer(s, &mut registry, p));
     root.finish(p);
-    Some(Parts { server: server?, sellers: sellers?, campaigns: campaigns?, buyers: buyers? })
+    Some(Parts { server: server?, cluster: cluster?, sellers: sellers?, campaigns: campaigns?, buyers: buyers? })
+}
+
+/// `[cluster]`: its name names the Redis keys and the PostgreSQL schema, so it is kept to what both accept
+/// unquoted.
+fn read_cluster(mut s: Section, p: &mut Problems) -> Option<ClusterConfig> {
+    let name = s.need("name", p).and_then(|f| {
+        let name = f.str(p)?;
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && name.len() <= 31 {
+            Some(name.to_owned())
+        } else {
+            f.fail("must be a lower-case letter then up to 30 of a-z, 0-9 and '_'", p)
+        }
+    });
+    let node_id = s.optional("node_id", |f| f.id(p));
+    let redis_url = s.need("redis_url", p).and_then(|f| f.secret(p));
+    let postgres_url = s.need("postgres_url", p).and_then(|f| f.secret(p));
+    s.finish(p);
+    Some(ClusterConfig { name: name?, node_id: node_id?, redis_url: redis_url?, postgres_url: postgres_url? })
 }
 
 /// An array of tables such as `[[sellers]]`; absent means none.

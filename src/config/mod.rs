@@ -22,12 +22,14 @@ use serde::Serialize;
 use crate::domain::money::Money;
 
 use keys::KeyIndex;
-pub use load::{load_file, parse, ConfigErrors};
+pub use load::{is_valid_id, load_file, parse, ConfigErrors};
 
 /// The whole running configuration. Ids index into the vectors through the lookup maps.
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[cluster]`: several nodes sharing PostgreSQL and Redis (API.md section 9); `None` for one node.
+    pub cluster: Option<ClusterConfig>,
     pub sellers: Vec<Arc<Seller>>,
     pub campaigns: Vec<Arc<Campaign>>,
     pub buyers: Vec<Arc<Buyer>>,
@@ -49,6 +51,7 @@ impl Config {
     /// Builds the lookup maps. Called by the loader once validation has passed (ids and keys are unique).
     fn new(
         server: ServerConfig,
+        cluster: Option<ClusterConfig>,
         sellers: Vec<Seller>,
         campaigns: Vec<Campaign>,
         buyers: Vec<Buyer>,
@@ -70,6 +73,7 @@ impl Config {
         }
         Config {
             server,
+            cluster,
             sellers: sellers.into_iter().map(Arc::new).collect(),
             campaigns: campaigns.into_iter().map(Arc::new).collect(),
             buyers: buyers.into_iter().map(Arc::new).collect(),
@@ -160,6 +164,17 @@ pub struct ServerConfig {
     pub max_auctions_in_flight: Option<usize>,
 }
 
+/// `[cluster]`: the exchange this node belongs to and the stores its nodes share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The exchange's name: Redis keys start `gavel:<name>:`, the PostgreSQL schema is `gavel_<name>`.
+    pub name: String,
+    /// This node's id, unless `gavel serve --node-id` gives one.
+    pub node_id: Option<String>,
+    pub redis_url: Secret,
+    pub postgres_url: Secret,
+}
+
 /// `[[sellers]]`.
 #[derive(Debug, Clone)]
 pub struct Seller {
@@ -189,6 +204,16 @@ pub enum SellMode {
     },
 }
 
+impl SellMode {
+    /// How many bidders the lead is quoted to: one, or `max_buyers`.
+    pub fn places(self) -> usize {
+        match self {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        }
+    }
+}
+
 /// The order in which bidders are offered the lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,6 +222,16 @@ pub enum Distribution {
     Waterfall,
     RoundRobin,
     Weighted,
+}
+
+/// How the bids of an `auction` campaign are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    /// By the bid alone.
+    Bid,
+    /// By bid × (1 − the buyer's return rate with the seller): what the seller can expect to keep.
+    ExpectedValue,
 }
 
 /// `[[campaigns]]`.
@@ -215,6 +250,10 @@ pub struct Campaign {
     pub auction: AuctionKind,
     pub sell: SellMode,
     pub distribution: Distribution,
+    /// Only with `distribution = "auction"` (the loader refuses anything else).
+    pub ranking: Ranking,
+    /// The window of the return rates `ranking = "expected_value"` reads, in days of 24 h (1 to 365).
+    pub return_rate_days: u32,
 }
 
 /// How a buyer pays.
@@ -234,6 +273,8 @@ pub struct Buyer {
     /// `None` only for fixed-price buyers, which are never pinged.
     pub ping_url: Option<hyper::Uri>,
     pub post_url: hyper::Uri,
+    /// Where win/loss notices go (API.md section 3); none when absent.
+    pub notice_url: Option<hyper::Uri>,
     pub fixed_price: Option<Money>,
     pub timeout_ms: u64,
     pub post_timeout_ms: u64,

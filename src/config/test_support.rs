@@ -17,6 +17,8 @@ pub fn campaign(id: &str) -> Campaign {
         auction: AuctionKind::FirstPrice,
         sell: SellMode::Exclusive,
         distribution: Distribution::Auction,
+        ranking: Ranking::Bid,
+        return_rate_days: 30,
     }
 }
 
@@ -28,6 +30,7 @@ pub fn buyer(id: &str, campaigns: &[&str]) -> Buyer {
         campaigns: campaigns.iter().map(|c| (*c).to_owned()).collect(),
         ping_url: Some(hyper::Uri::from_static("http://127.0.0.1:9/ping")),
         post_url: hyper::Uri::from_static("http://127.0.0.1:9/post"),
+        notice_url: None,
         fixed_price: None,
         timeout_ms: 200,
         post_timeout_ms: 3000,

@@ -54,6 +54,23 @@ impl Money {
         Money(Decimal::new(cents, 2))
     }
 
+    /// The amount in whole cents (money always has at most two decimals and fifteen digits before the point,
+    /// so it fits), for stores that count in integers (Redis in cluster mode) and exact integer arithmetic
+    /// (expected values).
+    pub fn cents(self) -> i64 {
+        let mut scaled = self.0;
+        scaled.rescale(2);
+        i64::try_from(scaled.mantissa()).unwrap_or(if scaled.is_sign_negative() { i64::MIN } else { i64::MAX })
+    }
+
+    /// `numerator / denominator` cents, rounded down to the cent: how a fraction of an amount (an expected
+    /// value, a price weighted by return rates) becomes money. A zero denominator, or a quotient beyond any
+    /// amount an `i64` of cents holds (92 trillion), saturates at that maximum: no bid reaches it.
+    pub fn from_cents_fraction_floor(numerator: u128, denominator: u128) -> Money {
+        let cents = numerator.checked_div(denominator).unwrap_or(u128::MAX);
+        Money::from_cents(i64::try_from(cents).unwrap_or(i64::MAX))
+    }
+
     /// The underlying exact decimal.
     pub fn as_decimal(self) -> Decimal {
         self.0
@@ -353,6 +370,27 @@ mod tests {
             let margin = Decimal::from_str(margin).unwrap();
             assert_eq!(price.less_margin(margin).to_string(), payout, "{price} at {margin}%");
         }
+    }
+
+    #[test]
+    fn fractions_of_cents_round_down_and_cents_are_exact() {
+        let cases = [
+            // (numerator cents, denominator, money)
+            (1000 * 19, 20, "9.50"), // 10.00 × 19/20
+            (1000 * 18, 21, "8.57"), // 8.5714…
+            (857 * 20, 19, "9.02"),  // 9.0210…
+            (1, 3, "0.00"),          // a third of a cent
+            (0, 7, "0.00"),
+            (u128::MAX, 1, "92233720368547758.07"), // saturates instead of wrapping
+            (5, 0, "92233720368547758.07"),
+        ];
+        for (numerator, denominator, money) in cases {
+            let got = Money::from_cents_fraction_floor(numerator, denominator);
+            assert_eq!(got.to_string(), money, "{numerator} / {denominator}");
+        }
+        assert_eq!(Money::parse_text("12.5").unwrap().cents(), 1250);
+        assert_eq!(Money::from_cents(-7).cents(), -7);
+        assert_eq!(Money::parse_text("0").unwrap().cents(), 0);
     }
 
     #[test]

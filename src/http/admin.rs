@@ -1,6 +1,7 @@
 //! The operator API (API.md section 5) and the unauthenticated health and metrics endpoints. The work is in
-//! [`crate::ops`]; this parses and renders.
+//! [`crate::ops`], shared with the console's pages; this parses and renders.
 
+use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
@@ -36,15 +37,14 @@ pub fn authorize(engine: &Engine, request: &Request<Incoming>) -> Result<(), Api
     }
 }
 
-/// `GET /admin/pings/{ping_id}`: the audit trail of a recent auction.
-pub fn ping_audit(engine: &Engine, ping_id: &str) -> Result<HttpResponse, ApiError> {
-    let audit = ops::books::auction(engine, ping_id)?;
-    Ok(json_response(StatusCode::OK, &audit.to_json()))
+/// `GET /admin/pings/{ping_id}`: the audit trail of a recent auction (made on any node, in cluster mode).
+pub async fn ping_audit(engine: &Engine, ping_id: &str) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &ops::books::auction(engine, ping_id).await?))
 }
 
 /// `GET /admin/leads/{lead_id}`: the delivery record of a sold lead.
-pub async fn delivery_record(engine: &Engine, lead_id: &str) -> Result<HttpResponse, ApiError> {
-    Ok(json_response(StatusCode::OK, &ops::books::delivery_record(engine, lead_id).await?))
+pub fn delivery_record(engine: &Engine, lead_id: &str) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &ops::books::delivery_record(engine, lead_id)?))
 }
 
 /// `GET /admin/config`: which config is in force.
@@ -54,13 +54,13 @@ pub fn config(engine: &Engine) -> HttpResponse {
 
 /// `POST /admin/reload` (and `SIGHUP`): the config file swapped in whole, or every problem with the running
 /// config left in force.
-pub fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
-    Ok(json_response(StatusCode::OK, &ops::books::reload(engine)?))
+pub async fn reload(engine: &Engine) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &ops::books::reload(engine).await?))
 }
 
 /// `GET /admin/buyers`.
-pub async fn buyers(engine: &Engine) -> HttpResponse {
-    json_response(StatusCode::OK, &json!({ "buyers": ops::buyers::all(engine).await }))
+pub async fn buyers(engine: &Engine) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &json!({ "buyers": ops::buyers::all(engine).await? })))
 }
 
 /// `GET /admin/buyers/{id}`.
@@ -91,9 +91,9 @@ pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> R
 }
 
 /// `GET /admin/returns?status=`: every return (of one status), newest first, with its buyer.
-pub async fn returns(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
+pub fn returns(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
     let status = query.get("status").map(ops::returns::parse_status).transpose()?;
-    let returns: Vec<Value> = ops::returns::all(engine, status).await.iter().map(ops::returns::operator_json).collect();
+    let returns: Vec<Value> = ops::returns::all(engine, status).iter().map(ops::returns::operator_json).collect();
     Ok(json_response(StatusCode::OK, &json!({ "returns": returns })))
 }
 
@@ -111,25 +111,22 @@ pub async fn decide_return(
 }
 
 /// `GET /admin/ledger/accounts`.
-pub async fn accounts(engine: &Engine) -> HttpResponse {
-    let accounts: Vec<Value> = ops::books::accounts(engine)
-        .await
-        .into_iter()
-        .map(|(id, balance)| json!({"id": id, "balance": balance}))
-        .collect();
+pub fn accounts(engine: &Engine) -> HttpResponse {
+    let accounts: Vec<Value> =
+        ops::books::accounts(engine).into_iter().map(|(id, balance)| json!({"id": id, "balance": balance})).collect();
     json_response(StatusCode::OK, &json!({ "accounts": accounts }))
 }
 
 /// `GET /admin/ledger/transactions?account=`: every transaction (touching one account), in time order.
-pub async fn transactions(engine: &Engine, query: &Query) -> HttpResponse {
-    let transactions = ops::books::transactions(engine, query.get("account")).await;
+pub fn transactions(engine: &Engine, query: &Query) -> HttpResponse {
+    let transactions = ops::books::transactions(engine, query.get("account"));
     json_response(StatusCode::OK, &json!({ "transactions": transactions }))
 }
 
 /// `GET /admin/report?from=&to=`: `to` defaults to now, `from` to the first day of the current month (UTC).
-pub async fn report(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
+pub fn report(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiError> {
     let (from, to) = period(query)?;
-    let report = ops::books::report(engine, from, to).await;
+    let report = ops::books::report(engine, from, to);
     let mut body = serde_json::to_value(&report).expect("reports serialize");
     body["from"] = json!(rfc3339(from));
     body["to"] = json!(rfc3339(to));
@@ -137,7 +134,7 @@ pub async fn report(engine: &Engine, query: &Query) -> Result<HttpResponse, ApiE
 }
 
 /// A `[from, to)` period from the query, with the defaults of API.md section 6.
-pub fn period(query: &Query) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), ApiError> {
+pub fn period(query: &Query) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let to = query.time("to")?;
     Ok(ops::period(query.time("from")?, to)?)
 }

@@ -1,5 +1,5 @@
 //! The buyer portal (API.md section 4): a buyer's balance, leads, return policy and returns. The work is in
-//! [`crate::ops`]; this parses and renders.
+//! [`crate::ops`], shared with the portal's pages; this parses and renders.
 
 use std::sync::Arc;
 
@@ -26,23 +26,23 @@ pub fn authenticate(engine: &Engine, request: &Request<Incoming>) -> Result<(Arc
 }
 
 /// `GET /v1/buyer/balance`.
-pub async fn balance(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> HttpResponse {
-    let mut object = ops::buyers::money(engine, buyer, state).await;
+pub async fn balance(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<HttpResponse, ApiError> {
+    let mut object = ops::buyers::money(engine, buyer, state).await?;
     object.insert("buyer".into(), json!(buyer.id));
-    json_response(StatusCode::OK, &Value::Object(object))
+    Ok(json_response(StatusCode::OK, &Value::Object(object)))
 }
 
 /// `GET /v1/buyer/leads?since=&limit=`: its leads, newest first.
-pub async fn leads(engine: &Engine, buyer: &Buyer, query: &Query) -> Result<HttpResponse, ApiError> {
+pub fn leads(engine: &Engine, buyer: &Buyer, query: &Query) -> Result<HttpResponse, ApiError> {
     let since = query.time("since")?;
     let limit = query.limit("limit", 100, 1000)?;
-    let leads = ops::returns::leads_of_buyer(engine, buyer, since, limit).await;
+    let leads = ops::returns::leads_of_buyer(engine, buyer, since, limit);
     Ok(json_response(StatusCode::OK, &json!({ "leads": leads })))
 }
 
 /// `GET /v1/buyer/status`: whether it receives leads and how much of each cap is left.
-pub fn status(buyer: &Buyer, state: &BuyerState) -> HttpResponse {
-    json_response(StatusCode::OK, &ops::buyers::status(buyer, state))
+pub async fn status(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &ops::buyers::status(engine, buyer, state).await?))
 }
 
 /// `POST /v1/buyer/pause` and `…/resume` (optional body `{"note"}`): the buyer stops or restarts its own
@@ -50,8 +50,8 @@ pub fn status(buyer: &Buyer, state: &BuyerState) -> HttpResponse {
 pub async fn pause_or_resume(
     engine: &Engine,
     request: Request<Incoming>,
-    buyer: &Buyer,
-    state: &BuyerState,
+    buyer: &Arc<Buyer>,
+    state: &Arc<BuyerState>,
     pause: bool,
 ) -> Result<HttpResponse, ApiError> {
     let envelope = Envelope(read_object(request, &engine.config().server).await?);
@@ -85,8 +85,7 @@ pub async fn file_return(engine: &Engine, request: Request<Incoming>, buyer: &Bu
 }
 
 /// `GET /v1/buyer/returns`: its returns, newest first.
-pub async fn returns(engine: &Engine, buyer: &Buyer) -> HttpResponse {
-    let returns: Vec<Value> =
-        ops::returns::of_buyer(engine, &buyer.id).await.iter().map(ops::returns::buyer_json).collect();
+pub fn returns(engine: &Engine, buyer: &Buyer) -> HttpResponse {
+    let returns: Vec<Value> = ops::returns::of_buyer(engine, &buyer.id).iter().map(ops::returns::buyer_json).collect();
     json_response(StatusCode::OK, &json!({ "returns": returns }))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -21,11 +21,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header, on refusals that are only about timing (429, 503).
     pub retry_after_s: Option<u64>,
+    /// The methods a known path takes, for the `Allow` header of a 405 (RFC 9110 requires it).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after_s: None }
+        ApiError { status, code, message: message.into(), retry_after_s: None, allow: None }
     }
 
     /// 400: the body is not JSON.
@@ -62,9 +64,12 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
-    /// 405: a known path with the wrong method.
-    pub fn method_not_allowed(allowed: &str) -> ApiError {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed} on this path"))
+    /// 405: a known path with the wrong method; `allowed` lists the methods it takes (`GET`, `GET, POST`).
+    pub fn method_not_allowed(allowed: String) -> ApiError {
+        ApiError {
+            allow: Some(allowed.clone()),
+            ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("use {allowed} on this path"))
+        }
     }
 
     /// 413: the body is over `server.max_body_bytes`.
@@ -126,6 +131,19 @@ impl ApiError {
         )
     }
 
+    /// 503: cluster mode, a shared store this call needs (PostgreSQL or Redis) cannot be reached; nothing was
+    /// recorded, and a held ping's bids stay held.
+    pub fn unavailable(what: &str) -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{what} cannot be reached just now; nothing was recorded, retry shortly"),
+            )
+        }
+    }
+
     /// 403: valid credentials, not allowed for this object.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
@@ -143,6 +161,9 @@ impl ApiError {
         if let Some(seconds) = self.retry_after_s {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(allow) = self.allow.and_then(|allow| HeaderValue::try_from(allow).ok()) {
+            response.headers_mut().insert(ALLOW, allow);
+        }
         response
     }
 }
@@ -157,6 +178,8 @@ impl From<SellerError> for ApiError {
             SellerError::PingNotFound => ApiError::not_found("ping"),
             SellerError::PingExpired => ApiError::new(StatusCode::GONE, "ping_expired", message),
             SellerError::AlreadyPosted => ApiError::new(StatusCode::CONFLICT, "already_posted", message),
+            SellerError::Ledger(LedgerError::Unavailable(_)) => ApiError::unavailable("the ledger (PostgreSQL)"),
+            SellerError::Unavailable(store) => ApiError::unavailable(store),
             SellerError::Ledger(_) => {
                 tracing::error!(%message, "sale not recorded");
                 ApiError::new(
@@ -171,6 +194,9 @@ impl From<SellerError> for ApiError {
 
 impl From<LedgerError> for ApiError {
     fn from(error: LedgerError) -> ApiError {
+        if let LedgerError::Unavailable(_) = error {
+            return ApiError::unavailable("the ledger (PostgreSQL)");
+        }
         tracing::error!(%error, "ledger change not recorded");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -212,6 +238,7 @@ impl From<OpError> for ApiError {
             OpError::InsufficientBalance(message) => ApiError::insufficient_balance(message),
             OpError::Return(error) => error.into(),
             OpError::Ledger(error) => error.into(),
+            OpError::Engine(error) => error.into(),
         }
     }
 }

@@ -13,8 +13,12 @@ use crate::config::ServerConfig;
 
 /// Largest request head (request line and headers together). A seller's or buyer's API call needs a few
 /// hundred bytes; 16 KiB leaves room for proxies' forwarding and tracing headers. Over it hyper answers 431
-/// and closes the connection.
+/// (with the contract's JSON body: see `bare_errors`) and closes the connection.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Most headers in one request: hyper's own default, which it parses on the stack (setting any other count
+/// costs a heap allocation per request). Past it hyper answers 431 like an oversized head.
+pub const MAX_HEADERS: usize = 100;
 
 /// Applies the connection limits to hyper's HTTP/1 builder.
 ///

@@ -2,12 +2,16 @@
 //! engine and renders.
 
 mod admin;
+mod bare_errors;
 pub mod body;
 mod buyer;
+mod cluster;
 pub mod error;
 pub mod limits;
+mod openapi;
 mod portal;
 pub mod query;
+pub mod routes;
 mod seller;
 
 use std::convert::Infallible;
@@ -21,15 +25,17 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::engine::Engine;
+use bare_errors::JsonBareErrors;
 use error::ApiError;
 use query::Query;
+use routes::{Endpoint, Operator, Selected};
 
 use crate::ledger::{buyer_account, seller_account};
 
@@ -76,13 +82,14 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
             let web = Arc::clone(&web);
             async move {
                 // The pages (API.md section 10) answer only their own paths; the JSON APIs never see a cookie.
-                if crate::web::claims(request.uri().path()) {
+                if crate::web::claims(request.method(), request.uri().path()) {
                     return Ok::<_, Infallible>(web.handle(request).await.map(Either::Right));
                 }
-                Ok(handle(&engine, request).await.map(Either::Left))
+                // Notices held by the answer ride in its body until hyper has written it (see `notices`).
+                Ok(crate::notices::after_answer(handle(&engine, request).await).map(Either::Left))
             }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonBareErrors::new(stream)), service));
         tokio::spawn(async move {
             let _ = connection.await;
             drop(slot);
@@ -106,148 +113,139 @@ pub async fn handle(engine: &Engine, request: Request<Incoming>) -> HttpResponse
 
 async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
     let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (segments.as_slice(), method) {
-        (["healthz"], Method::GET) => Ok(admin::healthz()),
-        (["metrics"], Method::GET) => Ok(admin::metrics(engine)),
-        (["v1", "ping"], Method::POST) => seller::ping(engine, request, received).await,
-        (["v1", "post"], Method::POST) => seller::post(engine, request).await,
-        (["v1", "leads"], Method::POST) => seller::direct_post(engine, request, received).await,
-        (["admin", "pings", ping_id], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            admin::ping_audit(engine, ping_id)
+    match routes::select(request.method(), &path) {
+        Selected::Route(endpoint, params) => dispatch(engine, endpoint, params.first(), request, received).await,
+        Selected::WrongMethod(allowed) => Err(ApiError::method_not_allowed(allowed)),
+        Selected::NotFound => Err(ApiError::not_found("route")),
+    }
+}
+
+/// Runs one route's handler. `id` is the route's `{…}` segment ("" for routes without one). Each handler
+/// authenticates its role first: a request without the right key learns nothing else.
+async fn dispatch(
+    engine: &Engine,
+    endpoint: Endpoint,
+    id: &str,
+    request: Request<Incoming>,
+    received: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let query = || Query::of(request.uri());
+    match endpoint {
+        Endpoint::Healthz => Ok(admin::healthz()),
+        Endpoint::Readyz => Ok(cluster::readyz(engine)),
+        Endpoint::Metrics => Ok(admin::metrics(engine)),
+        Endpoint::OpenApi => Ok(openapi::document()),
+        Endpoint::Ping => seller::ping(engine, request, received).await,
+        Endpoint::Post => seller::post(engine, request).await,
+        Endpoint::DirectPost => seller::direct_post(engine, request, received).await,
+        Endpoint::SellerBalance => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
+            Ok(portal::seller_balance(engine, &seller))
         }
-        (["admin", "leads", lead_id], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            admin::delivery_record(engine, lead_id).await
+        Endpoint::SellerReturns => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
+            portal::seller_returns(engine, &seller, &query())
         }
-        (["admin", "config"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            Ok(admin::config(engine))
+        Endpoint::SellerStatement => {
+            let seller = portal::authenticate_seller(engine, &request)?;
+            current_books(engine).await?;
+            portal::account_statement(engine, &seller_account(&seller.id), &query())
         }
-        (["admin", "reload"], Method::POST) => {
-            admin::authorize(engine, &request)?;
-            admin::reload(engine)
-        }
-        (["admin", "buyers"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            Ok(admin::buyers(engine).await)
-        }
-        (["admin", "buyers", id], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            admin::buyer(engine, id).await
-        }
-        (["admin", "buyers", id, action @ ("pause" | "resume")], Method::POST) => {
-            admin::authorize(engine, &request)?;
-            admin::pause_or_resume(engine, request, id, *action == "pause").await
-        }
-        (["admin", "buyers", id, "deposits"], Method::POST) => {
-            admin::authorize(engine, &request)?;
-            admin::deposit(engine, request, id).await
-        }
-        (["admin", "returns"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            admin::returns(engine, &Query::of(request.uri())).await
-        }
-        (["admin", "returns", id, action @ ("approve" | "reject")], Method::POST) => {
-            admin::authorize(engine, &request)?;
-            admin::decide_return(engine, request, id, *action == "approve").await
-        }
-        (["admin", "ledger", "accounts"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            Ok(admin::accounts(engine).await)
-        }
-        (["admin", "ledger", "transactions"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            Ok(admin::transactions(engine, &Query::of(request.uri())).await)
-        }
-        (["admin", "report"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            admin::report(engine, &Query::of(request.uri())).await
-        }
-        (["v1", "buyer", "balance"], Method::GET) => {
+        Endpoint::BuyerBalance => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::balance(engine, &buyer, &state).await)
+            current_books(engine).await?;
+            buyer::balance(engine, &buyer, &state).await
         }
-        (["v1", "buyer", "leads"], Method::GET) => {
+        Endpoint::BuyerLeads => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
-            buyer::leads(engine, &buyer, &Query::of(request.uri())).await
+            current_books(engine).await?;
+            buyer::leads(engine, &buyer, &query())
         }
-        (["v1", "buyer", "return-policy"], Method::GET) => {
+        Endpoint::BuyerReturnPolicy => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
             Ok(buyer::return_policy(&buyer))
         }
-        (["v1", "buyer", "returns"], Method::GET) => {
+        Endpoint::BuyerReturns => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::returns(engine, &buyer).await)
+            current_books(engine).await?;
+            Ok(buyer::returns(engine, &buyer))
         }
-        (["v1", "buyer", "status"], Method::GET) => {
+        Endpoint::BuyerStatus => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            Ok(buyer::status(&buyer, &state))
+            current_books(engine).await?;
+            buyer::status(engine, &buyer, &state).await
         }
-        (["v1", "buyer", action @ ("pause" | "resume")], Method::POST) => {
+        Endpoint::BuyerPause | Endpoint::BuyerResume => {
             let (buyer, state) = buyer::authenticate(engine, &request)?;
-            buyer::pause_or_resume(engine, request, &buyer, &state, *action == "pause").await
+            let pause = endpoint == Endpoint::BuyerPause;
+            buyer::pause_or_resume(engine, request, &buyer, &state, pause).await
         }
-        (["v1", "buyer", "statement"], Method::GET) => {
+        Endpoint::BuyerStatement => {
             let (_, state) = buyer::authenticate(engine, &request)?;
-            portal::account_statement(engine, &state.account, &Query::of(request.uri())).await
+            current_books(engine).await?;
+            portal::account_statement(engine, &state.account, &query())
         }
-        (["v1", "seller", "balance"], Method::GET) => {
-            let seller = portal::authenticate_seller(engine, &request)?;
-            Ok(portal::seller_balance(engine, &seller).await)
-        }
-        (["v1", "seller", "returns"], Method::GET) => {
-            let seller = portal::authenticate_seller(engine, &request)?;
-            portal::seller_returns(engine, &seller, &Query::of(request.uri())).await
-        }
-        (["v1", "seller", "statement"], Method::GET) => {
-            let seller = portal::authenticate_seller(engine, &request)?;
-            portal::account_statement(engine, &seller_account(&seller.id), &Query::of(request.uri())).await
-        }
-        (["admin", "buyers", id, "statement"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            engine.config().buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
-            portal::account_statement(engine, &buyer_account(id), &Query::of(request.uri())).await
-        }
-        (["admin", "sellers", id, "statement"], Method::GET) => {
-            admin::authorize(engine, &request)?;
-            engine.config().seller(id).ok_or_else(|| ApiError::not_found("seller"))?;
-            portal::account_statement(engine, &seller_account(id), &Query::of(request.uri())).await
-        }
-        (["admin", "sellers", id, "payouts"], Method::POST) => {
-            admin::authorize(engine, &request)?;
-            portal::payout(engine, request, id).await
-        }
-        (["v1", "returns"], Method::POST) => {
+        Endpoint::FileReturn => {
             let (buyer, _) = buyer::authenticate(engine, &request)?;
             buyer::file_return(engine, request, &buyer).await
         }
-        (
-            ["healthz"]
-            | ["metrics"]
-            | ["admin", "pings" | "leads", _]
-            | ["admin", "config"]
-            | ["admin", "buyers"]
-            | ["admin", "buyers", _]
-            | ["admin", "returns"]
-            | ["admin", "ledger", "accounts" | "transactions"]
-            | ["admin", "report"]
-            | ["v1", "buyer", "balance" | "leads" | "return-policy" | "returns" | "status" | "statement"]
-            | ["v1", "seller", "balance" | "returns" | "statement"]
-            | ["admin", "buyers" | "sellers", _, "statement"],
-            _,
-        ) => Err(ApiError::method_not_allowed("GET")),
-        (["admin", "buyers", _, "pause" | "resume" | "deposits"], _) => Err(ApiError::method_not_allowed("POST")),
-        (["admin", "returns", _, "approve" | "reject"] | ["admin", "reload"], _) => {
-            Err(ApiError::method_not_allowed("POST"))
+        // `serve` hands these to the web pages before routing; only a direct caller of `handle` gets here.
+        Endpoint::Page => Err(ApiError::not_found("route")),
+        Endpoint::Operator(call) => {
+            admin::authorize(engine, &request)?;
+            // `/admin/cluster` answers whatever the stores do; the other reads show the current books.
+            if request.method() == hyper::Method::GET && !matches!(call, Operator::Cluster | Operator::Config) {
+                current_books(engine).await?;
+            }
+            operator(engine, call, id, request).await
         }
-        (["v1", "buyer", "pause" | "resume"] | ["admin", "sellers", _, "payouts"], _) => {
-            Err(ApiError::method_not_allowed("POST"))
+    }
+}
+
+/// Cluster mode: catches this node's books up before a read, so that it reflects every write answered
+/// anywhere before it began (embedded books are always current).
+async fn current_books(engine: &Engine) -> Result<(), ApiError> {
+    Ok(engine.ledger.sync().await?)
+}
+
+/// The operator API's handlers, once the admin token is checked.
+async fn operator(
+    engine: &Engine,
+    call: Operator,
+    id: &str,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let query = || Query::of(request.uri());
+    match call {
+        Operator::Buyers => admin::buyers(engine).await,
+        Operator::Buyer => admin::buyer(engine, id).await,
+        Operator::PauseBuyer | Operator::ResumeBuyer => {
+            admin::pause_or_resume(engine, request, id, call == Operator::PauseBuyer).await
         }
-        (["v1", "ping" | "post" | "leads" | "returns"], _) => Err(ApiError::method_not_allowed("POST")),
-        _ => Err(ApiError::not_found("route")),
+        Operator::Deposit => admin::deposit(engine, request, id).await,
+        Operator::BuyerStatement => {
+            engine.config().buyer(id).ok_or_else(|| ApiError::not_found("buyer"))?;
+            portal::account_statement(engine, &buyer_account(id), &query())
+        }
+        Operator::Returns => admin::returns(engine, &query()),
+        Operator::ApproveReturn | Operator::RejectReturn => {
+            admin::decide_return(engine, request, id, call == Operator::ApproveReturn).await
+        }
+        Operator::PingAudit => admin::ping_audit(engine, id).await,
+        Operator::DeliveryRecord => admin::delivery_record(engine, id),
+        Operator::Accounts => Ok(admin::accounts(engine)),
+        Operator::Transactions => Ok(admin::transactions(engine, &query())),
+        Operator::SellerStatement => {
+            engine.config().seller(id).ok_or_else(|| ApiError::not_found("seller"))?;
+            portal::account_statement(engine, &seller_account(id), &query())
+        }
+        Operator::Payout => portal::payout(engine, request, id).await,
+        Operator::Report => admin::report(engine, &query()),
+        Operator::Config => Ok(admin::config(engine)),
+        Operator::Cluster => Ok(cluster::cluster(engine).await),
+        Operator::Reload => admin::reload(engine).await,
     }
 }
 

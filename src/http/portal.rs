@@ -16,9 +16,9 @@ use crate::ledger::seller_account;
 use crate::ops;
 
 /// The statement of one account over the query's `[from, to)`.
-pub async fn account_statement(engine: &Engine, account: &str, query: &Query) -> Result<HttpResponse, ApiError> {
+pub fn account_statement(engine: &Engine, account: &str, query: &Query) -> Result<HttpResponse, ApiError> {
     let (from, to) = period(query)?;
-    let body = ops::books::statement(engine, account, from, to).await;
+    let body = ops::books::statement(engine, account, from, to);
     Ok(json_response(StatusCode::OK, &serde_json::to_value(body).expect("statements serialize")))
 }
 
@@ -29,16 +29,16 @@ pub fn authenticate_seller(engine: &Engine, request: &Request<Incoming>) -> Resu
 }
 
 /// `GET /v1/seller/balance`.
-pub async fn seller_balance(engine: &Engine, seller: &Seller) -> HttpResponse {
-    let balance = ops::books::balance(engine, &seller_account(&seller.id)).await;
+pub fn seller_balance(engine: &Engine, seller: &Seller) -> HttpResponse {
+    let balance = ops::books::balance(engine, &seller_account(&seller.id));
     json_response(StatusCode::OK, &json!({"seller": seller.id, "balance": balance}))
 }
 
 /// `GET /v1/seller/returns?since=`: every return filed on this seller's leads, newest first, without the
 /// buyer.
-pub async fn seller_returns(engine: &Engine, seller: &Seller, query: &Query) -> Result<HttpResponse, ApiError> {
+pub fn seller_returns(engine: &Engine, seller: &Seller, query: &Query) -> Result<HttpResponse, ApiError> {
     let since = query.time("since")?;
-    let returns = ops::returns::of_seller(engine, &seller.id, since).await;
+    let returns = ops::returns::of_seller(engine, &seller.id, since);
     Ok(json_response(StatusCode::OK, &json!({ "returns": returns })))
 }
 

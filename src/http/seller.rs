@@ -21,8 +21,10 @@ pub async fn ping(engine: &Engine, request: Request<Incoming>, received: Instant
     let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::Yes).await?;
     let ping = ping_request(seller, &mut envelope, received)?;
     let _slot = auction_slot(engine, &ping.seller)?;
-    let answer = engine.ping(ping).await?;
-    Ok(json_response(StatusCode::OK, &render_ping(&answer)))
+    let mut notices = engine.notices.outbox();
+    let answer = engine.ping(ping, &mut notices).await?;
+    // The notices leave once this answer is written, never before.
+    Ok(notices.hold_until_sent(json_response(StatusCode::OK, &render_ping(&answer))))
 }
 
 /// `POST /v1/post`.
@@ -45,8 +47,13 @@ pub async fn direct_post(
     let min_payout = envelope.optional_money("min_payout")?;
     let ping = ping_request(seller, &mut envelope, received)?;
     let _slot = auction_slot(engine, &ping.seller)?;
-    let (ping_id, result) = engine.direct_post(ping, min_payout).await?;
-    Ok(json_response(StatusCode::OK, &render_post(&ping_id, &result)))
+    let mut notices = engine.notices.outbox();
+    // The notices leave once the whole answer is written, an error's included: the auction ran either way.
+    let answer = match engine.direct_post(ping, min_payout, &mut notices).await {
+        Ok((ping_id, result)) => json_response(StatusCode::OK, &render_post(&ping_id, &result)),
+        Err(error) => ApiError::from(error).into_response(),
+    };
+    Ok(notices.hold_until_sent(answer))
 }
 
 /// Whether a call runs an auction, and so counts against the seller's `max_pings_per_second`.
@@ -66,23 +73,33 @@ async fn authenticated_envelope(
     let seller = seller.ok_or_else(ApiError::unauthorized)?;
     // Before the body is read: a seller over its rate costs as little as possible.
     if pinging == Pinging::Yes {
-        admit_ping(engine, &seller)?;
+        admit_ping(engine, &seller).await?;
     }
     let body = read_object(request, &config.server).await?;
     Ok((seller, Envelope(body)))
 }
 
-/// Refuses a ping over its seller's `max_pings_per_second` with 429 `rate_limited` and `Retry-After`.
-fn admit_ping(engine: &Engine, seller: &Seller) -> Result<(), ApiError> {
-    engine.ping_rates.admit(seller, Instant::now()).map_err(|limited| {
+/// Refuses a ping over its seller's `max_pings_per_second` with 429 `rate_limited` and `Retry-After`. In
+/// cluster mode the limit holds for the whole exchange (the coordinator shares each seller's budget).
+async fn admit_ping(engine: &Engine, seller: &Seller) -> Result<(), ApiError> {
+    let admitted = match (engine.coordinator.redis(), seller.max_pings_per_second) {
+        (Some(redis), Some(per_second)) => redis.admit(&seller.id, per_second).await,
+        _ => engine.ping_rates.admit(seller, Instant::now()),
+    };
+    admitted.map_err(|limited| {
         engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "rate_limited")]);
         ApiError::rate_limited(limited.per_second, limited.retry_after_seconds())
     })
 }
 
-/// A slot for one auction, or 503 `overloaded` when the engine already runs as many as it may: the
-/// request is refused before it gets a ping id, so nothing of it is recorded.
+/// A slot for one auction, or 503 `overloaded` when the engine already runs as many as it may, or 503
+/// `unavailable` when (cluster mode) a store the sale will need cannot be reached: the request is refused
+/// before it gets a ping id, so nothing of it is recorded.
 fn auction_slot<'e>(engine: &'e Engine, seller: &Seller) -> Result<AuctionSlot<'e>, ApiError> {
+    if let Some(reason) = crate::cluster::unready_reason(engine) {
+        engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "unavailable")]);
+        return Err(ApiError::unavailable(if reason.starts_with("postgres") { "PostgreSQL" } else { "Redis" }));
+    }
     engine.auction_slots.try_take(engine.config().server.max_auctions_in_flight).ok_or_else(|| {
         engine.metrics.inc("gavel_requests_refused_total", &[("seller", &seller.id), ("reason", "overloaded")]);
         ApiError::overloaded()

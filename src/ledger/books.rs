@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
+use super::return_rates::ReturnRates;
 use crate::buyers::PausedBy;
 use crate::domain::money::Money;
 use crate::domain::returns::{DecisionReason, ReturnStatus};
@@ -89,6 +90,10 @@ pub struct Books {
     /// rather than snapshotted.
     #[serde(skip)]
     terms_in_force: HashMap<String, HashMap<String, u64>>,
+    /// Each buyer's deliveries and approved returns per seller by hour, for return-aware ranking: derived
+    /// from the sales and returns, rebuilt rather than snapshotted.
+    #[serde(skip)]
+    pub return_rates: ReturnRates,
 }
 
 impl Books {
@@ -100,7 +105,22 @@ impl Books {
             books.index_terms(&terms);
             books.terms.push(terms);
         }
+        books.rebuild_return_rates();
         Ok(books)
+    }
+
+    /// The return histories from the sold leads and their approved returns, oldest sale first.
+    fn rebuild_return_rates(&mut self) {
+        let mut sold: Vec<&SoldLead> = self.leads.values().collect();
+        sold.sort_by_key(|lead| lead.sale.at);
+        for lead in sold {
+            let sale = &lead.sale;
+            self.return_rates.delivered(&sale.seller, &sale.buyer, sale.at);
+            let approved = lead.return_id.as_ref().and_then(|id| self.returns.get(id));
+            if approved.is_some_and(|filed| filed.status == ReturnStatus::Approved) {
+                self.return_rates.returned(&sale.seller, &sale.buyer, sale.at);
+            }
+        }
     }
 
     fn index_terms(&mut self, terms: &Terms) {
@@ -136,6 +156,7 @@ impl Books {
                     postings: sale_postings(&sale),
                 };
                 self.leads_by_buyer.entry(sale.buyer.clone()).or_default().push(sale.lead_id.clone());
+                self.return_rates.delivered(&sale.seller, &sale.buyer, sale.at);
                 self.leads.insert(sale.lead_id.clone(), SoldLead { sale, return_id: None });
                 Some(transaction)
             }
@@ -176,6 +197,9 @@ impl Books {
                     return Err(Inconsistent(format!("lead {} is returned twice", filed.lead_id)));
                 }
                 lead.return_id = Some(filed.return_id.clone());
+                if filed.status == ReturnStatus::Approved {
+                    self.return_rates.returned(&lead.sale.seller, &lead.sale.buyer, lead.sale.at);
+                }
                 let reversal = filed.transaction_id.clone().map(|id| reversal(id, &lead.sale, filed.created_at));
                 self.return_order.push(filed.return_id.clone());
                 self.returns.insert(filed.return_id.clone(), filed);
@@ -210,23 +234,11 @@ impl Books {
             return Err(Inconsistent(format!("return {} is decided twice", decision.return_id)));
         }
         let sale = &self.leads[&filed.lead_id].sale;
-        filed.decided_at = Some(decision.at);
-        filed.decision_note = decision.note;
-        match decision.transaction_id.filter(|_| decision.approve) {
-            Some(id) => {
-                filed.status = ReturnStatus::Approved;
-                filed.decision_reason = DecisionReason::OperatorApproved;
-                filed.credit = sale.price;
-                filed.clawback = sale.payout;
-                filed.transaction_id = Some(id.clone());
-                Ok(Some(reversal(id, sale, decision.at)))
-            }
-            None => {
-                filed.status = ReturnStatus::Rejected;
-                filed.decision_reason = DecisionReason::OperatorRejected;
-                Ok(None)
-            }
+        *filed = decided_return(filed, sale, &decision);
+        if filed.status == ReturnStatus::Approved {
+            self.return_rates.returned(&sale.seller, &sale.buyer, sale.at);
         }
+        Ok(filed.transaction_id.clone().filter(|_| decision.approve).map(|id| reversal(id, sale, decision.at)))
     }
 
     /// Checks the cross-references that [`Books::apply`] keeps and that readers index by: a snapshot is
@@ -270,6 +282,28 @@ impl Books {
     pub fn returns_newest_first(&self) -> impl Iterator<Item = &Return> {
         self.return_order.iter().rev().map(|id| &self.returns[id])
     }
+}
+
+/// A pending return as the operator's decision leaves it: approved (credited and clawed back, under the
+/// decision's transaction) or rejected.
+pub fn decided_return(filed: &Return, sale: &Sale, decision: &Decision) -> Return {
+    let mut decided = filed.clone();
+    decided.decided_at = Some(decision.at);
+    decided.decision_note = decision.note.clone();
+    match decision.transaction_id.as_ref().filter(|_| decision.approve) {
+        Some(id) => {
+            decided.status = ReturnStatus::Approved;
+            decided.decision_reason = DecisionReason::OperatorApproved;
+            decided.credit = sale.price;
+            decided.clawback = sale.payout;
+            decided.transaction_id = Some(id.clone());
+        }
+        None => {
+            decided.status = ReturnStatus::Rejected;
+            decided.decision_reason = DecisionReason::OperatorRejected;
+        }
+    }
+    decided
 }
 
 /// The postings of a sale at price P with payout S: buyer −P, seller +S, platform +(P − S).

@@ -52,6 +52,7 @@
 
 mod format;
 mod reader;
+pub(crate) use reader::lock_dir;
 #[cfg(test)]
 mod tests;
 mod writer;

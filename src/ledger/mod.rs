@@ -1,32 +1,44 @@
 //! The ledger: double-entry accounts in exact decimals, returns, and the journal that makes them durable
 //! (API.md sections 4 and 6).
 //!
-//! Every change is an [`Entry`]: under the books' lock it is applied and handed to the journal, so the journal's
-//! order is the books' order; the lock is released and the caller waits for the group commit before it
-//! answers. A reader sees a change a few hundred microseconds before it is on disk; nobody is *told* of it
-//! before it is.
+//! Every change is an [`Entry`] produced by a *change*: a function that reads the books, checks what it must
+//! (a lead sold once, a payout the seller is owed…) and returns the entries to record with its answer. The
+//! [`Store`](store) decides the order changes run in and makes their entries durable:
+//! - embedded (the default): under the books' lock the change runs, its entries are applied and handed to the
+//!   local journal, so the journal's order is the books' order; the caller waits for the group commit;
+//! - cluster mode: each node's writer runs the changes that arrived together inside one PostgreSQL
+//!   transaction holding the exchange's ledger lock, after catching its books up with every other node's
+//!   entries, so every node applies every entry in one order (see [`postgres`]).
+//!
+//! A reader sees a change a little before it is durable; nobody is *told* of it before it is. In cluster mode
+//! [`Ledger::sync`] catches a node's books up before a read, so a read reflects every write answered anywhere
+//! before it began.
 
 mod books;
 mod entry;
 pub mod journal;
+pub mod postgres;
 pub mod report;
+pub mod return_rates;
 pub mod statement;
+mod store;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use tokio::time::Instant;
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
-use parking_lot::Mutex;
 use serde_json::Value;
 
 pub use books::{
     buyer_account, seller_account, Books, SoldLead, Transaction, TransactionKind, DEPOSITS, PAYOUTS, REVENUE,
 };
 pub use entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
-use journal::{Commit, Journal, JournalError, JournalOptions};
+use journal::{Journal, JournalError, JournalOptions};
+pub use store::LedgerObserver;
+use store::{Balances, Shared, Store};
 
 use crate::buyers::PausedBy;
 use crate::config::Buyer;
@@ -49,6 +61,9 @@ pub enum LedgerError {
     Journal(#[from] JournalError),
     #[error("the journal under {dir} is inconsistent at entry {index}: {problem}")]
     Replay { dir: String, index: usize, problem: String },
+    /// The ledger of record (PostgreSQL, in cluster mode) cannot be reached: nothing was recorded.
+    #[error("the ledger store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why a return or a decision on one was refused (API.md section 4, rule 1, and section 5).
@@ -85,20 +100,27 @@ pub struct Recovery {
     pub took: StdDuration,
 }
 
-/// The books, their balances and their journal.
-#[derive(Default)]
+/// The books, their balances and the store that makes them durable.
 pub struct Ledger {
-    books: Mutex<Books>,
-    /// Every account's balance, written under the books' lock and read without it: the balance gate reads
-    /// one per buyer per auction and must not queue behind unrelated sales.
-    balances: DashMap<String, Money>,
-    journal: Option<Journal>,
+    shared: Arc<Shared>,
+    store: Store,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::in_memory()
+    }
 }
 
 impl Ledger {
     /// Books kept in memory only (unit tests and benches).
     pub fn in_memory() -> Ledger {
-        Ledger::default()
+        Ledger { shared: Arc::default(), store: Store::Memory }
+    }
+
+    /// Books that are a replica of the exchange's ledger in PostgreSQL (cluster mode), already loaded.
+    pub(crate) fn replica(shared: Arc<Shared>, store: postgres::PgLedger) -> Ledger {
+        Ledger { shared, store: Store::Postgres(store) }
     }
 
     /// Opens the journal under `dir` and rebuilds the books from it.
@@ -115,41 +137,82 @@ impl Ledger {
             let entry: Entry = serde_json::from_slice(bytes).map_err(|e| inconsistent(index + 1, e.to_string()))?;
             books.apply(entry).map_err(|e| inconsistent(index + 1, e.to_string()))?;
         }
-        let balances = DashMap::new();
-        for transaction in &books.transactions {
-            for (account, amount) in &transaction.postings {
-                *balances.entry(account.clone()).or_insert(Money::ZERO) += *amount;
-            }
-        }
         let recovery = Recovery {
             entries: replay.records.len(),
             from_snapshot: replay.snapshot.is_some(),
             warnings: replay.warnings,
             took: started.elapsed(),
         };
-        let ledger = Ledger { books: Mutex::new(books), balances, journal: Some(journal) };
+        let ledger = Ledger { shared: Arc::new(Shared::new(books)), store: Store::Journal(journal) };
         Ok((ledger, recovery))
+    }
+
+    /// Shows `observer` every entry applied from now on (see [`LedgerObserver`]). Cluster mode uses it to keep
+    /// each node's local view of caps, duplicates and pauses current with what every node records.
+    pub fn set_observer(&self, observer: Arc<dyn LedgerObserver>) {
+        self.shared.set_observer(observer);
+    }
+
+    /// The PostgreSQL store, in cluster mode.
+    pub fn postgres(&self) -> Option<&postgres::PgLedger> {
+        match &self.store {
+            Store::Postgres(pg) => Some(pg),
+            Store::Memory | Store::Journal(_) => None,
+        }
+    }
+
+    /// Catches the books up with every entry recorded anywhere before this call (cluster mode; embedded books
+    /// are always current). Call it before a read that must reflect every write already answered.
+    pub async fn sync(&self) -> Result<(), LedgerError> {
+        match &self.store {
+            Store::Postgres(pg) => pg.sync(&self.shared).await,
+            Store::Memory | Store::Journal(_) => Ok(()),
+        }
+    }
+
+    /// Whether the ledger of record answers (always, for embedded books).
+    pub fn is_available(&self) -> bool {
+        match &self.store {
+            Store::Postgres(pg) => pg.is_available(),
+            Store::Memory | Store::Journal(_) => true,
+        }
+    }
+
+    /// Runs a change in the store's order and answers once its entries are durable (see the module doc).
+    async fn change<T, E>(
+        &self,
+        change: impl FnOnce(&Books, &Balances) -> Result<(Vec<Entry>, T), E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<LedgerError> + Send + 'static,
+    {
+        self.store.change(&self.shared, change).await
     }
 
     /// Writes the whole books as a snapshot when start-up had many entries to replay, so the next start-up
     /// reads one snapshot instead; the journal then drops the segments it covers.
     pub async fn snapshot_if_long(&self, recovery: &Recovery) -> Result<(), LedgerError> {
-        let Some(journal) = &self.journal else { return Ok(()) };
+        let Store::Journal(journal) = &self.store else { return Ok(()) };
         if recovery.entries < SNAPSHOT_AFTER_ENTRIES {
             return Ok(());
         }
         let commit = {
-            let books = self.books.lock();
+            let books = self.shared.books.lock();
             journal.snapshot(serde_json::to_vec(&*books).expect("books serialize"))
         };
         Ok(commit.await?)
     }
 
-    /// Flushes the journal and stops its writer; later changes fail.
+    /// Flushes the journal (or the PostgreSQL writer) and stops it; later changes fail.
     pub async fn close(&self) -> Result<(), LedgerError> {
-        match &self.journal {
-            Some(journal) => Ok(journal.close().await?),
-            None => Ok(()),
+        match &self.store {
+            Store::Journal(journal) => Ok(journal.close().await?),
+            Store::Postgres(pg) => {
+                pg.close().await;
+                Ok(())
+            }
+            Store::Memory => Ok(()),
         }
     }
 
@@ -160,74 +223,105 @@ impl Ledger {
         &self,
         mut sale: Sale,
         config_revision: &str,
-        terms: impl FnOnce() -> Value,
+        terms: impl FnOnce() -> Value + Send + 'static,
     ) -> Result<String, LedgerError> {
         let transaction_id = new_id("t_");
-        let commit = {
-            let mut books = self.books.lock();
+        let config_revision = config_revision.to_owned();
+        let answer = transaction_id.clone();
+        self.change(move |books, _| {
             if books.leads.contains_key(&sale.lead_id) {
                 return Err(LedgerError::DuplicateSale(sale.lead_id));
             }
-            sale.terms_id = match books.terms_in_force(config_revision, &sale.buyer) {
+            let mut entries = Vec::with_capacity(2);
+            sale.terms_id = match books.terms_in_force(&config_revision, &sale.buyer) {
                 Some(terms_id) => terms_id,
                 None => {
+                    // Recorded just before the sale, which names it; one commit covers both.
                     let terms_id = books.terms.len() as u64;
                     let buyer = sale.buyer.clone();
-                    let terms = Terms { terms_id, buyer, config_revision: config_revision.to_owned(), terms: terms() };
-                    // Not awaited on its own: the sale's commit below comes after it, so it covers both.
-                    drop(self.record(&mut books, Entry::Terms { terms }));
+                    entries.push(Entry::Terms { terms: Terms { terms_id, buyer, config_revision, terms: terms() } });
                     terms_id
                 }
             };
-            self.record(&mut books, Entry::Sale { transaction_id: transaction_id.clone(), sale })
-        };
-        wait(commit).await?;
-        Ok(transaction_id)
+            entries.push(Entry::Sale { transaction_id, sale });
+            Ok((entries, answer))
+        })
+        .await
+    }
+
+    /// Records a sale a buyer has accepted: the lead is delivered, so the sale is booked whatever fails now. An
+    /// unreachable ledger of record (cluster mode) is retried, with backoff, for up to ten minutes; if an
+    /// attempt whose outcome was unknown did commit, the retry finds the lead sold and that is the answer.
+    pub async fn record_accepted_sale(
+        &self,
+        sale: Sale,
+        config_revision: &str,
+        buyer: &Arc<Buyer>,
+    ) -> Result<String, LedgerError> {
+        let give_up = Instant::now() + StdDuration::from_secs(600);
+        let mut wait = StdDuration::from_millis(50);
+        let mut retried = false;
+        loop {
+            let terms_of = Arc::clone(buyer);
+            match self.record_sale(sale.clone(), config_revision, move || terms_of.terms()).await {
+                Err(LedgerError::Unavailable(why)) if Instant::now() < give_up => {
+                    if !retried {
+                        tracing::warn!(lead_id = %sale.lead_id, reason = %why, "sale not yet booked; retrying");
+                    }
+                    retried = true;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(StdDuration::from_secs(2));
+                }
+                Err(LedgerError::DuplicateSale(_)) if retried => return Ok(String::new()),
+                other => return other,
+            }
+        }
     }
 
     /// Records a deposit into a buyer's account; resolves once it is on disk, with the balance after it.
     pub async fn record_deposit(&self, deposit: Deposit) -> Result<Money, LedgerError> {
-        let account = buyer_account(&deposit.buyer);
-        let (commit, balance) = {
-            let mut books = self.books.lock();
-            let commit = self.record(&mut books, Entry::Deposit { transaction_id: new_id("t_"), deposit });
-            (commit, self.balance(&account))
-        };
-        wait(commit).await?;
-        Ok(balance)
+        self.change(move |_, balances| {
+            let balance = balances.get(&buyer_account(&deposit.buyer)) + deposit.amount;
+            Ok::<_, LedgerError>((vec![Entry::Deposit { transaction_id: new_id("t_"), deposit }], balance))
+        })
+        .await
     }
 
     /// Records a payout to a seller, unless it is more than the seller's account holds; resolves once it is
     /// on disk, with the seller's balance after it.
     pub async fn record_payout(&self, payout: Payout) -> Result<Money, LedgerError> {
-        let account = seller_account(&payout.seller);
-        let (commit, balance) = {
-            let mut books = self.books.lock();
-            let owed = self.balance(&account);
+        self.change(move |_, balances| {
+            let owed = balances.get(&seller_account(&payout.seller));
             if payout.amount > owed {
                 return Err(LedgerError::InsufficientBalance { owed });
             }
-            let commit = self.record(&mut books, Entry::Payout { transaction_id: new_id("t_"), payout });
-            (commit, self.balance(&account))
-        };
-        wait(commit).await?;
-        Ok(balance)
+            let balance = owed - payout.amount;
+            Ok((vec![Entry::Payout { transaction_id: new_id("t_"), payout }], balance))
+        })
+        .await
     }
 
-    /// Records a buyer's pause (`Some`) or resume (`None`) made through the API; resolves once it is on
-    /// disk. `standing` is read under the books' lock, so of two racing changes the journal ends with the
-    /// one in force; `None` from it (the buyer follows its config) records nothing.
-    pub async fn record_standing(
+    /// Pauses or resumes a buyer through the API and records it; resolves once it is durable. `change` makes
+    /// the change (or refuses it) and returns the standing it leaves: it runs in the ledger's order, after
+    /// every earlier pause or resume of any node has applied, so of two racing changes the ledger ends with
+    /// the one in force; a standing of `None` (the buyer follows its config) records nothing.
+    pub async fn record_standing<E>(
         &self,
         buyer: &str,
-        standing: impl FnOnce() -> Option<Option<PausedBy>>,
-    ) -> Result<(), LedgerError> {
-        let commit = {
-            let mut books = self.books.lock();
-            let Some(paused_by) = standing() else { return Ok(()) };
-            self.record(&mut books, Entry::Standing { buyer: buyer.to_owned(), paused_by, at: Utc::now() })
-        };
-        Ok(wait(commit).await?)
+        change: impl FnOnce() -> Result<Option<Option<PausedBy>>, E> + Send + 'static,
+    ) -> Result<(), E>
+    where
+        E: From<LedgerError> + Send + 'static,
+    {
+        let buyer = buyer.to_owned();
+        self.change(move |_, _| {
+            let entries = match change()? {
+                Some(paused_by) => vec![Entry::Standing { buyer, paused_by, at: Utc::now() }],
+                None => Vec::new(),
+            };
+            Ok((entries, ()))
+        })
+        .await
     }
 
     /// Files a buyer's return and decides it by its policy (API.md section 4, rules in order); an approved
@@ -241,22 +335,21 @@ impl Ledger {
         if !buyer.returns.enabled {
             return Err(ReturnError::Disabled);
         }
-        let (filed, commit) = {
-            let mut books = self.books.lock();
-            let lead = books.lead(&request.lead_id).filter(|lead| lead.sale.buyer == buyer.id);
+        let (buyer_id, policy) = (buyer.id.clone(), buyer.returns.clone());
+        self.change(move |books, _| {
+            let lead = books.lead(&request.lead_id).filter(|lead| lead.sale.buyer == buyer_id);
             let sale = &lead.ok_or(ReturnError::UnknownLead)?.sale;
             if lead.is_some_and(|lead| lead.return_id.is_some()) {
                 return Err(ReturnError::AlreadyReturned);
             }
             let since = now - RATE_CAP_PERIOD;
-            let recent = recent_returns(&books, &buyer.id, since);
-            let (status, decision_reason) =
-                decide(&buyer.returns, sale.at, now, &request.reason, recent, sale.at >= since);
+            let recent = recent_returns(books, &buyer_id, since);
+            let (status, decision_reason) = decide(&policy, sale.at, now, &request.reason, recent, sale.at >= since);
             let approved = status == ReturnStatus::Approved;
             let filed = Return {
                 return_id: new_id("r_"),
                 lead_id: request.lead_id,
-                buyer: buyer.id.clone(),
+                buyer: buyer_id,
                 reason: request.reason,
                 note: request.note,
                 status,
@@ -268,11 +361,9 @@ impl Ledger {
                 clawback: if approved { sale.payout } else { Money::ZERO },
                 transaction_id: approved.then(|| new_id("t_")),
             };
-            let commit = self.record(&mut books, Entry::Return { filed: filed.clone() });
-            (filed, commit)
-        };
-        wait(commit).await.map_err(LedgerError::from)?;
-        Ok(filed)
+            Ok((vec![Entry::Return { filed: filed.clone() }], filed))
+        })
+        .await
     }
 
     /// The operator's decision on a return pending review; approving credits it as an approved return does.
@@ -283,69 +374,42 @@ impl Ledger {
         note: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Return, ReturnError> {
-        let (decided, commit) = {
-            let mut books = self.books.lock();
-            let filed = books.returns.get(return_id).ok_or(ReturnError::UnknownReturn)?;
+        let return_id = return_id.to_owned();
+        self.change(move |books, _| {
+            let filed = books.returns.get(&return_id).ok_or(ReturnError::UnknownReturn)?;
             if filed.status != ReturnStatus::PendingReview {
                 return Err(ReturnError::AlreadyDecided);
             }
-            let decision = Decision {
-                return_id: return_id.to_owned(),
-                approve,
-                note,
-                at: now,
-                transaction_id: approve.then(|| new_id("t_")),
-            };
-            let commit = self.record(&mut books, Entry::Decision { decision });
-            (books.returns[return_id].clone(), commit)
-        };
-        wait(commit).await.map_err(LedgerError::from)?;
-        Ok(decided)
-    }
-
-    /// Applies an entry to the books and the balances and hands it to the journal. Called with the books
-    /// locked, after the caller checked that the entry applies, so entries apply in one order everywhere.
-    fn record(&self, books: &mut Books, entry: Entry) -> Option<Commit> {
-        let payload = self.journal.as_ref().map(|_| serde_json::to_vec(&entry).expect("entries serialize"));
-        let transaction = books.apply(entry).expect("the caller checked that the entry applies");
-        if let Some(transaction) = transaction {
-            debug_assert_eq!(transaction.postings.iter().map(|(_, m)| *m).sum::<Money>(), Money::ZERO);
-            for (account, amount) in &transaction.postings {
-                *self.balances.entry(account.clone()).or_default() += *amount;
-            }
-        }
-        self.journal.as_ref().zip(payload).map(|(journal, payload)| journal.append(payload))
+            let decision =
+                Decision { return_id, approve, note, at: now, transaction_id: approve.then(|| new_id("t_")) };
+            // The answer is the return as the decision will leave it, by the rule `Books::apply` uses.
+            let decided = books::decided_return(filed, &books.leads[&filed.lead_id].sale, &decision);
+            Ok((vec![Entry::Decision { decision }], decided))
+        })
+        .await
     }
 
     /// An account's balance (zero for an account that never moved).
     pub fn balance(&self, account: &str) -> Money {
-        self.balances.get(account).map(|m| *m).unwrap_or_default()
+        self.shared.balances.get(account)
     }
 
     /// Every account with its balance, sorted by account.
     pub fn balances(&self) -> Vec<(String, Money)> {
-        let _books = self.books.lock();
-        let mut all: Vec<_> = self.balances.iter().map(|e| (e.key().clone(), *e.value())).collect();
+        let _books = self.shared.books.lock();
+        let mut all = self.shared.balances.all();
         all.sort();
         all
     }
 
     /// Reads the books under their lock. Keep `read` short: sales wait for it.
     pub fn read<R>(&self, read: impl FnOnce(&Books) -> R) -> R {
-        read(&self.books.lock())
+        read(&self.shared.books.lock())
     }
 
     /// How many leads were sold.
     pub fn sale_count(&self) -> usize {
-        self.books.lock().leads.len()
-    }
-}
-
-/// Waits for a journal commit, if there is a journal.
-async fn wait(commit: Option<Commit>) -> Result<(), JournalError> {
-    match commit {
-        Some(commit) => commit.await,
-        None => Ok(()),
+        self.shared.books.lock().leads.len()
     }
 }
 

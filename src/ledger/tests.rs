@@ -333,16 +333,17 @@ async fn terms_are_recorded_once_per_buyer_and_revision() {
     sell(&ledger, sale("l_3", "other", 1000, 900, at(1))).await.unwrap();
     sell_under(&ledger, sale("l_4", "best", 1000, 900, at(2)), "rev-2").await.unwrap();
     // Asked for terms only when they are new.
-    let asked = std::cell::Cell::new(false);
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let later = sale("l_5", "best", 1000, 900, at(2));
+    let flag = Arc::clone(&asked);
     ledger
-        .record_sale(later, "rev-2", || {
-            asked.set(true);
+        .record_sale(later, "rev-2", move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
             Value::Null
         })
         .await
         .unwrap();
-    assert!(!asked.get());
+    assert!(!asked.load(std::sync::atomic::Ordering::SeqCst));
     ledger.close().await.unwrap();
     drop(ledger);
 
@@ -357,6 +358,44 @@ async fn terms_are_recorded_once_per_buyer_and_revision() {
         assert_eq!(restored.terms_in_force("rev-2", "best"), Some(2));
         assert_eq!(restored.terms_in_force("rev-1", "other"), Some(1));
     });
+}
+
+#[tokio::test]
+async fn return_rates_follow_sales_and_approved_returns_and_are_rebuilt_by_replay_and_from_a_snapshot() {
+    use crate::domain::expected_value::ReturnRate;
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+    let lenient = buyer("best", ReturnPolicy { rate_cap_percent: Decimal::ONE_HUNDRED, ..ReturnPolicy::default() });
+    // Any return is over a 0% cap: each waits for the operator.
+    let strict = buyer("other", ReturnPolicy { rate_cap_percent: Decimal::ZERO, ..ReturnPolicy::default() });
+    for i in 0..4 {
+        sell(&ledger, sale(&format!("l_b{i}"), "best", 1000, 900, at(1))).await.unwrap();
+    }
+    for i in 0..3 {
+        sell(&ledger, sale(&format!("l_o{i}"), "other", 1000, 900, at(1))).await.unwrap();
+    }
+    assert_eq!(
+        ledger.file_return(&lenient, request("l_b0", "duplicate"), at(2)).await.unwrap().status,
+        ReturnStatus::Approved
+    );
+    let approve = ledger.file_return(&strict, request("l_o0", "duplicate"), at(2)).await.unwrap();
+    let reject = ledger.file_return(&strict, request("l_o1", "duplicate"), at(2)).await.unwrap();
+    let rates = |books: &Books| {
+        let acme = books.return_rates.seller("acme");
+        (acme.rate("best", 30, at(5)), acme.rate("other", 30, at(5)))
+    };
+    assert_eq!(ledger.read(rates), (ReturnRate::new(4, 1), ReturnRate::new(3, 0)), "pending returns do not count");
+    ledger.decide_return(&approve.return_id, true, None, at(3)).await.unwrap();
+    ledger.decide_return(&reject.return_id, false, None, at(3)).await.unwrap();
+    let expected = (ReturnRate::new(4, 1), ReturnRate::new(3, 1));
+    assert_eq!(ledger.read(rates), expected, "an operator's approval counts, a rejection does not");
+    ledger.close().await.unwrap();
+    drop(ledger);
+
+    let (replayed, _) = Ledger::open(dir.path(), JournalOptions::default()).unwrap();
+    assert_eq!(replayed.read(rates), expected, "replay rebuilds them");
+    let snapshot = replayed.read(|books| serde_json::to_vec(books).unwrap());
+    assert_eq!(rates(&Books::from_snapshot(&snapshot).unwrap()), expected, "so does a snapshot");
 }
 
 /// Writes a journal of raw payloads (an optional snapshot first) and opens a ledger on it.

@@ -1,14 +1,11 @@
 //! Money views and the operator's other reads and changes: statements, the report, the ledger's accounts and
 //! transactions, delivery records, seller payouts, recent auctions and the config.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{catch_up, read, OpError};
-use crate::audit::AuctionAudit;
+use super::{read, OpError};
 use crate::domain::money::Money;
 use crate::engine::Engine;
 use crate::ids::new_id;
@@ -18,13 +15,13 @@ use crate::ledger::{seller_account, LedgerError, Payout, Sale, TransactionKind};
 use crate::time::rfc3339;
 
 /// The statement of one account over `[from, to)` (API.md section 6).
-pub async fn statement(engine: &Engine, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Statement {
-    read(engine, |books| build_statement(books, account, from, to)).await
+pub fn statement(engine: &Engine, account: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Statement {
+    read(engine, |books| build_statement(books, account, from, to))
 }
 
 /// The P&L of `[from, to)` by campaign, seller (and source) and buyer (API.md section 5).
-pub async fn report(engine: &Engine, from: DateTime<Utc>, to: DateTime<Utc>) -> Report {
-    read(engine, |books| build_report(books, from, to)).await
+pub fn report(engine: &Engine, from: DateTime<Utc>, to: DateTime<Utc>) -> Report {
+    read(engine, |books| build_report(books, from, to))
 }
 
 /// How far before `from` a scan back through the transactions goes on: a sale's time is taken just before it
@@ -33,7 +30,7 @@ const OUT_OF_ORDER_SLACK: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Calls `each` with every sale booked at or after `from`, newest first. Reads back from the end of the books,
 /// so its cost is the sales since `from`, not the whole history.
-pub async fn for_each_sale_since(engine: &Engine, from: DateTime<Utc>, mut each: impl FnMut(&Sale)) {
+pub fn for_each_sale_since(engine: &Engine, from: DateTime<Utc>, mut each: impl FnMut(&Sale)) {
     read(engine, |books| {
         let recent = books.transactions.iter().rev().take_while(|t| t.at >= from - OUT_OF_ORDER_SLACK);
         for transaction in recent.filter(|t| t.kind == TransactionKind::Sale && t.at >= from) {
@@ -42,23 +39,20 @@ pub async fn for_each_sale_since(engine: &Engine, from: DateTime<Utc>, mut each:
             }
         }
     })
-    .await
 }
 
 /// Every account with its balance, sorted by account.
-pub async fn accounts(engine: &Engine) -> Vec<(String, Money)> {
-    catch_up(engine).await;
+pub fn accounts(engine: &Engine) -> Vec<(String, Money)> {
     engine.ledger.balances()
 }
 
 /// One account's balance (zero for an account that never moved).
-pub async fn balance(engine: &Engine, account: &str) -> Money {
-    catch_up(engine).await;
+pub fn balance(engine: &Engine, account: &str) -> Money {
     engine.ledger.balance(account)
 }
 
 /// Every transaction (touching one account), in time order, as `GET /admin/ledger/transactions` shows it.
-pub async fn transactions(engine: &Engine, account: Option<&str>) -> Vec<Value> {
+pub fn transactions(engine: &Engine, account: Option<&str>) -> Vec<Value> {
     read(engine, |books| {
         books
             .transactions
@@ -77,12 +71,11 @@ pub async fn transactions(engine: &Engine, account: Option<&str>) -> Vec<Value> 
             })
             .collect()
     })
-    .await
 }
 
 /// The delivery record of a sold lead (API.md section 5), from the books, so it outlives the audit ring and
 /// restarts; its terms are the ones recorded when the lead was sold.
-pub async fn delivery_record(engine: &Engine, lead_id: &str) -> Result<Value, OpError> {
+pub fn delivery_record(engine: &Engine, lead_id: &str) -> Result<Value, OpError> {
     read(engine, |books| {
         let sold = books.lead(lead_id)?;
         let sale = &sold.sale;
@@ -104,7 +97,6 @@ pub async fn delivery_record(engine: &Engine, lead_id: &str) -> Result<Value, Op
             "return": filed,
         }))
     })
-    .await
     .ok_or(OpError::NotFound("lead"))
 }
 
@@ -142,7 +134,7 @@ pub struct PayoutLine {
 }
 
 /// Every payout made to a seller, newest first.
-pub async fn payouts_of_seller(engine: &Engine, seller: &str) -> Vec<PayoutLine> {
+pub fn payouts_of_seller(engine: &Engine, seller: &str) -> Vec<PayoutLine> {
     let account = seller_account(seller);
     read(engine, |books| {
         books
@@ -156,12 +148,12 @@ pub async fn payouts_of_seller(engine: &Engine, seller: &str) -> Vec<PayoutLine>
             })
             .collect()
     })
-    .await
 }
 
-/// A recent auction's audit trail, while the ring still holds it.
-pub fn auction(engine: &Engine, ping_id: &str) -> Result<Arc<AuctionAudit>, OpError> {
-    engine.audit.get(ping_id).ok_or(OpError::NotFound("ping"))
+/// A recent auction's audit trail (`GET /admin/pings/{id}`): this node's ring, or in cluster mode the trail
+/// every node shares.
+pub async fn auction(engine: &Engine, ping_id: &str) -> Result<Value, OpError> {
+    engine.audit_trail(ping_id).await?.ok_or(OpError::NotFound("ping"))
 }
 
 /// Which config is in force (`GET /admin/config`).
@@ -177,9 +169,15 @@ pub fn config(engine: &Engine) -> Value {
 }
 
 /// Re-reads the config file and swaps it in whole, or refuses it with every problem listed while the
-/// running config stays in force.
-pub fn reload(engine: &Engine) -> Result<Value, OpError> {
+/// running config stays in force. In cluster mode every other node re-reads its own file next.
+pub async fn reload(engine: &Engine) -> Result<Value, OpError> {
     let config = engine.reload().map_err(|error| OpError::InvalidConfig(error.to_string()))?;
+    if let Some(redis) = engine.coordinator.redis() {
+        let _ = redis.ensure_buyers(&engine.roster(), &engine.ledger).await;
+        if redis.announce_reload().await.is_err() {
+            tracing::warn!("reloaded here, but Redis could not tell the other nodes; reload them one by one");
+        }
+    }
     Ok(json!({
         "status": "reloaded",
         "revision": config.revision,

@@ -1,5 +1,6 @@
-//! Buyers: the operator's and the buyer's views of one, pauses and resumes (journaled before the answer), and
-//! deposits.
+//! Buyers: the operator's and the buyer's views of one (with caps and holds as the coordinator counts them:
+//! every node's in cluster mode), pauses and resumes (made in the ledger's order, durable before the
+//! answer), and deposits.
 
 use std::sync::Arc;
 
@@ -7,8 +8,9 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::{catch_up, OpError};
+use super::OpError;
 use crate::buyers::{BuyerState, PausedBy, PausedByOther, Standing};
+use crate::capacity::Usage;
 use crate::config::{Billing, Buyer};
 use crate::domain::money::Money;
 use crate::engine::Engine;
@@ -23,24 +25,27 @@ pub fn find(engine: &Engine, id: &str) -> Result<(Arc<Buyer>, Arc<BuyerState>), 
 }
 
 /// Every buyer's operator object (API.md section 5), in config order.
-pub async fn all(engine: &Engine) -> Vec<Value> {
-    catch_up(engine).await;
+pub async fn all(engine: &Engine) -> Result<Vec<Value>, OpError> {
     let roster = engine.roster();
-    roster.config.buyers.iter().zip(&roster.states).map(|(buyer, state)| view(engine, buyer, state)).collect()
+    let mut buyers = Vec::with_capacity(roster.config.buyers.len());
+    for (buyer, state) in roster.config.buyers.iter().zip(&roster.states) {
+        buyers.push(view(engine, buyer, state).await?);
+    }
+    Ok(buyers)
 }
 
 /// One buyer's operator object.
 pub async fn one(engine: &Engine, id: &str) -> Result<Value, OpError> {
-    catch_up(engine).await;
     let (buyer, state) = find(engine, id)?;
-    Ok(view(engine, &buyer, &state))
+    view(engine, &buyer, &state).await
 }
 
 /// The operator's buyer object: state, money, caps and budgets used and left, health, ramp.
-fn view(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
+async fn view(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<Value, OpError> {
+    let usage = engine.usage(buyer, state).await?;
     let standing = state.standing(buyer, Instant::now());
     let now = Utc::now();
-    let (caps, budgets) = state.capacity.view(buyer, now);
+    let (caps, budgets) = crate::capacity::view(buyer, now, &usage);
     let mut object = json!({
         "id": buyer.id,
         "state": standing.state(),
@@ -49,7 +54,7 @@ fn view(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
         "budgets": budgets,
         "health": state.health.view(&buyer.sla, Instant::now()),
     });
-    object.as_object_mut().expect("an object").extend(money_of(engine, buyer, state));
+    object.as_object_mut().expect("an object").extend(money_of(engine, buyer, state, &usage));
     if let Some(ramp) = &buyer.ramp {
         let today = now.with_timezone(&crate::capacity::timezone(buyer)).date_naive();
         object["ramp"] = json!({
@@ -59,17 +64,17 @@ fn view(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Value {
             "today_limit": crate::capacity::daily_limit(buyer, today),
         });
     }
-    object
+    Ok(object)
 }
 
 /// A buyer's money: `billing`, `balance`, `held`, `available` and, for invoice buyers, `credit_limit`.
-pub async fn money(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Map<String, Value> {
-    catch_up(engine).await;
-    money_of(engine, buyer, state)
+pub async fn money(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<Map<String, Value>, OpError> {
+    let usage = engine.usage(buyer, state).await?;
+    Ok(money_of(engine, buyer, state, &usage))
 }
 
-fn money_of(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Map<String, Value> {
-    let held = state.capacity.held_money();
+fn money_of(engine: &Engine, buyer: &Buyer, state: &BuyerState, usage: &Usage) -> Map<String, Value> {
+    let held = usage.held_money;
     let mut money = Map::new();
     money.insert("balance".into(), json!(engine.ledger.balance(&state.account)));
     money.insert("held".into(), json!(held));
@@ -88,55 +93,70 @@ fn money_of(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Map<String, V
 
 /// What a buyer is shown of itself (`GET /v1/buyer/status`): whether it receives leads and how much of each
 /// cap is left.
-pub fn status(buyer: &Buyer, state: &BuyerState) -> Value {
+pub async fn status(engine: &Engine, buyer: &Buyer, state: &BuyerState) -> Result<Value, OpError> {
+    let usage = engine.usage(buyer, state).await?;
     let standing = state.standing(buyer, Instant::now());
-    let (caps, budgets) = state.capacity.view(buyer, Utc::now());
-    json!({
+    let (caps, budgets) = crate::capacity::view(buyer, Utc::now(), &usage);
+    Ok(json!({
         "buyer": buyer.id,
         "state": standing.state(),
         "state_reason": standing.reason(),
         "self_pause": buyer.self_pause,
         "caps": caps,
         "budgets": budgets,
-    })
+    }))
 }
 
-/// The operator pauses a buyer or resumes it (a resume clears every pause, the SLA breaker's too); journaled
-/// before the answer. Returns the buyer's operator object.
+/// The operator pauses a buyer or resumes it (a resume clears every pause, the SLA breaker's too), in the
+/// ledger's order after every earlier pause or resume of any node; durable before the answer. Returns the
+/// buyer's operator object.
 pub async fn operator_pause(engine: &Engine, id: &str, pause: bool) -> Result<Value, OpError> {
     let (buyer, state) = find(engine, id)?;
-    if pause {
-        state.pause(&buyer, PausedBy::Operator);
-    } else {
-        state.resume();
-    }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
-    Ok(view(engine, &buyer, &state))
+    let (config, standing) = (Arc::clone(&buyer), Arc::clone(&state));
+    let change = move || {
+        if pause {
+            standing.pause(&config, PausedBy::Operator);
+        } else {
+            standing.resume();
+        }
+        Ok::<_, OpError>(standing.api_standing())
+    };
+    engine.ledger.record_standing(&buyer.id, change).await?;
+    view(engine, &buyer, &state).await
 }
 
 /// A buyer stops or restarts its own flow of leads (API.md section 4). It may lift only a pause it set
-/// itself; journaled before the answer. Returns its status object.
-pub async fn self_pause(engine: &Engine, buyer: &Buyer, state: &BuyerState, pause: bool) -> Result<Value, OpError> {
+/// itself; made in the ledger's order and durable before the answer. Returns its status object.
+pub async fn self_pause(
+    engine: &Engine,
+    buyer: &Arc<Buyer>,
+    state: &Arc<BuyerState>,
+    pause: bool,
+) -> Result<Value, OpError> {
     if !buyer.self_pause {
         return Err(OpError::Forbidden(
             "this buyer's contract does not allow pausing or resuming itself (self_pause = false); ask the operator"
                 .into(),
         ));
     }
-    if pause {
-        state.pause(buyer, PausedBy::Buyer);
-    } else if let Err(PausedByOther(standing)) = state.resume_by_buyer(buyer, Instant::now()) {
-        let who = match standing {
-            Standing::Paused(PausedBy::Operator) => "the operator",
-            Standing::Paused(PausedBy::Config) => "the config file",
-            _ => "the SLA breaker (sla_paused or probing); it resumes by itself once the endpoint is healthy",
-        };
-        return Err(OpError::Forbidden(format!(
-            "this buyer was paused by {who}; only a pause it set itself can be resumed here"
-        )));
-    }
-    engine.ledger.record_standing(&buyer.id, || state.api_standing()).await?;
-    Ok(status(buyer, state))
+    let (config, standing) = (Arc::clone(buyer), Arc::clone(state));
+    let change = move || {
+        if pause {
+            standing.pause(&config, PausedBy::Buyer);
+        } else if let Err(PausedByOther(by)) = standing.resume_by_buyer(&config, Instant::now()) {
+            let who = match by {
+                Standing::Paused(PausedBy::Operator) => "the operator",
+                Standing::Paused(PausedBy::Config) => "the config file",
+                _ => "the SLA breaker (sla_paused or probing); it resumes by itself once the endpoint is healthy",
+            };
+            return Err(OpError::Forbidden(format!(
+                "this buyer was paused by {who}; only a pause it set itself can be resumed here"
+            )));
+        }
+        Ok(standing.api_standing())
+    };
+    engine.ledger.record_standing(&buyer.id, change).await?;
+    status(engine, buyer, state).await
 }
 
 /// A deposit into a buyer's wallet (or against its invoice), durable before the answer: the deposit's id and

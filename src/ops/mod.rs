@@ -2,9 +2,9 @@
 //! seller can make and every view of the books and buyers they are shown. A rule lives here once; both faces
 //! only parse their input (JSON or a form) and render the answer (JSON, HTML or CSV).
 //!
-//! Reads are `async` and start with [`catch_up`]: in a single node it does nothing; in cluster mode it is
-//! where a node first brings its books up to date with the ledger of record, so that a read reflects every
-//! write answered before it began (API.md section 9).
+//! Reads of the books assume the caller ran [`current`] first, once per request: in cluster mode it brings
+//! this node's books up to date with the ledger of record, so that a read reflects every write answered
+//! anywhere before it began (API.md section 9). The JSON dispatcher and the pages' both do, before every read.
 //!
 //! - [`buyers`] — buyer views, operator and self pause / resume, deposits.
 //! - [`returns`] — filing and deciding returns; the buyer's leads and returns, the seller's returns.
@@ -16,7 +16,7 @@ pub mod returns;
 
 use chrono::{DateTime, Datelike, Utc};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, SellerError};
 use crate::ledger::{Books, LedgerError, ReturnError};
 
 /// Why an operation was refused. `http::error` maps each to the contract's status and code; the web pages
@@ -40,15 +40,19 @@ pub enum OpError {
     Return(#[from] ReturnError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A shared store this call needs cannot be reached (cluster mode), among the engine's refusals.
+    #[error(transparent)]
+    Engine(#[from] SellerError),
 }
 
-/// Brings this node's books up to date before a read. A no-op in a single node (the books in memory are
-/// the books); the cluster seam.
-pub async fn catch_up(_engine: &Engine) {}
+/// Brings this node's books up to date before a read: a no-op for embedded books, in cluster mode a catch-up
+/// with PostgreSQL (503 `unavailable` when it cannot be reached).
+pub async fn current(engine: &Engine) -> Result<(), OpError> {
+    Ok(engine.ledger.sync().await?)
+}
 
-/// Reads the books, caught up. Keep `read` short: sales wait for the books' lock.
-pub async fn read<R>(engine: &Engine, read: impl FnOnce(&Books) -> R) -> R {
-    catch_up(engine).await;
+/// Reads the books. Keep `read` short: sales wait for the books' lock.
+fn read<R>(engine: &Engine, read: impl FnOnce(&Books) -> R) -> R {
     engine.ledger.read(read)
 }
 

@@ -82,7 +82,7 @@ pub fn parse_status(wanted: &str) -> Result<ReturnStatus, OpError> {
 }
 
 /// Every return (of one status), newest first: the operator's list.
-pub async fn all(engine: &Engine, status: Option<ReturnStatus>) -> Vec<Return> {
+pub fn all(engine: &Engine, status: Option<ReturnStatus>) -> Vec<Return> {
     read(engine, |books| {
         books
             .returns_newest_first()
@@ -90,28 +90,21 @@ pub async fn all(engine: &Engine, status: Option<ReturnStatus>) -> Vec<Return> {
             .cloned()
             .collect()
     })
-    .await
 }
 
 /// A buyer's returns, newest first.
-pub async fn of_buyer(engine: &Engine, buyer: &str) -> Vec<Return> {
-    read(engine, |books| books.returns_newest_first().filter(|filed| filed.buyer == buyer).cloned().collect()).await
+pub fn of_buyer(engine: &Engine, buyer: &str) -> Vec<Return> {
+    read(engine, |books| books.returns_newest_first().filter(|filed| filed.buyer == buyer).cloned().collect())
 }
 
 /// One of a buyer's returns; another buyer's is not found.
-pub async fn one_of_buyer(engine: &Engine, buyer: &str, return_id: &str) -> Result<Return, OpError> {
+pub fn one_of_buyer(engine: &Engine, buyer: &str, return_id: &str) -> Result<Return, OpError> {
     read(engine, |books| books.returns.get(return_id).filter(|filed| filed.buyer == buyer).cloned())
-        .await
         .ok_or(OpError::NotFound("return"))
 }
 
 /// A buyer's leads delivered since `since`, newest first, at most `limit`.
-pub async fn leads_of_buyer(
-    engine: &Engine,
-    buyer: &Buyer,
-    since: Option<DateTime<Utc>>,
-    limit: usize,
-) -> Vec<BuyerLead> {
+pub fn leads_of_buyer(engine: &Engine, buyer: &Buyer, since: Option<DateTime<Utc>>, limit: usize) -> Vec<BuyerLead> {
     let now = Utc::now();
     read(engine, |books| {
         let Some(ids) = books.leads_by_buyer.get(&buyer.id) else { return Vec::new() };
@@ -123,17 +116,15 @@ pub async fn leads_of_buyer(
             .map(|lead| buyer_lead(books, buyer, lead, now))
             .collect()
     })
-    .await
 }
 
 /// One of a buyer's leads; another buyer's is not found.
-pub async fn lead_of_buyer(engine: &Engine, buyer: &Buyer, lead_id: &str) -> Result<BuyerLead, OpError> {
+pub fn lead_of_buyer(engine: &Engine, buyer: &Buyer, lead_id: &str) -> Result<BuyerLead, OpError> {
     let now = Utc::now();
     read(engine, |books| {
         let lead = books.lead(lead_id).filter(|lead| lead.sale.buyer == buyer.id)?;
         Some(buyer_lead(books, buyer, lead, now))
     })
-    .await
     .ok_or(OpError::NotFound("lead"))
 }
 
@@ -152,7 +143,7 @@ fn buyer_lead(books: &Books, buyer: &Buyer, lead: &SoldLead, now: DateTime<Utc>)
 }
 
 /// Every return filed on a seller's leads since `since` (by filing time), newest first, without the buyer.
-pub async fn of_seller(engine: &Engine, seller: &str, since: Option<DateTime<Utc>>) -> Vec<SellerReturn> {
+pub fn of_seller(engine: &Engine, seller: &str, since: Option<DateTime<Utc>>) -> Vec<SellerReturn> {
     read(engine, |books| {
         books
             .returns_newest_first()
@@ -173,10 +164,10 @@ pub async fn of_seller(engine: &Engine, seller: &str, since: Option<DateTime<Utc
             })
             .collect()
     })
-    .await
 }
 
-/// A return as its buyer sees it (API.md section 4).
+/// A return as its buyer sees it (API.md section 4), `decision_note` included: "returns in every list also
+/// carry `decision_note`", the buyer's list too, so the buyer reads why an operator decided as it did.
 pub fn buyer_json(filed: &Return) -> Value {
     json!({
         "return_id": filed.return_id,
@@ -186,16 +177,16 @@ pub fn buyer_json(filed: &Return) -> Value {
         "credit": filed.credit,
         "reason": filed.reason,
         "note": filed.note,
+        "decision_note": filed.decision_note,
         "created_at": rfc3339(filed.created_at),
         "decided_at": filed.decided_at.map(rfc3339),
     })
 }
 
-/// A return as the operator sees it: the buyer's view plus whose it is and the decision's note.
+/// A return as the operator sees it: the buyer's view plus whose it is and the payout taken back.
 pub fn operator_json(filed: &Return) -> Value {
     let mut object = buyer_json(filed);
     object["buyer"] = json!(filed.buyer);
     object["clawback"] = json!(filed.clawback);
-    object["decision_note"] = json!(filed.decision_note);
     object
 }

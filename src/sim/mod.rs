@@ -1,5 +1,6 @@
 //! Simulated buyer endpoints: real HTTP/1.1 servers on loopback that speak the buyer protocol
-//! (API.md §3), used by `gavel demo`, the integration tests and the load test.
+//! (API.md §3: pings, posts and win/loss notices), used by `gavel demo`, the integration tests and the load
+//! test.
 //!
 //! ## Layout
 //! - `spec` — [`SimBuyerSpec`]: what a simulated buyer does (latency, bids, failure shares, fixed replies),

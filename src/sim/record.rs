@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::HeaderMap;
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 /// One request as a simulated buyer received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +15,8 @@ pub struct Recorded {
     pub body: serde_json::Value,
     /// The body as text (lossy UTF-8).
     pub raw: String,
+    /// When the request's body had arrived: tests compare when a post and a notice came.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -26,6 +29,7 @@ impl Recorded {
             headers,
             body: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
             raw: String::from_utf8_lossy(body).into_owned(),
+            at: Instant::now(),
         }
     }
 

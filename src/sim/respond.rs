@@ -27,17 +27,39 @@ pub(crate) struct Shared {
     behaviour: RwLock<Arc<Behaviour>>,
     pub(crate) pings: Log,
     pub(crate) posts: Log,
+    pub(crate) notices: Log,
     no_bids: AtomicU64,
     bids: AtomicU64,
     accepted: AtomicU64,
     /// Pings being held open right now; lets tests prove a hang ends when its connection does.
     pub(crate) hanging: AtomicU64,
+    /// Pings being answered right now, and the most there ever were at once (`concurrent_pings` tests).
+    in_flight: AtomicU64,
+    pub(crate) most_in_flight: AtomicU64,
+}
+
+/// One ping being answered, counted while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.most_in_flight.fetch_max(now, Ordering::AcqRel);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Ping,
     Post,
+    Notice,
 }
 
 impl Shared {
@@ -46,10 +68,13 @@ impl Shared {
             behaviour: RwLock::new(Arc::new(Behaviour::new(spec))),
             pings: Log::default(),
             posts: Log::default(),
+            notices: Log::default(),
             no_bids: AtomicU64::new(0),
             bids: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             hanging: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -65,25 +90,28 @@ impl Shared {
         match route {
             Route::Ping => &self.pings,
             Route::Post => &self.posts,
+            Route::Notice => &self.notices,
         }
     }
 }
 
-/// The hyper service: answers `POST /ping` and `POST /post`, and 404 to anything else.
+/// The hyper service: answers `POST /ping`, `POST /post` and `POST /notice`, and 404 to anything else.
 pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let route = match (request.method(), request.uri().path()) {
         (&Method::POST, "/ping") => Route::Ping,
         (&Method::POST, "/post") => Route::Post,
+        (&Method::POST, "/notice") => Route::Notice,
         _ => {
             return Ok(error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "the simulated buyer serves POST /ping and POST /post",
+                "the simulated buyer serves POST /ping, POST /post and POST /notice",
             ))
         }
     };
     // Taken on arrival, so a request is answered wholly under one spec even if `set_spec` runs meanwhile.
     let behaviour = shared.behaviour();
+    let _in_flight = matches!(route, Route::Ping).then(|| InFlight::new(&shared));
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -97,7 +125,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
     Ok(match route {
         Route::Ping => answer_ping(&shared, &behaviour).await,
         Route::Post => answer_post(&shared, &behaviour).await,
+        Route::Notice => answer_notice(&behaviour).await,
     })
+}
+
+/// A notice needs no answer but a 2xx; the spec may make it slow, hang or fail.
+async fn answer_notice(behaviour: &Behaviour) -> Answer {
+    wait(behaviour.draw_latency(&behaviour.spec.notice_latency)).await;
+    match &behaviour.spec.notice_reply {
+        Some(reply) => raw(reply),
+        None => with_status(StatusCode::NO_CONTENT, Full::default()),
+    }
 }
 
 async fn answer_ping(shared: &Shared, behaviour: &Behaviour) -> Answer {

@@ -55,6 +55,11 @@ impl SimBuyer {
         format!("http://{}/post", self.addr)
     }
 
+    /// The URL win/loss notices go to: `http://127.0.0.1:PORT/notice`.
+    pub fn notice_url(&self) -> String {
+        format!("http://{}/notice", self.addr)
+    }
+
     /// Every ping received so far, in order (empty when the spec does not record).
     pub fn pings(&self) -> Vec<Recorded> {
         self.shared.pings.snapshot()
@@ -65,6 +70,16 @@ impl SimBuyer {
         self.shared.posts.snapshot()
     }
 
+    /// Every win/loss notice received so far, in order (empty when the spec does not record).
+    pub fn notices(&self) -> Vec<Recorded> {
+        self.shared.notices.snapshot()
+    }
+
+    /// Number of notices received so far; a lock-free counter, kept even when recording is off.
+    pub fn notice_count(&self) -> u64 {
+        self.shared.notices.total()
+    }
+
     /// Number of pings received so far; a lock-free counter, kept even when recording is off.
     pub fn ping_count(&self) -> u64 {
         self.shared.pings.total()
@@ -73,6 +88,11 @@ impl SimBuyer {
     /// Number of posts received so far; a lock-free counter, kept even when recording is off.
     pub fn post_count(&self) -> u64 {
         self.shared.posts.total()
+    }
+
+    /// The most pings this buyer was answering at once so far.
+    pub fn most_pings_in_flight(&self) -> u64 {
+        self.shared.most_in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Changes behaviour while running; requests already in flight finish under the old spec.

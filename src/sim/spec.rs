@@ -40,6 +40,10 @@ pub struct SimBuyerSpec {
     pub ping_reply: Option<RawReply>,
     /// When set, every post gets exactly this status and body, after `post_latency`.
     pub post_reply: Option<RawReply>,
+    /// How long before answering a win/loss notice (a long wait is an endpoint that hangs).
+    pub notice_latency: Latency,
+    /// When set, every notice gets exactly this status and body; otherwise 204 No Content.
+    pub notice_reply: Option<RawReply>,
     /// Seed of the buyer's RNG, so runs are reproducible.
     pub seed: u64,
     /// Keep every request (headers and body); when false only the counters are kept, for load tests.
@@ -93,7 +97,7 @@ pub enum BidSpec {
 }
 
 impl Default for SimBuyerSpec {
-    /// Instant answers, bids "10.00", no failures, seed 1, recording on.
+    /// Instant answers, bids "10.00", no failures, notices taken with 204, seed 1, recording on.
     fn default() -> Self {
         SimBuyerSpec {
             ping_latency: Latency::Zero,
@@ -107,6 +111,8 @@ impl Default for SimBuyerSpec {
             post_error_first: 0,
             ping_reply: None,
             post_reply: None,
+            notice_latency: Latency::Zero,
+            notice_reply: None,
             seed: 1,
             record: true,
         }

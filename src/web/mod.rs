@@ -38,10 +38,17 @@ use form::Form;
 use page::{error_page, PageError, WebResponse};
 use session::{MemorySessionStore, Role, Session, SessionStore};
 
-/// Whether a path belongs to the pages: `/`, `/login`, `/logout`, `/console…`, `/portal…`, `/assets/…`.
-pub fn claims(path: &str) -> bool {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    matches!(first, "" | "login" | "logout" | "console" | "portal" | "assets")
+/// Whether a request belongs to the pages: `GET`/`POST /login`, `POST /logout`, and anything under `/`,
+/// `/console`, `/portal` and `/assets/`. Other methods on `/login` and `/logout` are left to the route table,
+/// which answers them 405 with `Allow`, as for every documented path.
+pub fn claims(method: &Method, path: &str) -> bool {
+    let trimmed = path.trim_matches('/');
+    match trimmed.split('/').next().unwrap_or("") {
+        "login" => trimmed == "login" && (*method == Method::GET || *method == Method::POST),
+        "logout" => trimmed == "logout" && *method == Method::POST,
+        "" | "console" | "portal" | "assets" => true,
+        _ => false,
+    }
 }
 
 /// The pages' shared state: sessions, the dashboard's frames, and the stop signal of open streams.
@@ -116,6 +123,12 @@ impl Web {
         } else {
             None
         };
+        // As the JSON dispatcher does: a page shows the current books (cluster mode: caught up first).
+        if method == Method::GET {
+            if let Err(error) = crate::ops::current(&self.engine).await {
+                return error_page(&error.into(), Some(&session), &path);
+            }
+        }
         let ctx = Ctx { web: self, engine: &self.engine, session: &session, path: &path, query, form };
         let answered = match (first, &method) {
             ("", &Method::GET) => {

@@ -64,7 +64,7 @@ struct StatementPage {
 /// The statement page of `account`; `csv_path` is where its download is.
 pub async fn page(ctx: &Ctx<'_>, account: &str, title: String, csv_path: &str) -> Result<WebResponse, PageError> {
     let (from, to) = period(&ctx.query)?;
-    let statement = ops::books::statement(ctx.engine, account, from, to).await;
+    let statement = ops::books::statement(ctx.engine, account, from, to);
     let (from_day, to_day) = picker_days(from, to);
     let csv_href = format!("{csv_path}?{}", period_query(from, to));
     let page = Chrome::for_session(ctx.session, title, ctx.path);
@@ -74,7 +74,7 @@ pub async fn page(ctx: &Ctx<'_>, account: &str, title: String, csv_path: &str) -
 /// The statement of `account` as CSV: an `opening_balance` row, every line, a `closing_balance` row.
 pub async fn csv(ctx: &Ctx<'_>, account: &str) -> Result<WebResponse, PageError> {
     let (from, to) = period(&ctx.query)?;
-    let statement = ops::books::statement(ctx.engine, account, from, to).await;
+    let statement = ops::books::statement(ctx.engine, account, from, to);
     let mut csv = Csv::new(&["at", "kind", "transaction_id", "lead_id", "amount", "balance"]);
     let opening = statement.opening_balance.to_string();
     csv.row([

@@ -17,16 +17,24 @@ pub struct TestBuyer {
     pub spec: SimBuyerSpec,
     /// Lines added to the buyer's table (keys first, then sub-tables).
     pub toml: String,
+    /// Whether the buyer has a `notice_url` (its simulated endpoint's).
+    pub notices: bool,
 }
 
 impl TestBuyer {
     pub fn new(id: &'static str, spec: SimBuyerSpec) -> TestBuyer {
-        TestBuyer { id, spec, toml: String::new() }
+        TestBuyer { id, spec, toml: String::new(), notices: false }
     }
 
     /// A buyer bidding a fixed price.
     pub fn bidding(id: &'static str, price: &str) -> TestBuyer {
         TestBuyer::new(id, SimBuyerSpec::bidding(price))
+    }
+
+    /// Gives the buyer a `notice_url`: win/loss notices go to its simulated endpoint.
+    pub fn with_notices(mut self) -> TestBuyer {
+        self.notices = true;
+        self
     }
 
     pub fn with(mut self, toml: &str) -> TestBuyer {
@@ -36,15 +44,43 @@ impl TestBuyer {
     }
 }
 
-/// A running server with its simulated buyers.
+/// A running server with its simulated buyers. Its HTTP calls are [`Api`]'s (through `Deref`).
 pub struct TestApp {
     pub server: RunningServer,
-    pub base: String,
-    pub http: reqwest::Client,
-    pub sims: Vec<(&'static str, SimBuyer)>,
+    pub api: Api,
+    /// Shared by every node of a cluster.
+    pub sims: std::sync::Arc<Vec<(&'static str, SimBuyer)>>,
     /// The config file the server was started from (and reloads from); the data directory is beside it.
     pub config_path: std::path::PathBuf,
-    _root: tempfile::TempDir,
+    pub root: std::sync::Arc<tempfile::TempDir>,
+    /// Cluster mode: the exchange the server is a node of (dropped with the last node).
+    pub exchange: Option<std::sync::Arc<crate::cluster_mode::Exchange>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A server's address and the client that calls it: what a test needs to call a node, also one running as
+/// its own process.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// A test's config and simulated buyers, before any server starts on them.
+pub struct Prepared {
+    pub root: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+    pub config_text: String,
+    pub sims: Vec<(&'static str, SimBuyer)>,
+    /// The buyers to fund once the server runs (those whose test does not state its billing).
+    pub funded: Vec<&'static str>,
 }
 
 /// Extra TOML lines for the `[server]` table and for the `acme` seller's table.
@@ -61,6 +97,71 @@ pub async fn spawn_app(campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
 
 /// [`spawn_app`] with extra server and seller settings (limits, rates).
 pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> TestApp {
+    let prepared = prepare(tuning, campaign_toml, buyers).await;
+    let Prepared { root, config_path, mut config_text, sims, funded } = prepared;
+    // `GAVEL_TEST_CLUSTER=1` runs every API test against a node of a cluster (PostgreSQL and Redis) instead.
+    let exchange = crate::cluster_mode::test_exchange().await;
+    if let Some(exchange) = &exchange {
+        config_text.push_str(&exchange.table());
+    }
+    std::fs::write(&config_path, &config_text).expect("config written");
+    let config =
+        gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
+    let server = app::start_node(config, node_options(&exchange)).await.expect("server starts");
+    let api = Api { base: format!("http://{}", server.addr), http: http_client() };
+    let app = TestApp {
+        server,
+        api,
+        sims: std::sync::Arc::new(sims),
+        config_path,
+        root: std::sync::Arc::new(root),
+        exchange,
+    };
+    if app.exchange.is_some() {
+        crate::cluster_mode::wait_until_ready(&app).await;
+    }
+    for id in funded {
+        app.deposit(id, "10000.00").await;
+    }
+    app
+}
+
+/// A single-node test's options: in cluster mode its node id.
+fn node_options(exchange: &Option<std::sync::Arc<crate::cluster_mode::Exchange>>) -> app::NodeOptions {
+    let node_id = exchange.as_ref().map(|_| "node-0".to_owned());
+    app::NodeOptions { node_id, ..app::NodeOptions::default() }
+}
+
+/// Everything the ledger keeps, as text: the journal's files on one node, the exchange's rows in PostgreSQL in
+/// cluster mode (tests grep it for what must never be there, or must be there once).
+pub async fn ledger_text(app: &TestApp) -> String {
+    match &app.exchange {
+        Some(exchange) => {
+            let (client, connection) =
+                tokio_postgres::connect(&exchange.postgres, tokio_postgres::NoTls).await.expect("postgres");
+            tokio::spawn(connection);
+            let sql = format!("SELECT entry::text FROM gavel_{}.entries ORDER BY seq", exchange.name);
+            let rows = client.query(&sql, &[]).await.expect("entries");
+            rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+        }
+        None => {
+            let data_dir = app.config_path.parent().expect("root").join("data");
+            let mut journal = Vec::new();
+            for file in std::fs::read_dir(&data_dir).expect("data dir") {
+                journal.extend(std::fs::read(file.expect("entry").path()).expect("read"));
+            }
+            String::from_utf8_lossy(&journal).into_owned()
+        }
+    }
+}
+
+/// The client tests talk to servers with.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// Starts the simulated buyers and writes nothing yet: the config text a test's servers will run on.
+pub async fn prepare(tuning: Tuning, campaign_toml: &str, buyers: Vec<TestBuyer>) -> Prepared {
     let root = tempfile::tempdir().expect("temp dir");
     let data_dir = root.path().join("data");
     let mut sims = Vec::new();
@@ -78,8 +179,9 @@ pub async fn spawn_tuned_app(tuning: Tuning, campaign_toml: &str, buyers: Vec<Te
         } else {
             format!("ping_url = \"{}\"\n", sim.ping_url())
         };
+        let notice_url = if buyer.notices { format!("notice_url = \"{}\"\n", sim.notice_url()) } else { String::new() };
         buyer_tables.push_str(&format!(
-            "[[buyers]]\nid = \"{id}\"\napi_key = \"bk_{id}\"\ncampaigns = [\"auto\"]\n{ping_url}post_url = \"{post}\"\n{extra}\n",
+            "[[buyers]]\nid = \"{id}\"\napi_key = \"bk_{id}\"\ncampaigns = [\"auto\"]\n{ping_url}post_url = \"{post}\"\n{notice_url}{extra}\n",
             id = buyer.id,
             post = sim.post_url(),
             extra = buyer.toml,
@@ -120,17 +222,7 @@ max_bid = "100.00"
         acme_toml = tuning.acme,
     );
     let config_path = root.path().join("gavel.toml");
-    std::fs::write(&config_path, &config_text).expect("config written");
-    let config =
-        gavel::config::load_file(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{config_text}"));
-    let server = app::start(config, None).await.expect("server starts");
-    let base = format!("http://{}", server.addr);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-    let app = TestApp { server, base, http, sims, config_path, _root: root };
-    for id in funded {
-        app.deposit(id, "10000.00").await;
-    }
-    app
+    Prepared { root, config_path, config_text, sims, funded }
 }
 
 /// The `gavel` binary built for these tests.
@@ -173,12 +265,16 @@ pub fn full_lead() -> Value {
 impl TestApp {
     /// Stops the server gracefully and starts it again on the same config and data directory (a new port).
     pub async fn restart(self) -> TestApp {
-        let TestApp { server, http, sims, config_path, _root, .. } = self;
+        let TestApp { server, api, sims, config_path, root, exchange } = self;
         server.shutdown().await;
         let config = gavel::config::load_file(&config_path).expect("same config");
-        let server = app::start(config, None).await.expect("server restarts");
-        let base = format!("http://{}", server.addr);
-        TestApp { server, base, http, sims, config_path, _root }
+        let server = app::start_node(config, node_options(&exchange)).await.expect("server restarts");
+        let api = Api { base: format!("http://{}", server.addr), http: api.http };
+        let app = TestApp { server, api, sims, config_path, root, exchange };
+        if app.exchange.is_some() {
+            crate::cluster_mode::wait_until_ready(&app).await;
+        }
+        app
     }
 
     /// The config file's text now.
@@ -194,7 +290,9 @@ impl TestApp {
     pub fn sim(&self, id: &str) -> &SimBuyer {
         &self.sims.iter().find(|(sid, _)| *sid == id).expect("sim by id").1
     }
+}
 
+impl Api {
     /// POSTs JSON with a bearer key; returns the status and the body (Null when not JSON).
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
         let response = self
@@ -266,5 +364,14 @@ impl TestApp {
 fn merge(body: &mut Value, extra: Value) {
     if let (Some(target), Value::Object(extra)) = (body.as_object_mut(), extra) {
         target.extend(extra);
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and returns its engine, to look at what shutdown left behind.
+    pub async fn stop(self) -> std::sync::Arc<gavel::engine::Engine> {
+        let engine = std::sync::Arc::clone(&self.server.engine);
+        self.server.shutdown().await;
+        engine
     }
 }

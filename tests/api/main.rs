@@ -2,6 +2,9 @@
 
 mod auth;
 mod browser;
+mod cluster;
+mod cluster_mode;
+mod contract;
 mod crash;
 mod delivery;
 mod duplicates;
@@ -11,12 +14,16 @@ mod helpers;
 mod lifecycle;
 mod limits;
 mod logs;
+mod notices;
+mod openapi;
 mod ping;
 mod portal;
 mod post;
+mod ranking;
 mod reload;
 mod returns;
 mod shedding;
 mod statements;
 mod web;
 mod web_pages;
+mod wire_errors;

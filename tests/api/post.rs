@@ -90,6 +90,37 @@ async fn min_payout_skips_bidders_that_pay_too_little() {
 }
 
 #[tokio::test]
+async fn below_min_payout_whenever_a_bidder_was_skipped_for_it_even_after_the_others_rejected() {
+    let rejects = |price| SimBuyerSpec { reject_share: 1.0, ..SimBuyerSpec::bidding(price) };
+    let app = spawn_app("", vec![TestBuyer::new("picky", rejects("20.00")), TestBuyer::bidding("cheap", "5.00")]).await;
+    // picky (payout 18.00) is offered the lead and rejects it; cheap (4.50) was skipped for the minimum.
+    let ping_id = app.ping().await["ping_id"].as_str().unwrap().to_owned();
+    let (_, unsold) = app.post(&ping_id, full_lead(), json!({"min_payout": "10.00"})).await;
+    assert_eq!(unsold, json!({"ping_id": ping_id, "status": "unsold", "reason": "below_min_payout"}));
+    assert_eq!((app.sim("picky").post_count(), app.sim("cheap").post_count()), (1, 0));
+
+    // The same in one call.
+    let body = json!({"campaign": "auto", "lead": full_lead(), "min_payout": "10.00"});
+    let (_, unsold) = app.post_json("/v1/leads", SELLER_KEY, &body).await;
+    assert_eq!((unsold["status"].as_str(), unsold["reason"].as_str()), (Some("unsold"), Some("below_min_payout")));
+
+    // A minimum both bidders clear: nobody skipped, and cheap buys it after picky rejects.
+    let ping_id = app.ping().await["ping_id"].as_str().unwrap().to_owned();
+    let (_, sold) = app.post(&ping_id, full_lead(), json!({"min_payout": "4.50"})).await;
+    assert_eq!((sold["status"].as_str(), sold["payout"].as_str()), (Some("sold"), Some("4.50")), "{sold}");
+}
+
+#[tokio::test]
+async fn all_buyers_rejected_only_when_nobody_was_skipped_for_min_payout() {
+    let rejects = |price| SimBuyerSpec { reject_share: 1.0, ..SimBuyerSpec::bidding(price) };
+    let app = spawn_app("", vec![TestBuyer::new("a", rejects("20.00")), TestBuyer::new("b", rejects("5.00"))]).await;
+    let ping_id = app.ping().await["ping_id"].as_str().unwrap().to_owned();
+    let (_, unsold) = app.post(&ping_id, full_lead(), json!({"min_payout": "1.00"})).await;
+    assert_eq!(unsold["reason"], "all_buyers_rejected", "both were offered the lead: {unsold}");
+    assert_eq!((app.sim("a").post_count(), app.sim("b").post_count()), (1, 1));
+}
+
+#[tokio::test]
 async fn eight_concurrent_identical_posts_deliver_once_and_get_the_same_answer() {
     let slow_post = SimBuyerSpec {
         post_latency: gavel::sim::Latency::Fixed(Duration::from_millis(100)),

@@ -18,6 +18,7 @@ pub(super) fn read_buyer(mut s: Section, registry: &mut Registry, p: &mut Proble
     let campaigns = s.need("campaigns", p).and_then(|f| read_buyer_campaigns(&f, registry, p));
     let ping_url = read_ping_url(&mut s, p);
     let post_url = s.need("post_url", p).and_then(|f| f.url(p));
+    let notice_url = s.optional("notice_url", |f| f.url(p));
     let fixed_price = s.optional("fixed_price", |f| f.positive_money(p));
     let timeout_ms = s.with_default("timeout_ms", 200, |f| f.uint(1, 60_000, p));
     let post_timeout_ms = s.with_default("post_timeout_ms", 3000, |f| f.uint(1, 120_000, p));
@@ -44,6 +45,7 @@ pub(super) fn read_buyer(mut s: Section, registry: &mut Registry, p: &mut Proble
         campaigns: campaigns?,
         ping_url: ping_url?,
         post_url: post_url?,
+        notice_url: notice_url?,
         fixed_price: fixed_price?,
         timeout_ms: timeout_ms?,
         post_timeout_ms: post_timeout_ms?,

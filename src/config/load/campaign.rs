@@ -2,7 +2,7 @@
 
 use super::reader::*;
 use super::Registry;
-use super::{AuctionKind, Campaign, Distribution, SellMode};
+use super::{AuctionKind, Campaign, Distribution, Ranking, SellMode};
 use crate::domain::money::Money;
 
 pub(super) const AUCTION_KINDS: [(&str, AuctionKind); 2] =
@@ -14,6 +14,8 @@ pub(super) const DISTRIBUTIONS: [(&str, Distribution); 4] = [
     ("round_robin", Distribution::RoundRobin),
     ("weighted", Distribution::Weighted),
 ];
+
+pub(super) const RANKINGS: [(&str, Ranking); 2] = [("bid", Ranking::Bid), ("expected_value", Ranking::ExpectedValue)];
 
 pub(super) fn read_campaign(mut s: Section, registry: &mut Registry, p: &mut Problems) -> Option<Campaign> {
     let owner = s.path.clone();
@@ -29,6 +31,18 @@ pub(super) fn read_campaign(mut s: Section, registry: &mut Registry, p: &mut Pro
     let auction = s.with_default("auction", AuctionKind::FirstPrice, |f| f.choice(&AUCTION_KINDS, p));
     let sell = read_sell(&mut s, p);
     let distribution = s.with_default("distribution", Distribution::Auction, |f| f.choice(&DISTRIBUTIONS, p));
+    let ranking = s.with_default("ranking", Ranking::Bid, |f| f.choice(&RANKINGS, p));
+    let return_rate_days = s.with_default("return_rate_days", 30, |f| f.uint(1, 365, p));
+    // Expected value orders bids; the other distributions decide who goes first whatever the bids are.
+    if let (Some(Ranking::ExpectedValue), Some(distribution)) = (ranking, distribution) {
+        if distribution != Distribution::Auction {
+            let name = DISTRIBUTIONS.iter().find(|(_, d)| *d == distribution).map_or("?", |(name, _)| *name);
+            p.add(
+                &s.child("ranking"),
+                format!("\"expected_value\" needs distribution = \"auction\" (found \"{name}\")"),
+            );
+        }
+    }
     if let (Some(min), Some(deadline)) = (min_buyer_ms, ping_deadline_ms) {
         if min >= deadline {
             p.add(&s.child("min_buyer_ms"), format!("must be less than ping_deadline_ms ({deadline})"));
@@ -54,6 +68,8 @@ pub(super) fn read_campaign(mut s: Section, registry: &mut Registry, p: &mut Pro
         auction: auction?,
         sell: sell?,
         distribution: distribution?,
+        ranking: ranking?,
+        return_rate_days: u32::try_from(return_rate_days?).ok()?,
     })
 }
 

@@ -284,9 +284,7 @@ impl<'t> Field<'t> {
 
     pub(super) fn id(&self, p: &mut Problems) -> Option<String> {
         let text = self.str(p)?;
-        let valid = (1..=64).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if valid {
+        if super::is_valid_id(text) {
             Some(text.to_owned())
         } else {
             self.fail("must be 1 to 64 characters of a-z, 0-9, '_' and '-'", p)

@@ -108,12 +108,14 @@ fn minimal_config_gets_every_default() {
     assert_eq!(campaign.auction, AuctionKind::FirstPrice);
     assert_eq!(campaign.sell, SellMode::Exclusive);
     assert_eq!(campaign.distribution, Distribution::Auction);
+    assert_eq!((campaign.ranking, campaign.return_rate_days), (Ranking::Bid, 30));
 
     let buyer = &config.buyers[0];
     assert_eq!(buyer.campaigns, ["auto"]);
     assert_eq!(buyer.ping_url.as_ref().map(ToString::to_string).as_deref(), Some("https://buyer.example/ping"));
     assert_eq!(buyer.post_url.to_string(), "https://buyer.example/post");
     assert_eq!(buyer.fixed_price, None);
+    assert_eq!(buyer.notice_url, None);
     assert_eq!((buyer.timeout_ms, buyer.post_timeout_ms, buyer.priority, buyer.weight), (200, 3000, 0, 1));
     assert_eq!(buyer.billing, Billing::Prepaid);
     assert_eq!(buyer.dedupe_days, 30);

@@ -116,7 +116,7 @@ fn list_segments(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<(u64, Pat
 
 /// Takes the directory's advisory lock: two writers appending to one journal would interleave records.
 /// The kernel drops it when the process dies, so a crash never leaves the directory locked.
-fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, JournalError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)

@@ -139,7 +139,7 @@ struct ReportPage {
 
 async fn report_page(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
     let (from, to) = period(&ctx.query)?;
-    let report = ops::books::report(ctx.engine, from, to).await;
+    let report = ops::books::report(ctx.engine, from, to);
     let (from_day, to_day) = picker_days(from, to);
     let sellers = report
         .sellers
@@ -222,7 +222,7 @@ fn report_row(csv: &mut Csv, section: &str, seller: &str, row: &Row, return_rate
 /// to; a source row carries its seller and only the figures the report has for sources.
 async fn report_csv(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
     let (from, to) = period(&ctx.query)?;
-    let report: Report = ops::books::report(ctx.engine, from, to).await;
+    let report: Report = ops::books::report(ctx.engine, from, to);
     let period = format!("{}/{}", crate::time::rfc3339(from), crate::time::rfc3339(to));
     let mut csv = Csv::new(&REPORT_COLUMNS);
     for row in &report.campaigns {
@@ -287,7 +287,7 @@ fn lead_lookup(ctx: &Ctx<'_>) -> WebResponse {
 
 /// `GET /console/leads/{lead_id}`: the delivery record of `GET /admin/leads/{lead_id}`.
 async fn lead(ctx: &Ctx<'_>, lead_id: &str) -> Result<WebResponse, PageError> {
-    let record: Value = ops::books::delivery_record(ctx.engine, lead_id).await?;
+    let record: Value = ops::books::delivery_record(ctx.engine, lead_id)?;
     let facts = ["lead_id", "campaign", "seller", "source", "price", "payout", "delivered_at", "config_revision"]
         .map(|key| (key, shown(&record[key])))
         .to_vec();
@@ -329,7 +329,7 @@ struct Accounts {
 }
 
 async fn accounts(ctx: &Ctx<'_>) -> WebResponse {
-    let balances = ops::books::accounts(ctx.engine).await;
+    let balances = ops::books::accounts(ctx.engine);
     let total: Money = balances.iter().map(|(_, m)| *m).sum();
     let accounts = balances.into_iter().map(|(id, balance)| (id, balance.to_string())).collect();
     let page = Chrome::for_session(ctx.session, "Ledger", ctx.path);

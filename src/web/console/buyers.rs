@@ -16,7 +16,7 @@ use crate::web::Ctx;
 /// `/console/buyers…`; `rest` is the path after `buyers`.
 pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Result<WebResponse, PageError> {
     match (rest, ctx.form.is_some()) {
-        ([], false) => Ok(list(ctx).await),
+        ([], false) => list(ctx).await,
         ([id], false) => one(ctx, id).await,
         ([id, action @ ("pause" | "resume")], true) => {
             ops::buyers::operator_pause(ctx.engine, id, *action == "pause").await?;
@@ -122,10 +122,10 @@ struct List {
     buyers: Vec<BuyerSummary>,
 }
 
-async fn list(ctx: &Ctx<'_>) -> WebResponse {
-    let buyers = ops::buyers::all(ctx.engine).await.iter().map(summary).collect();
+async fn list(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
+    let buyers = ops::buyers::all(ctx.engine).await?.iter().map(summary).collect();
     let page = Chrome::for_session(ctx.session, "Buyers", ctx.path).notice(page::notice_of(&ctx.query));
-    page::html(StatusCode::OK, &List { page, buyers })
+    Ok(page::html(StatusCode::OK, &List { page, buyers }))
 }
 
 /// One line of the eligibility checklist.
@@ -204,7 +204,7 @@ async fn one(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
         },
     ];
     let terms = serde_json::to_string_pretty(&buyer.terms()).unwrap_or_default();
-    let leads = ops::returns::leads_of_buyer(ctx.engine, &buyer, None, 20).await;
+    let leads = ops::returns::leads_of_buyer(ctx.engine, &buyer, None, 20);
     let page = Chrome::for_session(ctx.session, format!("Buyer {id}"), ctx.path).notice(page::notice_of(&ctx.query));
     let statement_href = format!("/console/ledger/buyer:{}", page::path_segment(id));
     Ok(page::html(StatusCode::OK, &One { page, buyer: summary, checks, terms, leads, statement_href }))

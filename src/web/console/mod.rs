@@ -32,9 +32,9 @@ pub async fn route(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
             let ping_id = ctx.query.get("ping_id").unwrap_or("").trim();
             Ok(page::redirect(&format!("/console/auctions/{}", page::path_segment(ping_id))))
         }
-        (["auctions", ping_id], false) => trace(ctx, ping_id),
+        (["auctions", ping_id], false) => trace(ctx, ping_id).await,
         (["config"], false) => Ok(config(ctx, None)),
-        (["config", "reload"], true) => Ok(reload(ctx)),
+        (["config", "reload"], true) => Ok(reload(ctx).await),
         _ => Err(PageError::not_found()),
     }
 }
@@ -114,8 +114,8 @@ struct Trace {
 }
 
 /// `GET /console/auctions/{ping_id}`: the audit trail of `GET /admin/pings/{ping_id}` as a page.
-fn trace(ctx: &Ctx<'_>, ping_id: &str) -> Result<WebResponse, PageError> {
-    let trail = ops::books::auction(ctx.engine, ping_id)?.to_json();
+async fn trace(ctx: &Ctx<'_>, ping_id: &str) -> Result<WebResponse, PageError> {
+    let trail = ops::books::auction(ctx.engine, ping_id).await?;
     let list = |key: &str| trail[key].as_array().cloned().unwrap_or_default();
     let buyers = list("buyers")
         .iter()
@@ -196,8 +196,8 @@ fn config(ctx: &Ctx<'_>, problems: Option<String>) -> WebResponse {
 }
 
 /// `POST /console/config/reload`: as `POST /admin/reload`; a refused file shows every problem.
-fn reload(ctx: &Ctx<'_>) -> WebResponse {
-    match ops::books::reload(ctx.engine) {
+async fn reload(ctx: &Ctx<'_>) -> WebResponse {
+    match ops::books::reload(ctx.engine).await {
         Ok(_) => page::redirect("/console/config?done=reloaded"),
         Err(error) => config(ctx, Some(error.to_string())),
     }

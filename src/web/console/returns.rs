@@ -72,7 +72,7 @@ struct Queue {
 }
 
 async fn queue(ctx: &Ctx<'_>) -> WebResponse {
-    let all = ops::returns::all(ctx.engine, None).await;
+    let all = ops::returns::all(ctx.engine, None);
     let pending = all.iter().filter(|r| r.status == ReturnStatus::PendingReview).map(ReturnLine::of).collect();
     let decided = all
         .iter()

@@ -21,7 +21,7 @@ pub async fn route(ctx: &Ctx<'_>, id: &str, rest: &[&str]) -> Result<WebResponse
     // The session's buyer, as the config in force has it (the session check made sure it is there).
     let (buyer, state) = ops::buyers::find(ctx.engine, id).map_err(|_| PageError::not_found())?;
     match (rest, ctx.form.is_some()) {
-        ([], false) => Ok(overview(ctx, &buyer, &state).await),
+        ([], false) => overview(ctx, &buyer, &state).await,
         ([action @ ("pause" | "resume")], true) => {
             ops::buyers::self_pause(ctx.engine, &buyer, &state, *action == "pause").await?;
             Ok(page::redirect(if *action == "pause" { "/portal?done=paused" } else { "/portal?done=resumed" }))
@@ -57,11 +57,11 @@ struct Overview {
     leads: Vec<BuyerLead>,
 }
 
-async fn overview(ctx: &Ctx<'_>, buyer: &Buyer, state: &BuyerState) -> WebResponse {
-    let money = ops::buyers::money(ctx.engine, buyer, state).await;
-    let status = ops::buyers::status(buyer, state);
+async fn overview(ctx: &Ctx<'_>, buyer: &Buyer, state: &BuyerState) -> Result<WebResponse, PageError> {
+    let money = ops::buyers::money(ctx.engine, buyer, state).await?;
+    let status = ops::buyers::status(ctx.engine, buyer, state).await?;
     let text = |value: Option<&serde_json::Value>| value.map(page::shown).unwrap_or_default();
-    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, None, OVERVIEW_LEADS).await;
+    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, None, OVERVIEW_LEADS);
     let overview = Overview {
         page: Chrome::for_session(ctx.session, format!("{} — overview", buyer.id), ctx.path)
             .notice(page::notice_of(&ctx.query)),
@@ -76,7 +76,7 @@ async fn overview(ctx: &Ctx<'_>, buyer: &Buyer, state: &BuyerState) -> WebRespon
         paused_by_self: status["state_reason"] == "buyer",
         leads,
     };
-    page::html(StatusCode::OK, &overview)
+    Ok(page::html(StatusCode::OK, &overview))
 }
 
 #[derive(Template)]
@@ -96,7 +96,7 @@ fn lead_filters(ctx: &Ctx<'_>) -> Result<(Option<chrono::DateTime<chrono::Utc>>,
 
 async fn leads(ctx: &Ctx<'_>, buyer: &Buyer) -> Result<WebResponse, PageError> {
     let (since, limit) = lead_filters(ctx)?;
-    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, since, limit).await;
+    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, since, limit);
     let mut csv_href = format!("/portal/leads.csv?limit={limit}");
     if let Some(since) = since {
         csv_href.push_str(&format!("&since={}", crate::time::rfc3339(since).replace(':', "%3A")));
@@ -109,7 +109,7 @@ async fn leads(ctx: &Ctx<'_>, buyer: &Buyer) -> Result<WebResponse, PageError> {
 /// The buyer's leads as CSV, with the filters of the JSON API (`since`, `limit`).
 async fn leads_csv(ctx: &Ctx<'_>, buyer: &Buyer) -> Result<WebResponse, PageError> {
     let (since, limit) = lead_filters(ctx)?;
-    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, since, limit).await;
+    let leads = ops::returns::leads_of_buyer(ctx.engine, buyer, since, limit);
     let mut csv = Csv::new(&["lead_id", "campaign", "price", "delivered_at", "returnable_until", "return_status"]);
     for lead in &leads {
         let price = lead.price.to_string();
@@ -140,7 +140,7 @@ struct ReturnForm {
 
 /// The return form of one of the buyer's leads: the policy first (window, reasons, note), then the form.
 async fn return_form(ctx: &Ctx<'_>, buyer: &Buyer, lead_id: &str) -> Result<WebResponse, PageError> {
-    let lead = ops::returns::lead_of_buyer(ctx.engine, buyer, lead_id).await?;
+    let lead = ops::returns::lead_of_buyer(ctx.engine, buyer, lead_id)?;
     let policy = &buyer.returns;
     let form = ReturnForm {
         page: Chrome::for_session(ctx.session, format!("Return lead {lead_id}"), ctx.path),
@@ -194,13 +194,13 @@ struct Returns {
 }
 
 async fn returns(ctx: &Ctx<'_>, buyer: &Buyer) -> WebResponse {
-    let returns = ops::returns::of_buyer(ctx.engine, &buyer.id).await.into_iter().map(ReturnLine::of).collect();
+    let returns = ops::returns::of_buyer(ctx.engine, &buyer.id).into_iter().map(ReturnLine::of).collect();
     page::html(StatusCode::OK, &Returns { page: Chrome::for_session(ctx.session, "Returns", ctx.path), returns })
 }
 
 /// The buyer's returns as CSV, every field of the JSON list.
 async fn returns_csv(ctx: &Ctx<'_>, buyer: &Buyer) -> WebResponse {
-    let returns = ops::returns::of_buyer(ctx.engine, &buyer.id).await;
+    let returns = ops::returns::of_buyer(ctx.engine, &buyer.id);
     let mut csv = Csv::new(&[
         "return_id",
         "lead_id",
@@ -238,7 +238,7 @@ struct OneReturn {
 }
 
 async fn one_return(ctx: &Ctx<'_>, buyer: &Buyer, return_id: &str) -> Result<WebResponse, PageError> {
-    let filed = ops::returns::one_of_buyer(ctx.engine, &buyer.id, return_id).await?;
+    let filed = ops::returns::one_of_buyer(ctx.engine, &buyer.id, return_id)?;
     let page = Chrome::for_session(ctx.session, format!("Return {return_id}"), ctx.path);
     Ok(page::html(StatusCode::OK, &OneReturn { page, line: ReturnLine::of(filed) }))
 }

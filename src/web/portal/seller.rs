@@ -86,11 +86,11 @@ fn source_name(source: &Option<String>) -> String {
 
 async fn overview(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
     let (from, to) = period(&ctx.query)?;
-    let balance = ops::books::balance(ctx.engine, &seller_account(id)).await;
-    let payouts = ops::books::payouts_of_seller(ctx.engine, id).await;
-    let filed = ops::returns::of_seller(ctx.engine, id, None).await;
+    let balance = ops::books::balance(ctx.engine, &seller_account(id));
+    let payouts = ops::books::payouts_of_seller(ctx.engine, id);
+    let filed = ops::returns::of_seller(ctx.engine, id, None);
     // The report's figures for this seller alone: its sources, never its buyers.
-    let report = ops::books::report(ctx.engine, from, to).await;
+    let report = ops::books::report(ctx.engine, from, to);
     let quality = report
         .sellers
         .iter()
@@ -131,7 +131,7 @@ struct Returns {
 
 async fn returns(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
     let since = statement::since(&ctx.query)?;
-    let returns = ops::returns::of_seller(ctx.engine, id, since).await;
+    let returns = ops::returns::of_seller(ctx.engine, id, since);
     let csv_href = match since {
         Some(since) => format!("/portal/returns.csv?since={}", crate::time::rfc3339(since).replace(':', "%3A")),
         None => "/portal/returns.csv".to_owned(),
@@ -142,7 +142,7 @@ async fn returns(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
 }
 
 async fn returns_csv(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
-    let returns = ops::returns::of_seller(ctx.engine, id, statement::since(&ctx.query)?).await;
+    let returns = ops::returns::of_seller(ctx.engine, id, statement::since(&ctx.query)?);
     let mut csv = Csv::new(&[
         "return_id",
         "lead_id",

@@ -19,6 +19,48 @@ fn sell_mode_needs_max_buyers_only_when_shared() {
 }
 
 #[test]
+fn expected_value_ranking_needs_an_auction_and_a_window_of_1_to_365_days() {
+    assert_single_problems(&[
+        (
+            campaign_with("ranking = \"expected_value\"\ndistribution = \"waterfall\""),
+            "campaigns[0].ranking: \"expected_value\" needs distribution = \"auction\" (found \"waterfall\")",
+        ),
+        (
+            campaign_with("ranking = \"expected_value\"\ndistribution = \"weighted\""),
+            "campaigns[0].ranking: \"expected_value\" needs distribution = \"auction\" (found \"weighted\")",
+        ),
+        (
+            campaign_with("ranking = \"quality\""),
+            "campaigns[0].ranking: must be one of \"bid\", \"expected_value\" (found \"quality\")",
+        ),
+        (campaign_with("return_rate_days = 0"), "campaigns[0].return_rate_days: must be between 1 and 365"),
+        (campaign_with("return_rate_days = 366"), "campaigns[0].return_rate_days: must be between 1 and 365"),
+    ]);
+    let config =
+        loaded(&campaign_with("ranking = \"expected_value\"\nreturn_rate_days = 365\nauction = \"second_price\""));
+    assert_eq!((config.campaigns[0].ranking, config.campaigns[0].return_rate_days), (Ranking::ExpectedValue, 365));
+    // By bid, any distribution goes, and the window is read but unused.
+    loaded(&campaign_with("ranking = \"bid\"\ndistribution = \"round_robin\"\nreturn_rate_days = 1"));
+}
+
+#[test]
+fn notice_url_is_an_optional_http_url_fixed_price_buyers_included() {
+    assert_single_problems(&[
+        (
+            buyer_with("notice_url = \"buyer.example/notice\""),
+            "buyers[0].notice_url: must be an http:// or https:// URL with a host, such as \"https://buyer.example/ping\"",
+        ),
+        (buyer_with("notice_url = 1"), "buyers[0].notice_url: must be a string, found an integer"),
+    ]);
+    let config = loaded(&buyer_with("notice_url = \"https://buyer.example/notice\""));
+    let notice_url = config.buyers[0].notice_url.as_ref().map(ToString::to_string);
+    assert_eq!(notice_url.as_deref(), Some("https://buyer.example/notice"));
+    let fixed =
+        replacing("ping_url = \"https://buyer.example/ping\"", "fixed_price = 7\nnotice_url = \"http://10.0.0.5/n\"");
+    assert!(loaded(&fixed).buyers[0].notice_url.is_some());
+}
+
+#[test]
 fn floor_must_not_exceed_max_bid() {
     assert_single_problems(&[(
         campaign_with("max_bid = \"0.50\""),
@@ -294,7 +336,9 @@ fn example_config_loads() {
     assert_eq!((config.sellers.len(), config.campaigns.len(), config.buyers.len()), (2, 2, 3));
     assert_eq!(config.sellers[0].margin_percent, Decimal::new(125, 1));
     assert_eq!(config.campaigns[1].sell, SellMode::Shared { max_buyers: 3 });
+    assert_eq!((config.campaigns[0].ranking, config.campaigns[0].return_rate_days), (Ranking::ExpectedValue, 30));
     let best = config.buyer("best-insurance").unwrap();
+    assert!(best.notice_url.is_some());
     assert_eq!(best.filters.states, ["CA", "NV", "OR"]);
     assert_eq!(best.filters.rules.len(), 4);
     assert!(best.ramp.is_some());

@@ -1,0 +1,266 @@
+//! The coordinator in Redis (cluster mode): one multiplexed connection per node (the `redis` crate's
+//! `ConnectionManager`, which pipelines concurrent calls and reconnects by itself), and the `gavel` function
+//! library (`gavel.lua`), one function per atomic step.
+//!
+//! ## Keys
+//! Every key starts `gavel:<exchange>:`. A buyer's keys share the hash tag `{b:<id>}`, a held ping's `{p:<id>}`,
+//! a seller's `{s:<id>}`, so each function touches one slot and a Redis Cluster works as a single Redis does.
+//!
+//! ## An empty Redis
+//! Redis keeps nothing on disk here: a restart empties it. Every buyer's tally carries the exchange's *epoch*,
+//! set when it was last rebuilt from the ledger; a hold that finds no epoch (or another one) answers `empty`,
+//! and the `epoch` key itself is watched every 250 ms. Either way the node rebuilds (one node at a time, under
+//! a lock; the others wait for the new epoch) before it takes another hold: caps, budgets and the balance
+//! mirror from the ledger, the duplicate history from its sales. Holds of unposted bids are lost with Redis;
+//! their posts answer 410. Sales converted shortly before the flush are converted again once the new epoch
+//! is in place (each node keeps its last minute of conversions), so none is missing from the counts: a sale
+//! counted twice is the safe side, a sale missing could exceed a cap.
+//!
+//! ## Layout
+//! - `redis/holds.rs` — holds, claims, conversions, credits, slots, the buyer's tally, rebuilds.
+//! - `redis/pings.rs` — held pings, the post lock and memo, audit trails, seller ping rates, node heartbeats,
+//!   reload broadcasts.
+
+mod holds;
+mod pings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Value};
+use tokio::time::Instant;
+
+use super::Unreachable;
+use crate::ledger::postgres::StoreObserver;
+
+pub use holds::{RemoteHold, RemoteSlot, TallySnapshot};
+pub use pings::{NodeBeat, PostLock, PostTurn};
+
+/// The function library, loaded (again) whenever Redis does not know it.
+const LIBRARY: &str = include_str!("gavel.lua");
+
+/// Longest any one call may take before Redis counts as unreachable. Pings have a few hundred milliseconds in
+/// all; a store slower than this is as good as down for them.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a node keeps the sales it converted, to convert them again into a rebuilt Redis.
+const RECENT_CONVERSIONS: Duration = Duration::from_secs(60);
+
+/// The Redis half of cluster mode.
+pub struct RedisCoordinator {
+    connection: ConnectionManager,
+    /// `gavel:<exchange>:`.
+    prefix: String,
+    node: String,
+    /// The epoch this node last saw complete; `None` until the first check.
+    epoch: RwLock<Option<String>>,
+    up: AtomicBool,
+    /// Whether the epoch was checked since Redis last went away: a Redis that comes back may be empty, and
+    /// this node takes no hold until it knows.
+    confirmed: AtomicBool,
+    /// Set while this node waits for (or does) a rebuild: holds answer `Unreachable` meanwhile.
+    rebuilding: AtomicBool,
+    /// The sales this node converted in the last minute, to convert again after a flush.
+    recent: Mutex<Vec<(Instant, holds::Conversion)>>,
+    /// This node's slices of each seller's ping budget.
+    leases: pings::Leases,
+    /// When this coordinator started: leases keep their times as milliseconds since.
+    started: Instant,
+    observer: Option<StoreObserver>,
+}
+
+impl RedisCoordinator {
+    /// Connects (lazily: a node may start while Redis is down and become ready when it answers) and loads the
+    /// function library when Redis answers.
+    pub async fn connect(
+        url: &str,
+        exchange: &str,
+        node: &str,
+        observer: Option<StoreObserver>,
+    ) -> Result<Arc<RedisCoordinator>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("redis: {e}"))?;
+        let coordinator = Arc::new(RedisCoordinator {
+            connection,
+            prefix: format!("gavel:{exchange}:"),
+            node: node.to_owned(),
+            epoch: RwLock::new(None),
+            up: AtomicBool::new(false),
+            confirmed: AtomicBool::new(false),
+            rebuilding: AtomicBool::new(false),
+            recent: Mutex::new(Vec::new()),
+            leases: pings::Leases::default(),
+            started: Instant::now(),
+            observer,
+        });
+        // Not fatal: the health loop keeps trying.
+        let _ = coordinator.load_library().await;
+        Ok(coordinator)
+    }
+
+    /// Whether the last call reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether this node can take holds now: Redis answers and holds this node's epoch.
+    pub fn is_ready(&self) -> bool {
+        self.is_up()
+            && self.confirmed.load(Ordering::Acquire)
+            && !self.rebuilding.load(Ordering::Acquire)
+            && self.epoch.read().is_some()
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn load_library(&self) -> Result<(), Unreachable> {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(LIBRARY);
+        self.call_once::<Value>("load_library", &load).await.map(drop)
+    }
+
+    /// One command; reloads the library and retries once when Redis does not know a function (it restarted).
+    async fn call<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T, Unreachable> {
+        match self.call_raw(op, command).await {
+            Err(Failure::NoFunction) => {
+                self.load_library().await?;
+                self.call_raw(op, command).await.map_err(|_| Unreachable)
+            }
+            other => other.map_err(|_| Unreachable),
+        }
+    }
+
+    async fn call_once<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T, Unreachable> {
+        self.call_raw(op, command).await.map_err(|_| Unreachable)
+    }
+
+    async fn call_raw<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T, Failure> {
+        let mut connection = self.connection.clone();
+        let started = Instant::now();
+        let result = command.query_async::<T>(&mut connection).await;
+        self.finish(op, started, result)
+    }
+
+    /// Several commands in one round trip; a pipeline is resent whole after the library was reloaded.
+    async fn pipeline(&self, op: &'static str, pipe: &redis::Pipeline) -> Result<Vec<Value>, Unreachable> {
+        let send = || async {
+            let mut connection = self.connection.clone();
+            let started = Instant::now();
+            let result = pipe.query_async::<Vec<Value>>(&mut connection).await;
+            self.finish(op, started, result)
+        };
+        match send().await {
+            Err(Failure::NoFunction) => {
+                self.load_library().await?;
+                send().await.map_err(|_| Unreachable)
+            }
+            other => other.map_err(|_| Unreachable),
+        }
+    }
+
+    fn finish<T>(&self, op: &'static str, started: Instant, result: redis::RedisResult<T>) -> Result<T, Failure> {
+        if let Some(observer) = &self.observer {
+            observer(op, started.elapsed());
+        }
+        match result {
+            Ok(value) => {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!("redis reachable");
+                }
+                Ok(value)
+            }
+            Err(error) if error.to_string().contains("Function not found") => Err(Failure::NoFunction),
+            Err(error) if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
+                self.confirmed.store(false, Ordering::Release);
+                if self.up.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(%error, "redis unreachable");
+                }
+                Err(Failure::Lost)
+            }
+            Err(error) => {
+                tracing::error!(%error, op, "redis refused a call");
+                Err(Failure::Refused)
+            }
+        }
+    }
+
+    /// Checks that Redis answers and still holds this node's epoch (the health loop, every 250 ms). Returns
+    /// `Some(true)` when the exchange's state is in place, `Some(false)` when it must be rebuilt, `None` when
+    /// Redis cannot be reached.
+    pub async fn check_epoch(&self) -> Option<bool> {
+        let epoch: Option<String> = self.call("epoch", redis::cmd("GET").arg(self.epoch_key())).await.ok()?;
+        let known = self.epoch.read().clone();
+        let verdict = match (epoch, known) {
+            (Some(now), Some(known)) if now == known => Some(true),
+            // A node that starts (or restarts) adopts the epoch it finds: Redis was rebuilt or is intact.
+            (Some(now), None) => {
+                *self.epoch.write() = Some(now);
+                Some(true)
+            }
+            // Another node rebuilt it: adopt, then convert recent sales again in case they were lost.
+            (Some(now), Some(_)) => {
+                *self.epoch.write() = Some(now);
+                self.rebuilding.store(false, Ordering::Release);
+                self.reconvert_recent().await;
+                Some(true)
+            }
+            (None, _) => Some(false),
+        };
+        self.confirmed.store(verdict == Some(true), Ordering::Release);
+        verdict
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    fn known_epoch(&self) -> Option<String> {
+        self.epoch.read().clone()
+    }
+}
+
+/// How a call failed.
+enum Failure {
+    /// Redis does not know the function library (it restarted): load it and retry.
+    NoFunction,
+    /// No answer: Redis is down or too slow.
+    Lost,
+    /// Redis answered with an error.
+    Refused,
+}
+
+/// A script's first element: its verdict.
+fn verdict(value: &Value) -> Option<String> {
+    match value {
+        Value::Array(items) => items.first().and_then(text),
+        other => text(other),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Okay => Some("OK".into()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        other => text(other)?.parse().ok(),
+    }
+}

@@ -1,0 +1,314 @@
+//! Held pings, the post lock and its memo, audit trails, seller ping rates, node heartbeats and reload
+//! broadcasts in Redis.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use redis::Value;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{integer, text, RedisCoordinator};
+use crate::coordinator::{PingRecord, Publication, Unreachable};
+use crate::domain::ranking::Offer;
+use crate::ids::new_id;
+use crate::ratelimit::RateLimited;
+
+/// How often a post that found another node delivering the same ping looks for its answer.
+const POST_WAIT_STEP: Duration = Duration::from_millis(20);
+
+/// What a node says of itself every second (`GET /admin/cluster`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeBeat {
+    pub node_id: String,
+    pub revision: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_seen_ms: i64,
+    pub auctions_in_flight: u64,
+    pub redis: bool,
+    pub postgres: bool,
+}
+
+/// Whose turn it is to deliver a posted ping.
+pub enum PostTurn {
+    /// This post delivers; finish the lock with the answer.
+    Mine(PostLock),
+    /// An earlier post was answered: its memo.
+    Answered(Vec<u8>),
+}
+
+/// The right to deliver one ping, held in Redis until the answer is memoized (or it expires: a node that dies
+/// mid-delivery lets a later post try again).
+pub struct PostLock {
+    redis: Arc<RedisCoordinator>,
+    ping_id: String,
+    token: String,
+    finished: bool,
+}
+
+impl PostLock {
+    /// Keeps the first answer for `keep` (a repeated post gets it) and lets go of the lock.
+    pub async fn finish(mut self, memo: Vec<u8>, keep: Duration) {
+        self.finished = true;
+        let keys = self.redis.ping_keys(&self.ping_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(keys.memo()).arg(memo).arg("PX").arg(keep.as_millis() as u64).ignore();
+        pipe.cmd("DEL").arg(keys.lock()).ignore();
+        let _ = self.redis.pipeline("post_memo", &pipe).await;
+    }
+}
+
+impl Drop for PostLock {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Refused before delivering (a 4xx, a 503): nothing to remember; the next post may go ahead.
+        let (redis, key, token) =
+            (Arc::clone(&self.redis), self.redis.ping_keys(&self.ping_id).lock(), self.token.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let current: Option<String> =
+                    redis.call("post_unlock", redis::cmd("GET").arg(&key)).await.unwrap_or(None);
+                if current.as_deref() == Some(token.as_str()) {
+                    let _ = redis.call::<Value>("post_unlock", redis::cmd("DEL").arg(&key)).await;
+                }
+            });
+        }
+    }
+}
+
+/// The keys of one held ping, under its hash tag.
+pub(super) struct PingKeys(String);
+
+impl PingKeys {
+    fn record(&self) -> String {
+        format!("{}ping", self.0)
+    }
+    fn lock(&self) -> String {
+        format!("{}lock", self.0)
+    }
+    fn memo(&self) -> String {
+        format!("{}memo", self.0)
+    }
+    fn audit(&self) -> String {
+        format!("{}audit", self.0)
+    }
+    fn progress(&self) -> String {
+        format!("{}progress", self.0)
+    }
+}
+
+/// A node's share of one seller's ping budget: taken from Redis a slice at a time, spent locally.
+#[derive(Default)]
+pub(super) struct Lease {
+    tokens: AtomicU32,
+    /// Taken at this many milliseconds past the coordinator's start; a slice is spent within a second or lost.
+    taken_ms: std::sync::atomic::AtomicU64,
+    refilling: AtomicBool,
+}
+
+impl RedisCoordinator {
+    pub(super) fn ping_keys(&self, ping_id: &str) -> PingKeys {
+        PingKeys(format!("{}{{p:{ping_id}}}:", self.prefix))
+    }
+
+    /// The command that stores a held ping for `publication.keep`.
+    pub(crate) fn ping_record_command(
+        &self,
+        publication: &Publication<'_>,
+        offers: &[Offer],
+        hold_ids: &[Option<String>],
+    ) -> redis::Cmd {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.ping_keys(publication.ping_id).record())
+            .arg((publication.build)(offers, hold_ids))
+            .arg("PX")
+            .arg(publication.keep.as_millis().max(1) as u64);
+        command
+    }
+
+    /// Stores a held ping that needs no hold (a test ping, or one without winners).
+    pub async fn publish_ping(&self, publication: &Publication<'_>, offers: &[Offer]) -> Result<(), Unreachable> {
+        let holds = vec![None; offers.len()];
+        self.call::<Value>("publish_ping", &self.ping_record_command(publication, offers, &holds)).await.map(drop)
+    }
+
+    /// A held ping by id, as any node stored it.
+    pub async fn load_ping(&self, ping_id: &str) -> Result<Option<PingRecord>, Unreachable> {
+        let bytes: Option<Vec<u8>> =
+            self.call("load_ping", redis::cmd("GET").arg(self.ping_keys(ping_id).record())).await?;
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Waits for this post's turn to deliver `ping_id`, or for the first post's answer. `hold_for` bounds how
+    /// long a delivery may keep the lock; `wait_up_to` how long this post waits for another node's.
+    pub async fn take_post_turn(
+        self: &Arc<Self>,
+        ping_id: &str,
+        hold_for: Duration,
+        wait_up_to: Duration,
+    ) -> Result<PostTurn, Unreachable> {
+        let keys = self.ping_keys(ping_id);
+        let token = format!("{}:{}", self.node, new_id("k_"));
+        let give_up = Instant::now() + wait_up_to;
+        loop {
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(keys.memo());
+            pipe.cmd("SET").arg(keys.lock()).arg(&token).arg("NX").arg("PX").arg(hold_for.as_millis() as u64);
+            let answers = self.pipeline("post_turn", &pipe).await?;
+            let locked = answers.get(1).and_then(text).is_some();
+            let lock = || PostLock {
+                redis: Arc::clone(self),
+                ping_id: ping_id.to_owned(),
+                token: token.clone(),
+                finished: false,
+            };
+            if let Some(Value::BulkString(memo)) = answers.first() {
+                // Answered already: a lock just taken is let go at once.
+                if locked {
+                    drop(lock());
+                }
+                return Ok(PostTurn::Answered(memo.clone()));
+            }
+            if locked {
+                return Ok(PostTurn::Mine(lock()));
+            }
+            if Instant::now() >= give_up {
+                return Err(Unreachable);
+            }
+            tokio::time::sleep(POST_WAIT_STEP).await;
+        }
+    }
+
+    /// Stores an auction's trail (without its posts) for `keep`.
+    pub async fn publish_audit(&self, ping_id: &str, trail: Vec<u8>, keep: Duration) {
+        let mut command = redis::cmd("SET");
+        command.arg(self.ping_keys(ping_id).audit()).arg(trail).arg("PX").arg(keep.as_millis() as u64);
+        let _ = self.call::<Value>("publish_audit", &command).await;
+    }
+
+    /// Adds a post attempt or a sale (`item`) to an auction's trail, whichever node runs the post.
+    pub async fn append_progress(&self, ping_id: &str, items: Vec<Vec<u8>>, keep: Duration) {
+        if items.is_empty() {
+            return;
+        }
+        let key = self.ping_keys(ping_id).progress();
+        let mut pipe = redis::pipe();
+        pipe.cmd("RPUSH").arg(&key).arg(items).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(keep.as_millis() as u64).ignore();
+        let _ = self.pipeline("append_progress", &pipe).await;
+    }
+
+    /// An auction's trail and its progress items, as every node wrote them.
+    pub async fn load_audit(&self, ping_id: &str) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, Unreachable> {
+        let keys = self.ping_keys(ping_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(keys.audit());
+        pipe.cmd("LRANGE").arg(keys.progress()).arg(0).arg(-1);
+        let answers = self.pipeline("load_audit", &pipe).await?;
+        let Some(Value::BulkString(trail)) = answers.first() else { return Ok(None) };
+        let progress = match answers.get(1) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| match item {
+                    Value::BulkString(bytes) => Some(bytes.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some((trail.clone(), progress)))
+    }
+
+    /// Admits one ping of a seller limited to `per_second` for the whole exchange. The node takes the seller's
+    /// budget from Redis a slice (2% of a second's worth, at least one) at a time and spends it locally,
+    /// fetching the next slice in the background once half is spent, so a steady seller costs no round trip
+    /// on its pings. A slice unspent within a second is dropped: the exchange admits at most the limit.
+    pub async fn admit(self: &Arc<Self>, seller: &str, per_second: u32) -> Result<(), RateLimited> {
+        let slice = (per_second / 50).max(1);
+        let lease = self.leases.entry(seller.to_owned()).or_default();
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let fresh = now_ms.saturating_sub(lease.taken_ms.load(Ordering::Acquire)) < 1000;
+        if fresh {
+            let taken = lease.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1));
+            if let Ok(before) = taken {
+                if before - 1 <= slice / 2 && !lease.refilling.swap(true, Ordering::AcqRel) {
+                    let (redis, seller) = (Arc::clone(self), seller.to_owned());
+                    tokio::spawn(async move { redis.refill(&seller, per_second, slice).await });
+                }
+                return Ok(());
+            }
+        }
+        drop(lease);
+        match self.take_slice(seller, per_second, slice).await {
+            Ok((granted, _)) if granted > 0 => {
+                let lease = self.leases.entry(seller.to_owned()).or_default();
+                lease.tokens.store(granted - 1, Ordering::Release);
+                lease.taken_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+                Ok(())
+            }
+            Ok((_, retry_after)) => Err(RateLimited { per_second, retry_after }),
+            // Redis down: the ping would fail at its hold anyway; let it through to say so (503).
+            Err(Unreachable) => Ok(()),
+        }
+    }
+
+    async fn refill(&self, seller: &str, per_second: u32, slice: u32) {
+        if let Ok((granted, _)) = self.take_slice(seller, per_second, slice).await {
+            if let Some(lease) = self.leases.get(seller) {
+                if granted > 0 {
+                    lease.tokens.fetch_add(granted, Ordering::AcqRel);
+                    lease.taken_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Release);
+                }
+                lease.refilling.store(false, Ordering::Release);
+            }
+        } else if let Some(lease) = self.leases.get(seller) {
+            lease.refilling.store(false, Ordering::Release);
+        }
+    }
+
+    async fn take_slice(&self, seller: &str, per_second: u32, slice: u32) -> Result<(u32, Duration), Unreachable> {
+        let key = format!("{}{{s:{seller}}}:rate", self.prefix);
+        let mut command = redis::cmd("FCALL");
+        command.arg("gavel_rate").arg(1).arg(key).arg(per_second).arg(slice);
+        let answer: Value = self.call("rate", &command).await?;
+        let Value::Array(items) = answer else { return Err(Unreachable) };
+        let granted = items.first().and_then(integer).unwrap_or(0).max(0) as u32;
+        let retry_ms = items.get(1).and_then(integer).unwrap_or(1000).max(1) as u64;
+        Ok((granted, Duration::from_millis(retry_ms)))
+    }
+
+    /// Says this node is alive (every second); a node not heard from for 10 s is off the list.
+    pub async fn beat(&self, beat: &NodeBeat) {
+        let bytes = serde_json::to_vec(beat).expect("a beat serializes");
+        let mut command = redis::cmd("HSET");
+        command.arg(format!("{}nodes", self.prefix)).arg(&beat.node_id).arg(bytes);
+        let _ = self.call::<Value>("beat", &command).await;
+    }
+
+    /// Every node's last beat.
+    pub async fn nodes(&self) -> Result<Vec<NodeBeat>, Unreachable> {
+        let all: Vec<(String, Vec<u8>)> =
+            self.call("nodes", redis::cmd("HGETALL").arg(format!("{}nodes", self.prefix))).await?;
+        Ok(all.into_iter().filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok()).collect())
+    }
+
+    /// Tells every node to re-read its config file.
+    pub async fn announce_reload(&self) -> Result<i64, Unreachable> {
+        self.call("announce_reload", redis::cmd("INCR").arg(format!("{}reload", self.prefix))).await
+    }
+
+    /// The reload generation now (0 when none was announced).
+    pub async fn reload_generation(&self) -> Result<i64, Unreachable> {
+        let value: Option<i64> =
+            self.call("reload_generation", redis::cmd("GET").arg(format!("{}reload", self.prefix))).await?;
+        Ok(value.unwrap_or(0))
+    }
+}
+
+/// The leases of every seller this node has pinged for.
+pub(super) type Leases = DashMap<String, Lease>;

@@ -1,0 +1,287 @@
+//! One auction, from the parsed ping to the quote: gates and pings (the fan-out), affordability, ranking, the
+//! winners' holds, the held ping and the audit trail.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tracing::Instrument;
+
+use super::{consent_message, Engine, NoBidReason, PingAnswer, PingRequest, Quote, SellerError};
+use crate::auction::deadline::Deadline;
+use crate::auction::fanout::{collect_bids, Collected, FanOut};
+use crate::auction::held::{HeldPing, KEEP_AFTER_EXPIRY};
+use crate::auction::rates::read_return_rates;
+use crate::audit::{AuctionAudit, BuyerOutcome, SaleRecord};
+use crate::buyers::Roster;
+use crate::capacity::Ask;
+use crate::config::{Campaign, Distribution, SellMode, Seller};
+use crate::coordinator::{Hold, PingRecord, Publication, RecordedOffer};
+use crate::dedupe::{contacts_of, Contact};
+use crate::domain::lead::Lead;
+use crate::domain::money::Money;
+use crate::domain::ranking::{rank, Bid, Draw, Offer};
+use crate::gates::Exclusion;
+use crate::ids::new_ping_id;
+use crate::notices::Outbox;
+
+impl Engine {
+    pub(super) async fn auction(
+        &self,
+        request: PingRequest,
+        lead: &Lead,
+        notices: &mut Outbox,
+    ) -> Result<(Arc<HeldPing>, PingAnswer), SellerError> {
+        let roster = self.roster();
+        let config = &roster.config;
+        let campaign =
+            config.campaign(&request.campaign).cloned().ok_or(SellerError::UnknownCampaign(request.campaign))?;
+        if campaign.require_consent && !lead.has_consent() {
+            return Err(SellerError::InvalidLead(consent_message(&campaign)));
+        }
+        let budget = request.deadline_ms.unwrap_or(campaign.ping_deadline_ms).min(campaign.ping_deadline_ms);
+        let deadline = Deadline::new(request.received, Duration::from_millis(budget));
+        let received_at = Utc::now() - chrono::Duration::from_std(request.received.elapsed()).unwrap_or_default();
+        let ping_id = new_ping_id(received_at);
+        let contacts = contacts_of(lead);
+
+        self.metrics.auctions_in_flight.fetch_add(1, Ordering::Relaxed);
+        let fan_out = FanOut {
+            roster: &roster,
+            campaign: &campaign,
+            lead,
+            ping_id: &ping_id,
+            deadline,
+            test: request.test,
+            contacts: &contacts,
+            ledger: &self.ledger,
+            draw: rand::thread_rng().gen(),
+            coordinator: &self.coordinator,
+        };
+        // Every line logged for this auction carries its ping id: the request id an operator greps for.
+        let span =
+            tracing::debug_span!("auction", ping_id = %ping_id, campaign = %campaign.id, seller = %request.seller.id);
+        let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
+        self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
+        let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } =
+            collected.map_err(|_| SellerError::Unavailable("Redis"))?;
+
+        let bids_received = bids.len();
+        let now = Utc::now();
+        read_return_rates(&self.ledger, config, &campaign, &request.seller.id, &mut bids, &mut outcomes, now);
+        let bids = self.affordable(&roster, bids, &contacts, &mut outcomes, now);
+        // Bids their buyers cannot pay for are as good as none: the seller is told `no_bids`, not `below_floor`.
+        let payable_bids = bids.len();
+        let mut offers =
+            rank(bids, campaign.distribution, campaign.ranking, campaign.auction, campaign.floor, self.draw(&campaign));
+        let ping_digests: Vec<(String, [u8; 32])> =
+            lead.fields().keys().filter_map(|k| Some((k.clone(), lead.digest_of(k)?))).collect();
+        let ttl = Duration::from_secs(campaign.bid_ttl_s);
+        let expires_at = received_at + chrono::Duration::seconds(campaign.bid_ttl_s as i64);
+
+        // Cluster mode: the held ping goes to Redis with the holds, so a post may land on any node.
+        let build_record = |offers: &[Offer], holds: &[Option<String>]| {
+            let record = PingRecord {
+                ping_id: ping_id.clone(),
+                seller: request.seller.id.clone(),
+                campaign: campaign.id.clone(),
+                revision: config.revision.clone(),
+                test: request.test,
+                source: request.source.clone(),
+                expires_at_ms: expires_at.timestamp_millis(),
+                digests: ping_digests.iter().map(|(key, digest)| (key.clone(), hex::encode(digest))).collect(),
+                offers: recorded_offers(&roster, offers, holds),
+                node: self.node_id.clone(),
+            };
+            serde_json::to_vec(&record).expect("a ping record serializes")
+        };
+        let publication = self.coordinator.is_clustered().then_some(Publication {
+            ping_id: &ping_id,
+            keep: ttl + KEEP_AFTER_EXPIRY,
+            build: &build_record,
+        });
+        let offered = offers.len();
+        // A test auction uses no cap and no wallet: it holds nothing.
+        let holds = if request.test {
+            if let (Some(redis), Some(publication)) = (self.coordinator.redis(), &publication) {
+                redis.publish_ping(publication, &offers).await.map_err(|_| SellerError::Unavailable("Redis"))?;
+            }
+            Vec::new()
+        } else {
+            self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, ttl, publication).await?
+        };
+        notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
+        let payout = quoted_payout(&campaign, &request.seller, &offers);
+        // A bid whose hold was refused (its buyer's room went to another auction) was not payable after all.
+        let payable_bids = payable_bids - (offered - offers.len());
+        let quote = match (eligible, payable_bids, payout) {
+            (0, _, _) => Err(NoBidReason::NoEligibleBuyers),
+            (_, 0, _) => Err(NoBidReason::NoBids),
+            (_, _, None) => Err(NoBidReason::BelowFloor),
+            (_, _, Some(payout)) => Ok(Quote { payout, expires_at, buyers_pinged: pinged, bids_received }),
+        };
+
+        let quoted_sale = offers.first().zip(payout).map(|(first, payout)| SaleRecord {
+            buyer: config.buyers[first.bid.buyer].id.clone(),
+            lead_id: String::new(),
+            price: first.price,
+            payout,
+        });
+        let audit = Arc::new(AuctionAudit::new(
+            ping_id.clone(),
+            campaign.id.clone(),
+            request.seller.id.clone(),
+            received_at,
+            budget,
+            deadline.elapsed(),
+            request.test,
+            outcomes,
+            quoted_sale,
+        ));
+        self.audit.insert(Arc::clone(&audit));
+        self.live.publish(crate::live::LiveEvent::Auction(Arc::clone(&audit)));
+        self.share_audit(&audit, ttl);
+        let held = Arc::new(HeldPing {
+            ping_id: ping_id.clone(),
+            seller: Arc::clone(&request.seller),
+            campaign: Arc::clone(&campaign),
+            roster: Arc::clone(&roster),
+            test: request.test,
+            source: request.source,
+            expires_at: request.received + ttl,
+            ping_digests,
+            offers,
+            holds: parking_lot::Mutex::new(holds),
+            audit,
+            post: tokio::sync::Mutex::new(None),
+        });
+        self.pings.insert(Arc::clone(&held));
+        held.release_holds_at_expiry();
+
+        let status = if quote.is_ok() { "bid" } else { "no_bid" };
+        self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
+        let elapsed = deadline.elapsed();
+        span.in_scope(|| {
+            let elapsed_us = elapsed.as_micros() as u64;
+            tracing::debug!(status, eligible, pinged, bids = bids_received, elapsed_us, "auction answered");
+        });
+        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], elapsed);
+        let overhead = elapsed.saturating_sub(slowest_leg);
+        self.metrics.observe("gavel_engine_overhead_seconds", &[("campaign", &campaign.id)], overhead);
+        Ok((held, PingAnswer { ping_id, quote }))
+    }
+
+    /// The bids their buyers can take now: a bid above what a buyer's budgets or funds have room for, or for a
+    /// lead the buyer has come to hold meanwhile, cannot win, and its audit entry names the gate
+    /// (`budget:daily`, `balance`, `duplicate`). Read from this node's view; the holds are the exact check.
+    fn affordable(
+        &self,
+        roster: &Roster,
+        bids: Vec<Bid>,
+        contacts: &[Contact],
+        outcomes: &mut [BuyerOutcome],
+        now: chrono::DateTime<Utc>,
+    ) -> Vec<Bid> {
+        bids.into_iter()
+            .filter(|bid| {
+                let (buyer, state) = (&roster.config.buyers[bid.buyer], &roster.states[bid.buyer]);
+                let local = crate::capacity::local(crate::capacity::timezone(buyer), now);
+                let ask = Ask { amount: bid.amount, contacts };
+                match state.capacity.room(buyer, now, local, ask, state.funds(buyer, &self.ledger)).all() {
+                    Ok(()) => true,
+                    Err(shortfall) => {
+                        self.note_shortfall(outcomes, &buyer.id, shortfall.into());
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Holds the lead's contacts, the cap units, budget and funds of the bids that would sell (see
+    /// [`crate::coordinator::Coordinator::hold_winners`]); a refused bid's audit entry names the gate.
+    #[allow(clippy::too_many_arguments)] // the auction's state, handed over once
+    async fn hold_winners(
+        &self,
+        roster: &Roster,
+        campaign: &Campaign,
+        contacts: &[Contact],
+        offers: &mut Vec<Offer>,
+        outcomes: &mut [BuyerOutcome],
+        ttl: Duration,
+        publication: Option<Publication<'_>>,
+    ) -> Result<Vec<Option<Hold>>, SellerError> {
+        let wanted = match campaign.sell {
+            SellMode::Exclusive => 1,
+            SellMode::Shared { max_buyers } => usize::from(max_buyers),
+        };
+        let mut refused = |buyer: usize, shortfall: crate::capacity::Shortfall| {
+            self.note_shortfall(outcomes, &roster.config.buyers[buyer].id, shortfall.into());
+        };
+        let now = Utc::now();
+        self.coordinator
+            .hold_winners(roster, &self.ledger, wanted, contacts, offers, ttl, now, &mut refused, publication)
+            .await
+            .map_err(|_| SellerError::Unavailable("Redis"))
+    }
+
+    /// Records in a bidder's audit entry why its bid could not win.
+    fn note_shortfall(&self, outcomes: &mut [BuyerOutcome], buyer: &str, exclusion: Exclusion) {
+        let detail = exclusion.detail();
+        self.metrics.inc("gavel_buyer_exclusions_total", &[("buyer", buyer), ("reason", &detail)]);
+        if let Some(outcome) = outcomes.iter_mut().find(|o| o.buyer == buyer) {
+            outcome.detail = Some(detail.into_owned());
+        }
+    }
+
+    fn draw(&self, campaign: &Campaign) -> Draw {
+        let rotation = match campaign.distribution {
+            Distribution::RoundRobin => match self.rotations.get(&campaign.id) {
+                Some(turn) => turn.fetch_add(1, Ordering::Relaxed),
+                None => self.rotations.entry(campaign.id.clone()).or_default().fetch_add(1, Ordering::Relaxed),
+            },
+            _ => 0,
+        };
+        let random = if campaign.distribution == Distribution::Weighted { rand::thread_rng().gen() } else { 0 };
+        Draw { rotation, random }
+    }
+}
+
+/// The offers as another node reads them: buyers by id, since node configs index them each their own way.
+fn recorded_offers(roster: &Roster, offers: &[Offer], holds: &[Option<String>]) -> Vec<RecordedOffer> {
+    offers
+        .iter()
+        .enumerate()
+        .map(|(i, offer)| RecordedOffer {
+            buyer: roster.config.buyers[offer.bid.buyer].id.clone(),
+            bid: offer.bid.amount,
+            price: offer.price,
+            priority: offer.bid.priority,
+            weight: offer.bid.weight,
+            answered_after_us: offer.bid.answered_after.as_micros() as u64,
+            bid_id: offer.bid.bid_id.clone(),
+            hold: holds.get(i).cloned().flatten(),
+        })
+        .collect()
+}
+
+/// What the seller is quoted: the first offer's payout, or for a shared lead the sum over the buyers it
+/// would sell to. `None` when no bid cleared the floor.
+fn quoted_payout(campaign: &Campaign, seller: &Seller, offers: &[Offer]) -> Option<Money> {
+    let buyers = match campaign.sell {
+        SellMode::Exclusive => 1,
+        SellMode::Shared { max_buyers } => usize::from(max_buyers),
+    };
+    if offers.is_empty() {
+        return None;
+    }
+    Some(offers.iter().take(buyers).map(|o| o.price.less_margin(seller.margin_percent)).sum())
+}
+
+/// When a ping id says its ping was made: ids carry their second (see [`new_ping_id`]).
+pub(super) fn pinged_at(ping_id: &str) -> Option<chrono::DateTime<Utc>> {
+    let seconds = i64::from_str_radix(ping_id.strip_prefix("p_")?.get(..8)?, 16).ok()?;
+    chrono::DateTime::from_timestamp(seconds, 0)
+}

@@ -1,0 +1,259 @@
+//! The node's one writer task: group commit into the exchange's ledger.
+//!
+//! It collects every change that arrived while the previous batch was committing, then — in one transaction
+//! — takes the exchange's ledger lock, catches the books up with the other nodes' rows, runs the changes
+//! against the current books, inserts their entries and commits. BEGIN, the lock and the catch-up travel in
+//! one round trip, INSERT and COMMIT in a second (tokio-postgres pipelines queries issued together).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+use super::{Cursor, Inner};
+use crate::ids::new_id;
+use crate::ledger::books::Books;
+use crate::ledger::entry::Entry;
+use crate::ledger::store::{Balances, Shared};
+use crate::ledger::LedgerError;
+
+/// Stops draining the queue once a batch holds this many changes, so one batch's latency stays bounded.
+const MAX_BATCH: usize = 4096;
+
+/// A change to run: `Some(entries)` to record (and then answer), `None` when it refused (it answered itself).
+pub(super) type Run = Box<dyn FnOnce(&Books, &Balances) -> Option<Vec<Entry>> + Send>;
+
+/// What the writer is asked.
+pub(super) enum Job {
+    Change {
+        run: Run,
+        done: oneshot::Sender<Result<(), LedgerError>>,
+        submitted: tokio::time::Instant,
+    },
+    /// Wake up (e.g. to rebuild untrusted books) with nothing to record.
+    Nudge,
+    /// Finish what is queued, then stop.
+    Stop,
+}
+
+impl Job {
+    pub(super) fn nudge() -> Job {
+        Job::Nudge
+    }
+
+    pub(super) fn stop() -> Job {
+        Job::Stop
+    }
+}
+
+/// Who waits for a change's commit, and since when.
+type Waiter = (oneshot::Sender<Result<(), LedgerError>>, tokio::time::Instant);
+
+/// Runs until asked to stop or every sender is gone.
+pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut client: Option<Client> = None;
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = jobs.recv().await else { break };
+        let mut batch = Vec::new();
+        let mut take = |job: Job, batch: &mut Vec<(Run, Waiter)>| match job {
+            Job::Change { run, done, submitted } => batch.push((run, (done, submitted))),
+            Job::Nudge => {}
+            Job::Stop => stopping = true,
+        };
+        take(first, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => take(job, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = inner.connect().await.ok();
+        }
+        let Some(connected) = client.as_mut() else {
+            fail(batch, "PostgreSQL cannot be reached");
+            continue;
+        };
+        if commit_batch(&inner, &shared, connected, batch).await.is_err() {
+            client = None;
+        }
+    }
+}
+
+/// Answers every waiter of a batch that could not run: nothing was recorded.
+fn fail(batch: Vec<(Run, Waiter)>, why: &str) {
+    for (_, (done, _)) in batch {
+        let _ = done.send(Err(LedgerError::Unavailable(why.to_owned())));
+    }
+}
+
+/// One batch, start to finish. `Err` means the connection should be replaced.
+async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Vec<(Run, Waiter)>) -> Result<(), ()> {
+    let mut cursor = inner.cursor.lock().await;
+    if cursor.untrusted {
+        if let Err(error) = rebuild(inner, shared, client, &mut cursor).await {
+            fail(batch, &error.to_string());
+            return Err(());
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let begin_sql = format!("BEGIN; SELECT pg_advisory_xact_lock({})", inner.lock_key);
+    let begin = client.batch_execute(&begin_sql);
+    let catch_up_sql = inner.catch_up_sql();
+    let after: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&cursor.seq];
+    let catch_up = client.query(&catch_up_sql, &after);
+    let (begun, rows) = tokio::join!(inner.round_trip("begin", begin), inner.round_trip("catch_up", catch_up));
+    let rows = match begun.and(rows) {
+        Ok(rows) => rows,
+        Err(trip) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            fail(batch, &trip.message);
+            return if trip.refused { Ok(()) } else { Err(()) };
+        }
+    };
+    if let Err(error) = inner.apply_rows(shared, &rows, &mut cursor) {
+        let _ = client.batch_execute("ROLLBACK").await;
+        fail(batch, &error.to_string());
+        return Ok(());
+    }
+
+    let batch_id = new_id("b_");
+    let mut out = Rows::default();
+    let mut waiting = Vec::new();
+    let mut own = Vec::new();
+    let mut next = cursor.seq;
+    {
+        let mut books = shared.books.lock();
+        for (run, done) in batch {
+            match run(&books, &shared.balances) {
+                Some(entries) if !entries.is_empty() => {
+                    for entry in entries {
+                        next += 1;
+                        out.push(next, &entry);
+                        own.push(entry.clone());
+                        shared.apply(&mut books, entry);
+                    }
+                    waiting.push(done);
+                }
+                // Refused, or nothing to record: answered now (the change sent its own answer).
+                _ => {
+                    let _ = done.0.send(Ok(()));
+                }
+            }
+        }
+    }
+    if waiting.is_empty() {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Ok(());
+    }
+    // The books now hold entries the log may never get; they are trusted again once COMMIT is known.
+    cursor.untrusted = true;
+    let insert_sql = inner.insert_sql();
+    let node = &inner.options.node;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
+        [node, &batch_id, &out.seq, &out.kind, &out.lead_id, &out.ping_id, &out.buyer, &out.return_id, &out.entry];
+    let insert = client.execute(&insert_sql, &params);
+    let commit = client.batch_execute("COMMIT");
+    let (inserted, committed) = tokio::join!(inner.round_trip("insert", insert), inner.round_trip("commit", commit));
+    let outcome = match (inserted, committed) {
+        (Ok(_), Ok(())) => Outcome::Committed,
+        // The server refused the rows (a unique index: a rule a change should have caught): rolled back.
+        (Err(trip), _) if trip.refused => Outcome::RolledBack(trip.message),
+        (Err(trip), _) | (_, Err(trip)) => Outcome::Unknown(trip.message),
+    };
+    let outcome = match outcome {
+        Outcome::Unknown(why) => match batch_committed(inner, &batch_id).await {
+            Some(true) => Outcome::Committed,
+            Some(false) => Outcome::RolledBack(why),
+            None => Outcome::Unknown(why),
+        },
+        known => known,
+    };
+    match outcome {
+        Outcome::Committed => {
+            cursor.seq = next;
+            cursor.untrusted = false;
+            drop(cursor);
+            for (done, submitted) in waiting {
+                if let Some(observe) = &inner.options.on_commit {
+                    observe(submitted.elapsed());
+                }
+                let _ = done.send(Ok(()));
+            }
+            shared.committed(&own);
+            Ok(())
+        }
+        Outcome::RolledBack(why) | Outcome::Unknown(why) => {
+            tracing::error!(reason = %why, changes = waiting.len(), "ledger batch not committed; rebuilding the books");
+            for (done, _) in waiting {
+                let _ = done.send(Err(LedgerError::Unavailable(why.clone())));
+            }
+            Err(())
+        }
+    }
+}
+
+/// How a batch ended.
+enum Outcome {
+    Committed,
+    RolledBack(String),
+    /// The connection died around COMMIT and the log could not be asked: the change is answered as not
+    /// recorded (503); the rebuild that follows shows what really happened.
+    Unknown(String),
+}
+
+/// Asks the log on a fresh connection whether a batch committed.
+async fn batch_committed(inner: &Inner, batch_id: &str) -> Option<bool> {
+    let client = inner.connect().await.ok()?;
+    let sql = format!("SELECT count(*) FROM {}.entries WHERE batch = $1", inner.schema);
+    let rows = inner.round_trip("check_batch", client.query_one(&sql, &[&batch_id])).await.ok()?;
+    Some(rows.get::<_, i64>(0) > 0)
+}
+
+/// Replaces this node's books with the log's.
+async fn rebuild(inner: &Inner, shared: &Shared, client: &Client, cursor: &mut Cursor) -> Result<(), LedgerError> {
+    let (books, seq) = inner.load_all(client).await?;
+    shared.replace(books);
+    cursor.seq = seq;
+    cursor.untrusted = false;
+    tracing::info!(seq, "ledger books rebuilt from PostgreSQL");
+    Ok(())
+}
+
+/// A batch's rows as column arrays, for one `INSERT … SELECT FROM UNNEST(…)`.
+#[derive(Default)]
+struct Rows {
+    seq: Vec<i64>,
+    kind: Vec<&'static str>,
+    lead_id: Vec<Option<String>>,
+    ping_id: Vec<Option<String>>,
+    buyer: Vec<Option<String>>,
+    return_id: Vec<Option<String>>,
+    entry: Vec<String>,
+}
+
+impl Rows {
+    fn push(&mut self, seq: i64, entry: &Entry) {
+        let (kind, lead_id, ping_id, buyer, return_id) = match entry {
+            Entry::Sale { sale, .. } => ("sale", Some(&sale.lead_id), Some(&sale.ping_id), Some(&sale.buyer), None),
+            Entry::Deposit { deposit, .. } => ("deposit", None, None, Some(&deposit.buyer), None),
+            Entry::Payout { .. } => ("payout", None, None, None, None),
+            Entry::Return { filed } => {
+                ("return", Some(&filed.lead_id), None, Some(&filed.buyer), Some(&filed.return_id))
+            }
+            Entry::Decision { decision } => ("decision", None, None, None, Some(&decision.return_id)),
+            Entry::Terms { terms } => ("terms", None, None, Some(&terms.buyer), None),
+            Entry::Standing { buyer, .. } => ("standing", None, None, Some(buyer), None),
+        };
+        self.seq.push(seq);
+        self.kind.push(kind);
+        self.lead_id.push(lead_id.cloned());
+        self.ping_id.push(ping_id.cloned());
+        self.buyer.push(buyer.cloned());
+        self.return_id.push(return_id.cloned());
+        self.entry.push(serde_json::to_string(entry).expect("entries serialize"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Exact across nodes: caps, budgets, prepaid balances, `concurrent_pings` and duplicates hold however the
+//! load is spread over the nodes (API.md section 9).
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use gavel::sim::{Latency, SimBuyerSpec};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::{spawn_cluster, Cluster};
+use crate::helpers::{full_lead, ping_lead, TestBuyer, ADMIN_TOKEN, SELLER_KEY};
+
+/// Concurrent auctions in each test, spread round-robin over the nodes.
+const AUCTIONS: usize = 200;
+
+/// `AUCTIONS` direct posts of leads without contacts (so the duplicate check keeps out of the way), all at
+/// once, spread over every node; returns the answers.
+async fn flood(cluster: &Cluster) -> Vec<Value> {
+    let posts = (0..AUCTIONS).map(|i| {
+        let node = cluster.node(i % cluster.nodes.len());
+        async move {
+            let body = json!({"campaign": "auto", "lead": ping_lead()});
+            let (status, answer) = node.post_json("/v1/leads", SELLER_KEY, &body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer
+        }
+    });
+    join_all(posts).await
+}
+
+fn sold(answers: &[Value]) -> usize {
+    answers.iter().filter(|a| a["status"] == "sold").count()
+}
+
+/// A buyer that bids 10.00 and takes a moment to answer, so auctions overlap.
+fn slow_bidder(id: &'static str) -> TestBuyer {
+    let spec =
+        SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(20)), ..SimBuyerSpec::bidding("10.00") };
+    TestBuyer::new(id, spec)
+}
+
+#[tokio::test]
+async fn a_daily_cap_of_three_delivers_exactly_three_leads_across_three_nodes() {
+    let cluster = spawn_cluster(3, "", vec![slow_bidder("capped").with("[buyers.caps]\ndaily = 3")]).await;
+    let answers = flood(&cluster).await;
+    assert_eq!(sold(&answers), 3);
+    assert_eq!(cluster.sim("capped").post_count(), 3);
+    for node in &cluster.nodes {
+        let view = node.buyer("capped").await;
+        assert_eq!(view["caps"]["daily"], json!({"limit": 3, "used": 3, "held": 0, "remaining": 0}), "{}", node.base);
+    }
+}
+
+#[tokio::test]
+async fn a_daily_budget_is_never_exceeded_across_nodes() {
+    let budgeted = slow_bidder("budgeted").with("[buyers.caps]\ndaily_budget = \"30.00\"");
+    let cluster = spawn_cluster(3, "", vec![budgeted]).await;
+    let answers = flood(&cluster).await;
+    assert_eq!(sold(&answers), 3, "three sales of 10.00 fill 30.00");
+    let view = cluster.node(2).buyer("budgeted").await;
+    assert_eq!(view["budgets"]["daily"]["used"], "30.00", "{view}");
+}
+
+#[tokio::test]
+async fn a_prepaid_balance_is_never_overspent_across_nodes() {
+    let prepaid = slow_bidder("prepaid").with("billing = \"prepaid\"");
+    let cluster = spawn_cluster(3, "", vec![prepaid]).await;
+    cluster.node(1).deposit("prepaid", "30.00").await;
+    // Every node's gates see the deposit before the flood (a read catches its books up).
+    for node in &cluster.nodes {
+        node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    }
+    let answers = flood(&cluster).await;
+    assert_eq!(sold(&answers), 3);
+    for node in &cluster.nodes {
+        let (_, balance) = node.get_json("/v1/buyer/balance", "bk_prepaid").await;
+        assert_eq!((balance["balance"].as_str(), balance["held"].as_str()), (Some("0.00"), Some("0.00")), "{balance}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_pings_count_pings_in_flight_on_every_node() {
+    let spec =
+        SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(60)), ..SimBuyerSpec::bidding("10.00") };
+    let limited = TestBuyer::new("limited", spec).with("[buyers.caps]\nconcurrent_pings = 2");
+    let cluster = spawn_cluster(3, "", vec![limited]).await;
+    let pings = (0..60).map(|i| cluster.node(i % 3).ping_with(ping_lead(), json!({})));
+    let answers: Vec<(StatusCode, Value)> = join_all(pings).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+    let most = cluster.sim("limited").most_pings_in_flight();
+    assert!((1..=2).contains(&most), "at most 2 pings in flight across the exchange, saw {most}");
+    let excluded = answers.iter().filter(|(_, a)| a["reason"] == "no_eligible_buyers").count();
+    assert!(excluded > 0, "some auctions found every slot taken");
+}
+
+#[tokio::test]
+async fn one_consumer_sent_to_every_node_at_once_is_sold_once_to_each_buyer() {
+    let slow_post = |price| SimBuyerSpec {
+        post_latency: Latency::Fixed(Duration::from_millis(30)),
+        ..SimBuyerSpec::bidding(price)
+    };
+    let cluster = spawn_cluster(
+        3,
+        "",
+        vec![TestBuyer::new("best", slow_post("10.00")), TestBuyer::new("next", slow_post("5.00"))],
+    )
+    .await;
+    let copies = (0..6).map(|i| {
+        let node = cluster.node(i % 3);
+        async move {
+            let body = json!({"campaign": "auto", "lead": full_lead()});
+            node.post_json("/v1/leads", SELLER_KEY, &body).await.1
+        }
+    });
+    let answers = join_all(copies).await;
+    let at = |payout: &str| answers.iter().filter(|a| a["status"] == "sold" && a["payout"] == payout).count();
+    assert_eq!((at("9.00"), at("4.50")), (1, 1), "{answers:?}");
+    assert_eq!((cluster.sim("best").post_count(), cluster.sim("next").post_count()), (1, 1));
+    // And later, on any node, the same consumer is a duplicate for both.
+    let body = json!({"campaign": "auto", "lead": full_lead()});
+    let (_, later) = cluster.node(2).post_json("/v1/leads", SELLER_KEY, &body).await;
+    assert_eq!(later["status"], "unsold", "{later}");
+}

@@ -1,0 +1,295 @@
+//! Faults (API.md section 9): a store that goes away makes the calls that need it answer 503 `unavailable`,
+//! records nothing and delivers nothing, and the node recovers by itself; Redis coming back empty is rebuilt
+//! from the ledger with no cap exceeded; a node killed mid-load loses nothing it answered. Every test that
+//! stops, kills or empties a store runs its own instance of it (`stores.rs`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use gavel::sim::{Latency, SimBuyerSpec};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::stores::{free_port, PrivatePostgres, PrivateRedis};
+use super::{cluster_table, drop_exchange, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on};
+use crate::helpers::{
+    full_lead, http_client, ping_lead, prepare, Api, TestBuyer, Tuning, ADMIN_TOKEN, GAVEL, SELLER_KEY,
+};
+
+/// Polls `/readyz` until it answers `status`, at most `within`.
+async fn wait_for_readiness(node: &Api, status: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = node.http.get(format!("{}/readyz", node.base)).send().await.map(|r| r.status().as_u16());
+        if answer.as_ref().is_ok_and(|s| *s == status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} /readyz is {answer:?}, not {status}, after {within:?}", node.base);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unavailable(answer: &(StatusCode, Value)) -> bool {
+    answer.0 == StatusCode::SERVICE_UNAVAILABLE && answer.1["error"]["code"] == "unavailable"
+}
+
+#[tokio::test]
+async fn postgres_going_away_refuses_with_503_delivers_nothing_and_recovers_without_a_restart() {
+    let mut postgres = PrivatePostgres::start().await;
+    let redis = PrivateRedis::start().await;
+    let buyers = vec![TestBuyer::bidding("best", "10.00")];
+    let cluster = spawn_cluster_on(2, Tuning::default(), "", buyers, &postgres.url(), &redis.url()).await;
+    let ping = cluster.node(0).ping().await;
+    let ping_id = ping["ping_id"].as_str().unwrap().to_owned();
+
+    postgres.stop();
+    for node in &cluster.nodes {
+        wait_for_readiness(node, 503, Duration::from_secs(5)).await;
+    }
+    let refused = cluster.node(1).post(&ping_id, full_lead(), json!({})).await;
+    assert!(unavailable(&refused), "{refused:?}");
+    let retry_after = cluster
+        .node(1)
+        .http
+        .post(format!("{}/v1/ping", cluster.node(1).base))
+        .bearer_auth(SELLER_KEY)
+        .json(&json!({"campaign": "auto", "lead": ping_lead()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry_after.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry_after.headers().contains_key("retry-after"));
+    let (status, _) =
+        cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &json!({"amount": "5.00"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a deposit is not answered while it cannot be recorded");
+    assert_eq!(cluster.sim("best").post_count(), 0, "no lead delivered that could not be booked");
+    let (status, view) = cluster.node(0).get_json("/admin/cluster", ADMIN_TOKEN).await;
+    assert_eq!((status, &view["stores"]["postgres"]), (StatusCode::OK, &json!("down")), "{view}");
+
+    postgres.resume().await;
+    for node in &cluster.nodes {
+        wait_for_readiness(node, 200, Duration::from_secs(10)).await;
+    }
+    // The 503 left the bids held: the same post sells now.
+    let (status, sold) = cluster.node(1).post(&ping_id, full_lead(), json!({})).await;
+    assert_eq!((status, &sold["status"]), (StatusCode::OK, &json!("sold")), "{sold}");
+    let (_, balance) = cluster.node(0).get_json("/v1/buyer/balance", "bk_best").await;
+    assert_eq!(balance["balance"], "9990.00", "{balance}");
+}
+
+#[tokio::test]
+async fn redis_going_away_refuses_with_503_and_an_empty_redis_is_rebuilt() {
+    let mut redis = PrivateRedis::start().await;
+    let buyers = vec![TestBuyer::bidding("best", "10.00").with("[buyers.caps]\ndaily = 5")];
+    let cluster = spawn_cluster_on(2, Tuning::default(), "", buyers, &postgres_url(), &redis.url()).await;
+    let ping = cluster.node(0).ping().await;
+    let (_, sold) = cluster.node(1).post(ping["ping_id"].as_str().unwrap(), full_lead(), json!({})).await;
+    assert_eq!(sold["status"], "sold", "{sold}");
+    let held = cluster.node(0).ping().await;
+    assert_eq!(held["status"], "bid");
+
+    redis.kill();
+    for node in &cluster.nodes {
+        wait_for_readiness(node, 503, Duration::from_secs(5)).await;
+    }
+    let refused = cluster.node(0).ping_with(ping_lead(), json!({})).await;
+    assert!(unavailable(&refused), "{refused:?}");
+
+    // Back, but empty: the nodes rebuild it from the ledger before they take another hold.
+    redis.restart_empty().await;
+    for node in &cluster.nodes {
+        wait_for_readiness(node, 200, Duration::from_secs(10)).await;
+    }
+    let view = cluster.node(1).buyer("best").await;
+    assert_eq!(view["caps"]["daily"]["used"], 1, "the day's sale was counted again: {view}");
+    // The hold of the unposted bid went with Redis: its post is told the bid expired.
+    let (status, expired) = cluster.node(1).post(held["ping_id"].as_str().unwrap(), full_lead(), json!({})).await;
+    assert_eq!((status, &expired["error"]["code"]), (StatusCode::GONE, &json!("ping_expired")), "{expired}");
+    let (status, after) = cluster.node(0).ping_with(ping_lead(), json!({})).await;
+    let ready = cluster.node(0).http.get(format!("{}/readyz", cluster.node(0).base)).send().await.unwrap().text().await;
+    assert_eq!((status, &after["status"]), (StatusCode::OK, &json!("bid")), "{after} {ready:?}");
+}
+
+#[tokio::test]
+async fn redis_emptied_mid_load_never_lets_a_cap_be_exceeded() {
+    let redis = PrivateRedis::start().await;
+    let spec =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(20)), ..SimBuyerSpec::bidding("10.00") };
+    let buyers = vec![TestBuyer::new("capped", spec).with("[buyers.caps]\ndaily = 12")];
+    let cluster = spawn_cluster_on(3, Tuning::default(), "", buyers, &postgres_url(), &redis.url()).await;
+    let wave = |size: usize| {
+        let posts = (0..size).map(|i| {
+            let node = cluster.node(i % 3);
+            async move {
+                let body = json!({"campaign": "auto", "lead": ping_lead()});
+                node.post_json("/v1/leads", SELLER_KEY, &body).await
+            }
+        });
+        join_all(posts)
+    };
+    let first: Vec<(StatusCode, Value)> = wave(8).await;
+    let (flushed, during) = tokio::join!(
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            redis.flush().await;
+            Instant::now()
+        },
+        wave(30)
+    );
+    // Every node notices the empty Redis and one rebuilds it within a second or so.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    loop {
+        let epoch: Option<String> =
+            redis::cmd("GET").arg(format!("gavel:{}:epoch", cluster.name)).query_async(&mut connection).await.unwrap();
+        if epoch.is_some() {
+            break;
+        }
+        assert!(flushed.elapsed() < Duration::from_secs(3), "no node rebuilt Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<(StatusCode, Value)> = wave(40).await;
+    let sold =
+        first.iter().chain(&during).chain(&after).filter(|(_, answer)| answer["status"] == "sold").count() as u64;
+    assert!(sold <= 12, "sold {sold} against a daily cap of 12");
+    assert_eq!(cluster.sim("capped").post_count(), sold, "every delivery was booked and answered");
+    let (_, accounts) = cluster.node(1).get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    let buyer = accounts["accounts"].as_array().unwrap().iter().find(|a| a["id"] == "buyer:capped").unwrap().clone();
+    let expected = format!("{}.00", 10_000 - 10 * sold);
+    assert_eq!(buyer["balance"], json!(expected), "{accounts}");
+}
+
+/// A node run as its own process, so that it can be killed.
+struct Process {
+    child: Child,
+    node: Api,
+}
+
+/// POSTs JSON to a node that may die meanwhile: `Err` when it did.
+async fn post_lenient(node: &Api, path: &str, body: &Value) -> Result<Value, reqwest::Error> {
+    let response = node.http.post(format!("{}{path}", node.base)).bearer_auth(SELLER_KEY).json(body).send().await?;
+    response.json().await
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slots_come_back() {
+    let (postgres, redis) = (postgres_url(), redis_url());
+    require_stores(&postgres, &redis).await;
+    let name = exchange_name();
+    let spec =
+        SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(30)), ..SimBuyerSpec::bidding("10.00") };
+    let hanging =
+        TestBuyer::new("slow", SimBuyerSpec::hanging()).with("timeout_ms = 2000\n[buyers.caps]\nconcurrent_pings = 1");
+    let prepared = prepare(
+        Tuning::default(),
+        "bid_ttl_s = 2\nping_deadline_ms = 2500",
+        vec![TestBuyer::new("best", spec), hanging],
+    )
+    .await;
+    let config = format!("{}{}", prepared.config_text, cluster_table(&name, &postgres, &redis));
+    std::fs::write(&prepared.config_path, &config).unwrap();
+    // Kept alive to the end: dropping them stops the simulated buyers.
+    let _sims = prepared.sims;
+    let root = std::sync::Arc::new(prepared.root);
+    let mut processes = Vec::new();
+    for index in 0..3 {
+        let port = free_port();
+        let child = Command::new(GAVEL)
+            .args(["serve", "--config"])
+            .arg(&prepared.config_path)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &format!("node-{index}"), "--data-dir"])
+            .arg(root.path().join(format!("data-{index}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gavel starts");
+        let node = Api { base: format!("http://127.0.0.1:{port}"), http: http_client() };
+        processes.push(Process { child, node });
+    }
+    for process in &processes {
+        super::wait_until_ready(&process.node).await;
+    }
+    processes[0].node.deposit("best", "10000.00").await;
+    processes[0].node.deposit("slow", "10000.00").await;
+    for process in &processes {
+        process.node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    }
+
+    // The victim takes the slow buyer's only concurrency slot, then dies with it.
+    let victim_ping = {
+        let node = processes[2].node.clone();
+        tokio::spawn(
+            async move { post_lenient(&node, "/v1/ping", &json!({"campaign": "auto", "lead": ping_lead()})).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Load on every node; the victim is killed in the middle of it.
+    let posts = (0..45).map(|i| {
+        let node = processes[i % 3].node.clone();
+        async move {
+            let body = json!({"campaign": "auto", "lead": ping_lead(), "deadline_ms": 300});
+            post_lenient(&node, "/v1/leads", &body).await
+        }
+    });
+    let load = tokio::spawn(join_all(posts));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed_at = Instant::now();
+    let _ = processes[2].child.kill();
+    let _ = processes[2].child.wait();
+    let answers = load.await.unwrap();
+    drop(victim_ping);
+
+    let sold: Vec<String> = answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().ok())
+        .filter(|answer| answer["status"] == "sold")
+        .map(|answer| answer["lead_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!sold.is_empty(), "the survivors kept selling: {:?}", &answers[..3]);
+    for survivor in &processes[..2] {
+        for lead_id in &sold {
+            let (status, record) = survivor.node.get_json(&format!("/admin/leads/{lead_id}"), ADMIN_TOKEN).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{lead_id} answered sold but {} has no record: {record}",
+                survivor.node.base
+            );
+        }
+        let (_, accounts) = survivor.node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+        let balances = accounts["accounts"].as_array().unwrap();
+        let total: rust_decimal::Decimal =
+            balances.iter().map(|a| a["balance"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap()).sum();
+        assert!(total.is_zero(), "{accounts}");
+        let best = balances.iter().find(|a| a["id"] == "buyer:best").unwrap();
+        let (_, transactions) =
+            survivor.node.get_json("/admin/ledger/transactions?account=buyer:best", ADMIN_TOKEN).await;
+        let sales = transactions["transactions"].as_array().unwrap().iter().filter(|t| t["kind"] == "sale").count();
+        assert!(sales >= sold.len(), "every answered sale is booked once ({sales} sales, {} answered)", sold.len());
+        assert_eq!(best["balance"], json!(format!("{}.00", 10_000 - 10 * sales)), "{accounts}");
+    }
+
+    // The dead node's concurrency slot comes back within 10 s: the slow buyer is pinged again.
+    loop {
+        let (_, answer) = processes[0].node.ping_with(ping_lead(), json!({"deadline_ms": 100})).await;
+        let trail = processes[0].node.audit(answer["ping_id"].as_str().unwrap()).await;
+        let slow = trail["buyers"].as_array().unwrap().iter().find(|b| b["buyer"] == "slow").unwrap().clone();
+        if slow["detail"] != "concurrency" {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(10), "the dead node's slot was not returned: {slow}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(processes);
+    drop_exchange(&name, &postgres, &redis);
+}
