@@ -138,7 +138,9 @@ async fn keep_redis(engine: &Engine, redis: &crate::coordinator::RedisCoordinato
         // Unreachable: nothing to do until it answers.
         None => {}
         Some(false) => {
-            let _ = redis.rebuild(&engine.roster(), &engine.ledger).await;
+            if let Ok(true) = redis.rebuild(&engine.roster(), &engine.ledger).await {
+                engine.metrics.inc("gavel_redis_rebuilds_total", &[]);
+            }
         }
         // The epoch is there, so a hold found one buyer missing (new to Redis): add it.
         Some(true) if redis.rebuild_wanted() => match redis.ensure_buyers(&engine.roster(), &engine.ledger).await {

@@ -61,6 +61,48 @@ pub fn load_config() -> Result<Config, config::ConfigErrors> {
     config::load_file(Path::new(DEMO_CONFIG))
 }
 
+/// The demo config as a node of the demo exchange: `[cluster]` named `demo`, on the stores that
+/// `GAVEL_POSTGRES_URL` and `GAVEL_REDIS_URL` name (the local servers by default).
+pub fn cluster_config(config: &Config, node_id: &str) -> Result<Config, config::ConfigErrors> {
+    let mut node = load_config()?;
+    let url = |var: &str, default: &str| std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    node.cluster = Some(config::ClusterConfig {
+        name: "demo".to_owned(),
+        node_id: Some(node_id.to_owned()),
+        redis_url: config::Secret::new(url("GAVEL_REDIS_URL", "redis://127.0.0.1:6379")),
+        postgres_url: config::Secret::new(url("GAVEL_POSTGRES_URL", "postgres://root@127.0.0.1:5432/test")),
+    });
+    debug_assert_eq!(node.revision, config.revision);
+    Ok(node)
+}
+
+/// What `gavel demo --cluster` prints: the usual commands against the first node, and the cluster's own.
+pub fn cluster_instructions(addrs: &[SocketAddr], config: &Config) -> String {
+    let seller_key = config.sellers.first().map(|s| s.api_key.expose()).unwrap_or("SELLER_KEY");
+    let admin = config.server.admin_token.expose();
+    let [a, b, c] = [0, 1, 2].map(|i| addrs.get(i).map_or_else(String::new, |addr| format!("http://{addr}")));
+    format!(
+        r#"Gavel demo, cluster mode: three nodes of exchange "demo" on {a}, {b} and {c}, sharing PostgreSQL
+(schema gavel_demo) and Redis (keys gavel:demo:*); {buyers} simulated buyers answer on loopback.
+
+# 1. Ping on node A, post on node B: any node answers any call.
+PING_ID=$(curl -s {a}/v1/ping -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json'   -d '{{"campaign": "auto-insurance", "lead": {{"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true}}}}'   | tee /dev/stderr | grep -o '"p_[0-9a-f]*"' | tr -d '"'); echo
+curl -s {b}/v1/post -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json'   -d '{{"ping_id": "'$PING_ID'", "lead": {{"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true,
+       "first_name": "Ada", "last_name": "Lovelace", "phone": "(415) 867-0100", "email": "ada@example.com"}}}}'; echo
+
+# 2. The trail and the books, read on node C.
+curl -s {c}/admin/pings/$PING_ID -H 'Authorization: Bearer {admin}'; echo
+curl -s {c}/admin/ledger/accounts -H 'Authorization: Bearer {admin}'; echo
+
+# 3. The exchange: its live nodes and the stores' health; and a node's readiness.
+curl -s {a}/admin/cluster -H 'Authorization: Bearer {admin}'; echo
+curl -s {b}/readyz; echo
+
+Every command of `gavel demo` works against any of the three nodes too. Press Ctrl-C to stop."#,
+        buyers = config.buyers.len(),
+    )
+}
+
 /// The curl commands printed at start.
 pub fn instructions(addr: SocketAddr, config: &Config) -> String {
     let seller_key = config.sellers.first().map(|s| s.api_key.expose()).unwrap_or("SELLER_KEY");

@@ -51,6 +51,11 @@ enum Command {
         /// Listen here instead of the demo config's address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Three nodes of one exchange (ports 8080-8082) on PostgreSQL and Redis: GAVEL_POSTGRES_URL and
+        /// GAVEL_REDIS_URL, by default the local servers (postgres://root@127.0.0.1:5432/test,
+        /// redis://127.0.0.1:6379).
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -100,7 +105,7 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { listen } => {
+        Command::Demo { listen, cluster } => {
             let loaded = match demo::load_config() {
                 Ok(loaded) => loaded,
                 Err(problems) => {
@@ -119,8 +124,12 @@ async fn run(command: Command) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let options = app::NodeOptions { listen, ..app::NodeOptions::default() };
-            let code = serve(loaded, options, Some(&demo::instructions)).await;
+            let code = if cluster {
+                serve_cluster(loaded, listen).await
+            } else {
+                let options = app::NodeOptions { listen, ..app::NodeOptions::default() };
+                serve(loaded, options, Some(&demo::instructions)).await
+            };
             drop(buyers);
             code
         }
@@ -137,6 +146,38 @@ fn node_id(text: &str) -> Result<String, String> {
 }
 
 type Banner<'a> = &'a dyn Fn(SocketAddr, &config::Config) -> String;
+
+/// `gavel demo --cluster`: three nodes of the demo exchange in this process, sharing PostgreSQL and Redis.
+async fn serve_cluster(config: config::Config, listen: Option<SocketAddr>) -> ExitCode {
+    let first = listen.unwrap_or(config.server.listen);
+    let mut nodes = Vec::new();
+    for (index, node_id) in ["node-a", "node-b", "node-c"].into_iter().enumerate() {
+        let node_config = match demo::cluster_config(&config, node_id) {
+            Ok(node_config) => node_config,
+            Err(error) => {
+                eprintln!("gavel demo --cluster: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listen = SocketAddr::new(first.ip(), first.port() + index as u16);
+        let data_dir = Some(config.server.data_dir.join(node_id));
+        let options = app::NodeOptions { listen: Some(listen), node_id: Some(node_id.to_owned()), data_dir };
+        match app::start_node(node_config, options).await {
+            Ok(server) => nodes.push(server),
+            Err(error) => {
+                eprintln!("gavel demo --cluster: {node_id}: {error} (are PostgreSQL and Redis running? see README)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
+    println!("{}", demo::cluster_instructions(&addrs, &nodes[0].engine.config()));
+    gavel::signals::wait_for_stop().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    ExitCode::SUCCESS
+}
 
 async fn serve(config: config::Config, options: app::NodeOptions, banner: Option<Banner<'_>>) -> ExitCode {
     let revision = config.revision.clone();

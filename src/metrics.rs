@@ -109,7 +109,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "histogram",
         "Auction time not spent waiting for buyers (auction time less the slowest buyer leg), by campaign.",
     ),
-    ("gavel_journal_commit_seconds", "histogram", "Time from a journal append to its fsync'd commit."),
+    (
+        "gavel_journal_commit_seconds",
+        "histogram",
+        "Time from a ledger change to its durable commit: the journal's fsync, or PostgreSQL's COMMIT in cluster mode.",
+    ),
+    (
+        "gavel_store_seconds",
+        "histogram",
+        "Cluster mode: one round trip to a shared store, by store (postgres, redis) and operation.",
+    ),
+    (
+        "gavel_redis_rebuilds_total",
+        "counter",
+        "Cluster mode: times this node rebuilt Redis's state from the ledger (Redis came back empty).",
+    ),
 ];
 
 impl Metrics {

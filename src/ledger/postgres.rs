@@ -255,7 +255,7 @@ impl Inner {
         match result {
             Ok(Ok(value)) => {
                 if !self.available.swap(true, Ordering::AcqRel) {
-                    tracing::info!("postgres reachable again");
+                    tracing::info!("postgres reachable");
                 }
                 Ok(value)
             }

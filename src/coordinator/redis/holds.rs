@@ -550,8 +550,9 @@ impl RedisCoordinator {
     }
 
     /// Rebuilds the exchange's state in Redis from the ledger (see the module doc). One node does it, under a
-    /// lock; a node that finds the lock taken waits for the new epoch and adopts it.
-    pub async fn rebuild(&self, roster: &Roster, ledger: &Ledger) -> Result<(), Unreachable> {
+    /// lock; a node that finds the lock taken waits for the new epoch and adopts it. `Ok(true)` when this node
+    /// rebuilt it.
+    pub async fn rebuild(&self, roster: &Roster, ledger: &Ledger) -> Result<bool, Unreachable> {
         self.rebuilding.store(true, std::sync::atomic::Ordering::Release);
         let lock_key = format!("{}rebuild_lock", self.prefix);
         let mut lock = redis::cmd("SET");
@@ -569,9 +570,9 @@ impl RedisCoordinator {
                 self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
                 self.confirmed.store(true, std::sync::atomic::Ordering::Release);
                 self.reconvert_recent().await;
-                Ok(())
+                Ok(false)
             }
-            None => self.rebuild_under_lock(roster, ledger).await,
+            None => self.rebuild_under_lock(roster, ledger).await.map(|()| true),
         };
         let _ = self.call::<Value>("rebuild_unlock", redis::cmd("DEL").arg(&lock_key)).await;
         result

@@ -122,3 +122,41 @@ async fn one_consumer_sent_to_every_node_at_once_is_sold_once_to_each_buyer() {
     let (_, later) = cluster.node(2).post_json("/v1/leads", SELLER_KEY, &body).await;
     assert_eq!(later["status"], "unsold", "{later}");
 }
+
+#[tokio::test]
+async fn a_sellers_ping_rate_holds_for_the_whole_exchange() {
+    let tuning = crate::helpers::Tuning { acme: "max_pings_per_second = 20", ..crate::helpers::Tuning::default() };
+    let cluster = super::spawn_cluster_on(
+        3,
+        tuning,
+        "",
+        vec![TestBuyer::bidding("best", "10.00")],
+        &super::postgres_url(),
+        &super::redis_url(),
+    )
+    .await;
+    // A burst: at most one second's worth (20) is admitted, however the pings are spread over the nodes.
+    let burst = (0..60).map(|i| cluster.node(i % 3).ping_with(ping_lead(), json!({})));
+    let answers: Vec<(StatusCode, Value)> = join_all(burst).await;
+    let admitted = answers.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+    let limited = answers
+        .iter()
+        .filter(|(status, a)| *status == StatusCode::TOO_MANY_REQUESTS && a["error"]["code"] == "rate_limited");
+    assert_eq!(admitted + limited.count(), 60, "{answers:?}");
+    assert!((1..=22).contains(&admitted), "a burst of at most a second's worth (+10%), admitted {admitted}");
+    // Then at twice the limit for three seconds, spread over the nodes: the exchange admits the limit, within
+    // 10% (the burst is spent; a node's unspent slice of the budget is what may go missing).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = tokio::time::Instant::now();
+    let steady = (0..120u64).map(|i| {
+        let node = cluster.node((i % 3) as usize);
+        async move {
+            tokio::time::sleep_until(started + Duration::from_millis(25 * i)).await;
+            node.ping_with(ping_lead(), json!({})).await.0
+        }
+    });
+    let statuses: Vec<StatusCode> = join_all(steady).await;
+    let admitted = statuses.iter().filter(|status| **status == StatusCode::OK).count();
+    // 3 s at 20/s after a full bucket: 20 (the bucket) + 60, give or take the 10%.
+    assert!((72..=88).contains(&admitted), "admitted {admitted} of 120 at 40/s against a limit of 20/s");
+}

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::stores::{free_port, PrivatePostgres, PrivateRedis};
-use super::{cluster_table, drop_exchange, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on};
+use super::{cluster_table, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on};
 use crate::helpers::{
     full_lead, http_client, ping_lead, prepare, Api, TestBuyer, Tuning, ADMIN_TOKEN, GAVEL, SELLER_KEY,
 };
@@ -186,6 +186,8 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
     let (postgres, redis) = (postgres_url(), redis_url());
     require_stores(&postgres, &redis).await;
     let name = exchange_name();
+    // Dropped at the end, however the test ends.
+    let _exchange = super::Exchange { name: name.clone(), postgres: postgres.clone(), redis: redis.clone() };
     let spec =
         SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(30)), ..SimBuyerSpec::bidding("10.00") };
     let hanging =
@@ -291,5 +293,4 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(processes);
-    drop_exchange(&name, &postgres, &redis);
 }
