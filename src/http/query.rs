@@ -52,7 +52,8 @@ impl Query {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded to bytes, the rest as it is (invalid UTF-8 replaced).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
