@@ -54,7 +54,14 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
     let mut builder = http1::Builder::new();
     limits::configure(&mut builder, &server_config);
     let connection_slots = limits::ConnectionSlots::new(server_config.max_connections);
-    let web = crate::web::Web::start(Arc::clone(&engine));
+    // Cluster mode keeps the pages' sessions in Redis, so a browser may land on any node.
+    let web = match engine.coordinator.redis() {
+        Some(redis) => {
+            let sessions = Arc::new(crate::web::session::RedisSessionStore::new(Arc::clone(redis)));
+            crate::web::Web::with_sessions(Arc::clone(&engine), sessions)
+        }
+        None => crate::web::Web::start(Arc::clone(&engine)),
+    };
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {

@@ -115,6 +115,44 @@ pub trait SessionStore: Send + Sync {
     fn remove(&self, key: SessionKey) -> StoreFuture<'_, ()>;
 }
 
+/// Sessions in Redis (cluster mode): a session signed in on one node works on every node. Each session is one
+/// key, `gavel:<exchange>:session:<hex of the SHA-256 of the cookie's token>`, holding the session as JSON with
+/// Redis's own expiry, set on sign-in and started again on every use.
+pub struct RedisSessionStore {
+    redis: std::sync::Arc<crate::coordinator::RedisCoordinator>,
+}
+
+impl RedisSessionStore {
+    pub fn new(redis: std::sync::Arc<crate::coordinator::RedisCoordinator>) -> RedisSessionStore {
+        RedisSessionStore { redis }
+    }
+}
+
+fn unreachable(_: crate::coordinator::Unreachable) -> StoreError {
+    StoreError("Redis cannot be reached".into())
+}
+
+impl SessionStore for RedisSessionStore {
+    fn insert(&self, key: SessionKey, session: Session) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_vec(&session).map_err(|e| StoreError(e.to_string()))?;
+            self.redis.session_put(&key.to_hex(), json, IDLE_TIMEOUT).await.map_err(unreachable)
+        })
+    }
+
+    fn touch(&self, key: SessionKey) -> StoreFuture<'_, Option<Session>> {
+        Box::pin(async move {
+            let found = self.redis.session_touch(&key.to_hex(), IDLE_TIMEOUT).await.map_err(unreachable)?;
+            // A session that does not read (written by another version) is as good as none: sign in again.
+            Ok(found.and_then(|json| serde_json::from_slice(&json).ok()))
+        })
+    }
+
+    fn remove(&self, key: SessionKey) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.redis.session_remove(&key.to_hex()).await.map_err(unreachable) })
+    }
+}
+
 /// Sessions in this process's memory: one node's, lost on restart. Bounded to [`MEMORY_CAPACITY`]; each call
 /// drops at most a few expired sessions, oldest first, so expiry never walks the whole store.
 pub struct MemorySessionStore {

@@ -60,6 +60,11 @@ impl Browser {
         Browser { http, base: app.base.clone(), cookie: None }
     }
 
+    /// The same browser (its cookie) talking to another server: another node of a cluster.
+    pub fn at(&self, app: &TestApp) -> Browser {
+        Browser { http: self.http.clone(), base: app.base.clone(), cookie: self.cookie.clone() }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Page {
         let request = match &self.cookie {
             Some(cookie) => request.header("cookie", format!("gavel_session={cookie}")),
