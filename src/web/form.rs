@@ -72,15 +72,7 @@ pub struct Form(Vec<(String, String)>);
 impl Form {
     /// Parses `a=1&b=two+words`.
     pub fn parse(text: &str) -> Form {
-        Form(
-            text.split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (decode(key), decode(value))
-                })
-                .collect(),
-        )
+        Form(crate::http::query::pairs(text, decode))
     }
 
     /// The value of `key` (the first one when repeated), if given.
