@@ -116,6 +116,11 @@ impl AuctionAudit {
         self.progress.lock().sales.push(sale);
     }
 
+    /// The first sale of its lead, once sold.
+    pub fn first_sale(&self) -> Option<SaleRecord> {
+        self.progress.lock().sales.first().cloned()
+    }
+
     /// This auction's post attempts and sales as items another node adds to its trail (cluster mode):
     /// `{"post": …}` or `{"sale": …}`, JSON.
     pub fn progress_items(&self) -> Vec<Vec<u8>> {

@@ -111,6 +111,11 @@ pub fn instructions(addr: SocketAddr, config: &Config) -> String {
     format!(
         r#"Gavel demo: the server listens on {base}; {buyers} simulated buyers answer on loopback.
 
+# 0. The web pages: open {base}/login in a browser and sign in with one of these keys.
+#    Operator console ({base}/console): {admin}
+#    Buyer portal ({base}/portal), buyer {buyer_id}: {buyer_key}
+#    Seller portal ({base}/portal), seller {seller_id}: {seller_key}
+
 # 1. Ping: ask the buyers for a price (no PII in a ping).
 PING_ID=$(curl -s {base}/v1/ping -H 'Authorization: Bearer {seller_key}' -H 'Content-Type: application/json' \
   -d '{{"campaign": "auto-insurance", "lead": {{"postal_code": "94107", "state": "CA", "age": 34, "homeowner": true}}}}' \
@@ -156,6 +161,9 @@ curl -s {base}/metrics | grep -E 'gavel_buyer_responses_total|gavel_notices_tota
 
 Press Ctrl-C to stop."#,
         buyers = config.buyers.len(),
+        buyer_id = config.buyers.first().map_or("BUYER", |b| b.id.as_str()),
+        buyer_key = config.buyers.first().map_or("BUYER_KEY", |b| b.api_key.expose()),
+        seller_id = config.sellers.first().map_or("SELLER", |s| s.id.as_str()),
         buyer_keys = config.buyers.iter().map(|b| b.api_key.expose()).collect::<Vec<_>>().join(" "),
     )
 }

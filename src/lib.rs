@@ -16,10 +16,13 @@
 //! - [`auction`] — the deadline, the fan-out of pings, the held bids and the post cascade.
 //! - [`delivery`] — the outbound HTTP client, buyer adapters, and classification of every buyer answer.
 //! - [`ledger`] — double-entry accounts; the only way the auction touches money.
+//! - [`live`] — the bounded broadcast of auction answers and sales that live views read.
 //! - [`audit`] — a bounded ring of recent auctions for `/admin/pings/{id}`; [`metrics`] — Prometheus text.
 //! - [`notices`] — win/loss notices to buyers: a bounded queue drained after the seller's answer.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
+//! - [`ops`] — what operators, buyers and sellers can read and change, shared by the JSON APIs and the pages.
 //! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
+//! - [`web`] — the operator console and the buyer and seller portals as pages; sessions, CSRF, live dashboard.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.
 //! - [`app`] — startup and shutdown, and the node's [`readiness`] (`/readyz`); [`demo`] — `gavel demo`; [`sim`] — simulated buyers on loopback.
@@ -44,12 +47,15 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod ledger;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod notices;
+pub mod ops;
 pub mod ratelimit;
 pub mod readiness;
 pub mod shedding;
 pub mod signals;
 pub mod sim;
 pub mod time;
+pub mod web;

@@ -133,7 +133,7 @@ impl Cascade<'_> {
             }
             None => {
                 let ask = Ask { amount: offer.price, contacts: &posted.contacts };
-                let held_for = claim_window(buyer);
+                let held_for = crate::coordinator::claim_window(buyer);
                 match self.coordinator.hold(&held.roster, self.ledger, offer.bid.buyer, ask, held_for, now).await {
                     Ok(Ok(hold)) => Some(hold),
                     // Its room went to other sales since the auction, or the lead is a duplicate for it.
@@ -203,9 +203,4 @@ impl Cascade<'_> {
         });
         Ok(Some(SoldTo { lead_id, buyer: buyer.id.clone(), price: offer.price, payout }))
     }
-}
-
-/// How long a runner-up's hold lasts: the post's two attempts and a margin.
-fn claim_window(buyer: &crate::config::Buyer) -> std::time::Duration {
-    std::time::Duration::from_millis(buyer.post_timeout_ms.saturating_mul(2)) + std::time::Duration::from_secs(10)
 }

@@ -125,6 +125,12 @@ impl Hold {
     }
 }
 
+/// How long a bid taken for delivery stays held: its post's time (both attempts share the buyer's
+/// `post_timeout_ms`) and a margin. A node that dies mid-delivery keeps the bid's room this long, no longer.
+pub fn claim_window(buyer: &crate::config::Buyer) -> Duration {
+    Duration::from_millis(buyer.post_timeout_ms) + Duration::from_secs(5)
+}
+
 /// Builds a held ping's record from the offers as they stand and each one's hold id.
 pub type BuildRecord<'a> = dyn Fn(&[Offer], &[Option<String>]) -> Vec<u8> + Sync + 'a;
 

@@ -69,6 +69,11 @@ pub fn returnable_until(policy: &ReturnPolicy, delivered_at: DateTime<Utc>) -> D
     delivered_at + Duration::days(i64::from(policy.window_days))
 }
 
+/// Whether a lead delivered at `delivered_at` may still be returned at `now` (rule 2).
+pub fn within_window(policy: &ReturnPolicy, delivered_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now <= returnable_until(policy, delivered_at)
+}
+
 /// Rules 2–5: the status and reason of a new return filed at `now`.
 ///
 /// The rate counts this return and the pending ones over the leads delivered in the period; a lead delivered
@@ -81,7 +86,7 @@ pub fn decide(
     recent: RecentReturns,
     delivered_in_period: bool,
 ) -> (ReturnStatus, DecisionReason) {
-    if now > returnable_until(policy, delivered_at) {
+    if !within_window(policy, delivered_at, now) {
         return (ReturnStatus::Rejected, DecisionReason::OutsideWindow);
     }
     if !policy.reasons.iter().any(|allowed| allowed == reason) {

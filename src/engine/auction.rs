@@ -141,6 +141,7 @@ impl Engine {
             quoted_sale,
         ));
         self.audit.insert(Arc::clone(&audit));
+        self.live.publish(crate::live::LiveEvent::Auction(Arc::clone(&audit)));
         self.share_audit(&audit, ttl);
         let held = Arc::new(HeldPing {
             ping_id: ping_id.clone(),

@@ -34,6 +34,7 @@ use crate::domain::money::Money;
 use crate::ledger::journal::JournalOptions;
 use crate::ledger::postgres::{PgLedger, PgOptions, StoreObserver};
 use crate::ledger::{Ledger, LedgerError};
+use crate::live::LiveFeed;
 use crate::metrics::Metrics;
 use crate::notices::{Notices, Outbox};
 use crate::ratelimit::PingRateLimiter;
@@ -159,6 +160,8 @@ pub struct Engine {
     pub readiness: ReadinessFlag,
     /// Where the exact shared state lives: this process, or Redis (cluster mode).
     pub coordinator: Coordinator,
+    /// Auction answers and sales as they happen, for live views (this node's); publishing never waits.
+    pub live: LiveFeed,
     /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
     node_id: String,
     /// Cluster mode: the lock on this node's data directory, held while it runs.
@@ -197,6 +200,7 @@ impl Engine {
             rotations: DashMap::new(),
             ping_rates: PingRateLimiter::new(),
             auction_slots: AuctionSlots::default(),
+            live: LiveFeed::default(),
             notices,
             readiness: ReadinessFlag::default(),
             coordinator,

@@ -196,6 +196,13 @@ impl Engine {
             }
             PostResult::Unsold { reason } => tracing::debug!(reason = ?reason, "lead unsold"),
         });
+        if let (PostResult::Sold { sales }, false) = (&*result, held.test) {
+            let at = chrono::Utc::now();
+            for sale in sales {
+                let (lead_id, price, payout) = (sale.lead_id.clone(), sale.price, sale.payout);
+                self.live.publish(crate::live::LiveEvent::Sale { lead_id, at, price, payout });
+            }
+        }
         if let Some(lock) = lock {
             let shared = SharedMemo { fingerprint: hex::encode(fingerprint), result: (*result).clone() };
             let keep = Duration::from_secs(held.campaign.bid_ttl_s) + KEEP_AFTER_EXPIRY;

@@ -23,6 +23,15 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// must be JSON, at most `server.max_body_bytes`, and arrive within `server.header_read_timeout` (a client
 /// that sends its body slowly would otherwise hold its connection and, for a ping, its auction's time).
 pub async fn read_object(request: Request<Incoming>, server: &ServerConfig) -> Result<Map<String, Value>, ApiError> {
+    let (headers, bytes) = read_body(request, server).await?;
+    // A header that is not text is no JSON media type.
+    let content_type = headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or(""));
+    object_from_body(&bytes, content_type)
+}
+
+/// Reads a whole body, at most `server.max_body_bytes`, arriving within `server.header_read_timeout`; with
+/// the request's headers.
+pub async fn read_body(request: Request<Incoming>, server: &ServerConfig) -> Result<(HeaderMap, Bytes), ApiError> {
     let limit = server.max_body_bytes;
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -32,9 +41,7 @@ pub async fn read_object(request: Request<Incoming>, server: &ServerConfig) -> R
     let bytes = tokio::time::timeout(server.header_read_timeout, read_limited(body, limit))
         .await
         .map_err(|_elapsed| ApiError::request_timeout(server.header_read_timeout))??;
-    // A header that is not text is no JSON media type.
-    let content_type = parts.headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or(""));
-    object_from_body(&bytes, content_type)
+    Ok((parts.headers, bytes))
 }
 
 /// The JSON object of a body already read within its limit, given its `Content-Type` (`None`: no header).

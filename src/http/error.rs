@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::engine::SellerError;
 use crate::ledger::{LedgerError, ReturnError};
+use crate::ops::OpError;
 
 /// An error answer: status, snake_case code and a message that says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +224,21 @@ impl From<ReturnError> for ApiError {
             ),
             ReturnError::AlreadyDecided => ApiError::new(StatusCode::CONFLICT, "already_decided", message),
             ReturnError::Ledger(error) => error.into(),
+        }
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(error: OpError) -> ApiError {
+        match error {
+            OpError::NotFound(what) => ApiError::not_found(what),
+            OpError::InvalidField(message) => ApiError::invalid_field(message),
+            OpError::Forbidden(message) => ApiError::forbidden(message),
+            OpError::InvalidConfig(message) => ApiError::invalid_config(message),
+            OpError::InsufficientBalance(message) => ApiError::insufficient_balance(message),
+            OpError::Return(error) => error.into(),
+            OpError::Ledger(error) => error.into(),
+            OpError::Engine(error) => error.into(),
         }
     }
 }

@@ -10,8 +10,7 @@ pub mod error;
 pub mod limits;
 mod openapi;
 mod portal;
-mod query;
-mod render;
+pub mod query;
 pub mod routes;
 mod seller;
 
@@ -21,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::server::conn::http1;
@@ -55,6 +54,14 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
     let mut builder = http1::Builder::new();
     limits::configure(&mut builder, &server_config);
     let connection_slots = limits::ConnectionSlots::new(server_config.max_connections);
+    // Cluster mode keeps the pages' sessions in Redis, so a browser may land on any node.
+    let web = match engine.coordinator.redis() {
+        Some(redis) => {
+            let sessions = Arc::new(crate::web::session::RedisSessionStore::new(Arc::clone(redis)));
+            crate::web::Web::with_sessions(Arc::clone(&engine), sessions)
+        }
+        None => crate::web::Web::start(Arc::clone(&engine)),
+    };
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -76,10 +83,18 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         // Seller answers are small and latency-bound: never wait to coalesce them.
         let _ = stream.set_nodelay(true);
         let engine = Arc::clone(&engine);
-        let service = service_fn(move |request| {
+        let web = Arc::clone(&web);
+        let service = service_fn(move |request: Request<Incoming>| {
             let engine = Arc::clone(&engine);
-            // Notices held by the answer ride in its body until hyper has written it (see `notices`).
-            async move { Ok::<_, Infallible>(crate::notices::after_answer(handle(&engine, request).await)) }
+            let web = Arc::clone(&web);
+            async move {
+                // The pages (API.md section 10) answer only their own paths; the JSON APIs never see a cookie.
+                if crate::web::claims(request.method(), request.uri().path()) {
+                    return Ok::<_, Infallible>(web.handle(request).await.map(Either::Right));
+                }
+                // Notices held by the answer ride in its body until hyper has written it (see `notices`).
+                Ok(crate::notices::after_answer(handle(&engine, request).await).map(Either::Left))
+            }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonBareErrors::new(stream)), service));
         tokio::spawn(async move {
@@ -88,6 +103,8 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         });
     }
     drop(listener);
+    // Open event streams never end by themselves, and graceful shutdown waits for them (hyperium/hyper#2787).
+    web.shutdown();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }
@@ -181,6 +198,8 @@ async fn dispatch(
             let (buyer, _) = buyer::authenticate(engine, &request)?;
             buyer::file_return(engine, request, &buyer).await
         }
+        // `serve` hands these to the web pages before routing; only a direct caller of `handle` gets here.
+        Endpoint::Page => Err(ApiError::not_found("route")),
         Endpoint::Operator(call) => {
             admin::authorize(engine, &request)?;
             // `/admin/cluster` answers whatever the stores do; the other reads show the current books.

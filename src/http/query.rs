@@ -8,17 +8,21 @@ use super::error::ApiError;
 /// The parameters of a request's query string, percent-decoded (`+` is kept: it is a time's offset sign).
 pub struct Query(Vec<(String, String)>);
 
+/// The `key=value` pairs of `a=1&b=2`, each side decoded by `decode`: one parser for query strings and for the
+/// pages' form bodies, which differ only in what `+` means.
+pub fn pairs(text: &str, decode: fn(&str) -> String) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
 impl Query {
     pub fn of(uri: &Uri) -> Query {
-        let pairs = uri.query().unwrap_or("").split('&').filter(|pair| !pair.is_empty());
-        Query(
-            pairs
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(key), percent_decode(value))
-                })
-                .collect(),
-        )
+        Query(pairs(uri.query().unwrap_or(""), percent_decode))
     }
 
     /// The value of `key`, if given (the first one when repeated).
@@ -52,7 +56,8 @@ impl Query {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded to bytes, the rest as it is (invalid UTF-8 replaced).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -28,6 +28,9 @@ pub enum Endpoint {
     BuyerResume,
     BuyerStatement,
     FileReturn,
+    /// The sign-in form and sign-out of the web pages (API.md section 10): answered by `crate::web`, which
+    /// takes these requests before the table; listed here so that the table, the 405s and the document agree.
+    Page,
     /// The operator API: every one needs the admin token.
     Operator(Operator),
 }
@@ -73,7 +76,8 @@ const fn post(pattern: &'static str, endpoint: Endpoint) -> Route {
 }
 
 /// Every JSON (and text) route of API.md sections 2, 4 and 5, plus the document itself. The web pages of
-/// section 10 are dispatched before this table by their own module.
+/// section 10 are dispatched before this table by their own module; of them, the documented sign-in and
+/// sign-out are listed too (`Endpoint::Page`), so other methods on them get this table's 405.
 pub static ROUTES: &[Route] = &[
     get("/healthz", Endpoint::Healthz),
     get("/readyz", Endpoint::Readyz),
@@ -113,6 +117,9 @@ pub static ROUTES: &[Route] = &[
     get("/admin/config", Endpoint::Operator(Operator::Config)),
     get("/admin/cluster", Endpoint::Operator(Operator::Cluster)),
     post("/admin/reload", Endpoint::Operator(Operator::Reload)),
+    get("/login", Endpoint::Page),
+    post("/login", Endpoint::Page),
+    post("/logout", Endpoint::Page),
 ];
 
 /// Most `{…}` segments in one pattern.

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, simulated buyers on loopback, real HTTP.
 
 mod auth;
+mod browser;
 mod cluster;
 mod cluster_mode;
 mod contract;
@@ -23,4 +24,6 @@ mod reload;
 mod returns;
 mod shedding;
 mod statements;
+mod web;
+mod web_pages;
 mod wire_errors;

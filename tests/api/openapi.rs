@@ -18,7 +18,8 @@ use crate::helpers::*;
 
 /// Operations of section 10 that the web module serves; until it lands they are documented but not routed.
 /// The drift test fails once one is served, so the entry is then removed and the operation checked as any.
-const AWAITING_WEB: &[(&str, &str)] = &[("POST", "/login"), ("POST", "/logout")];
+/// (The web pages landed: sign-in and sign-out are checked by `pages` below.)
+const AWAITING_WEB: &[(&str, &str)] = &[];
 
 /// Documented statuses no test here produces, by operation (`*`: every operation), with the reason.
 const NOT_PRODUCED: &[(&str, &str, &str)] = &[
@@ -27,8 +28,6 @@ const NOT_PRODUCED: &[(&str, &str, &str)] = &[
     ("*", "408", "needs a body sent slowly over a raw socket: tests/api/limits.rs"),
     ("*", "429", "produced on ping only: the rate limit is the same code path for a direct post"),
     ("*", "431", "answered before routing, the same for every operation: produced on healthz"),
-    ("login", "*", "the web pages have not landed (AWAITING_WEB)"),
-    ("logout", "*", "the web pages have not landed (AWAITING_WEB)"),
     ("adminReload", "503", "a reload needs no store"),
     ("directPost", "422", "the lead rules are the ping's: produced on ping"),
     ("buyerPause", "403", "produced on buyerResume; the same self_pause check"),
@@ -168,6 +167,7 @@ async fn every_answer_matches_the_document() {
     buyer_calls(&c, &leads).await;
     operator_calls(&c, &leads).await;
     probes(&c).await;
+    pages(&c).await;
 
     let seen = c.seen.into_inner();
     let mut missing = Vec::new();
@@ -473,4 +473,35 @@ async fn probes(c: &Checked<'_>) {
     let status = StatusCode::from_u16(status).expect("status");
     c.record(contract().check(&Method::GET, "/healthz", status, &headers, body.as_bytes()));
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+/// The web pages' documented sign-in and sign-out (API.md section 10), seen as a browser sends them: form
+/// bodies, a cookie, and redirects not followed (the answers are checked here, then recorded).
+async fn pages(c: &Checked<'_>) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let url = |path: &str| format!("{}{path}", c.app.base);
+    let form = "application/x-www-form-urlencoded";
+    let mut answers = Vec::new();
+    answers.push((Method::GET, "/login", http.get(url("/login")).send().await.expect("sent")));
+    let wrong = http.post(url("/login")).header("content-type", form).body("key=wrong").send().await.expect("sent");
+    answers.push((Method::POST, "/login", wrong));
+    let right = http.post(url("/login")).header("content-type", form).body(format!("key={ADMIN_TOKEN}"));
+    let signed_in = right.send().await.expect("sent");
+    let cookie = signed_in.headers()["set-cookie"].to_str().expect("text").split(';').next().expect("pair").to_owned();
+    answers.push((Method::POST, "/login", signed_in));
+    let without_token = http.post(url("/logout")).header("cookie", &cookie).header("content-type", form).body("");
+    answers.push((Method::POST, "/logout", without_token.send().await.expect("sent")));
+    let page = http.get(url("/console/config")).header("cookie", &cookie).send().await.expect("sent");
+    let html = page.text().await.expect("text");
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF token") + 19;
+    let token = &html[start..start + 64];
+    let signed_out = http.post(url("/logout")).header("cookie", &cookie).header("content-type", form);
+    answers.push((Method::POST, "/logout", signed_out.body(format!("csrf={token}")).send().await.expect("sent")));
+    let statuses: Vec<u16> = answers.iter().map(|(_, _, response)| response.status().as_u16()).collect();
+    assert_eq!(statuses, [200, 401, 303, 403, 303]);
+    for (method, path, response) in answers {
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = response.bytes().await.expect("body");
+        c.record(contract().check(&method, path, status, &headers, &body));
+    }
 }

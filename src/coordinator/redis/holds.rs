@@ -12,46 +12,45 @@ use super::{integer, verdict, RedisCoordinator, RECENT_CONVERSIONS};
 use crate::buyers::{BuyerState, Roster};
 use crate::capacity::{period_terms, Ask, Period, Shortfall};
 use crate::config::{Billing, Buyer};
-use crate::coordinator::{Hold, Publication, Slot, Unclaimed, Unreachable};
+use crate::coordinator::{claim_window, Hold, Publication, Slot, Unclaimed, Unreachable};
 use crate::dedupe::Contact;
 use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
 use crate::ids::new_id;
-use crate::ledger::Ledger;
 
 /// How long a concurrency slot is leased: a ping never runs longer (deadlines are at most 5 s), and a dead
 /// node's slots come back within this (API.md section 9: within 10 s).
 const SLOT_LEASE: Duration = Duration::from_secs(8);
 
 /// The keys of one buyer, all under its hash tag.
-struct BuyerKeys(String);
+pub(super) struct BuyerKeys(String);
 
 impl BuyerKeys {
-    fn tally(&self) -> String {
+    pub(super) fn tally(&self) -> String {
         format!("{}tally", self.0)
     }
-    fn holds(&self) -> String {
+    pub(super) fn holds(&self) -> String {
         format!("{}holds", self.0)
     }
-    fn hold_prefix(&self) -> String {
+    pub(super) fn hold_prefix(&self) -> String {
         format!("{}hold:", self.0)
     }
-    fn hold(&self, id: &str) -> String {
+    pub(super) fn hold(&self, id: &str) -> String {
         format!("{}hold:{id}", self.0)
     }
-    fn contact_prefix(&self) -> String {
+    pub(super) fn contact_prefix(&self) -> String {
         format!("{}c:", self.0)
     }
-    fn contact(&self, contact: &Contact) -> String {
+    pub(super) fn contact(&self, contact: &Contact) -> String {
         format!("{}c:{}", self.0, hex::encode(contact))
     }
-    fn conversion(&self, lead_id: &str) -> String {
+    pub(super) fn conversion(&self, lead_id: &str) -> String {
         format!("{}conv:{lead_id}", self.0)
     }
-    fn credit(&self, transaction_id: &str) -> String {
+    pub(super) fn credit(&self, transaction_id: &str) -> String {
         format!("{}cred:{transaction_id}", self.0)
     }
-    fn slots(&self) -> String {
+    pub(super) fn slots(&self) -> String {
         format!("{}slots", self.0)
     }
 }
@@ -67,11 +66,6 @@ fn credit_cents(buyer: &Buyer) -> i64 {
 /// The duplicate window in milliseconds (0: off).
 fn dedupe_ms(buyer: &Buyer) -> u64 {
     u64::from(buyer.dedupe_days) * 86_400_000
-}
-
-/// How long a claimed bid stays held: the post's two attempts and a margin.
-fn claim_window(buyer: &Buyer) -> Duration {
-    Duration::from_millis(buyer.post_timeout_ms.saturating_mul(2)) + Duration::from_secs(10)
 }
 
 /// A sale converted into Redis, kept a minute to be converted again after a flush.
@@ -237,7 +231,7 @@ pub struct TallySnapshot {
 }
 
 impl RedisCoordinator {
-    fn buyer_keys(&self, buyer: &str) -> BuyerKeys {
+    pub(super) fn buyer_keys(&self, buyer: &str) -> BuyerKeys {
         BuyerKeys(format!("{}{{b:{buyer}}}:", self.prefix))
     }
 
@@ -436,7 +430,7 @@ impl RedisCoordinator {
         let _ = self.call::<Value>("release", &command).await;
     }
 
-    async fn convert(&self, conversion: &Conversion) -> Result<(), Unreachable> {
+    pub(super) async fn convert(&self, conversion: &Conversion) -> Result<(), Unreachable> {
         let buyer = &conversion.buyer;
         let keys = self.buyer_keys(&buyer.id);
         let mut command = redis::cmd("FCALL");
@@ -466,15 +460,6 @@ impl RedisCoordinator {
             recent.remove(0);
         }
         recent.push((now, conversion));
-    }
-
-    /// Converts the last minute's sales again into a rebuilt Redis (see the module doc). The rebuild marked
-    /// the sales the ledger already had as converted, so each is counted once: from the ledger, or here.
-    pub(super) async fn reconvert_recent(&self) {
-        let recent: Vec<Conversion> = self.recent.lock().iter().map(|(_, c)| c.clone()).collect();
-        for conversion in recent {
-            let _ = self.convert(&conversion).await;
-        }
     }
 
     /// Money into a buyer's balance mirror after the ledger committed it (a deposit, an approved return).
@@ -525,148 +510,11 @@ impl RedisCoordinator {
     }
 
     /// The epoch to pass, if this node may take holds now.
-    fn ready_epoch(&self) -> Result<String, Unreachable> {
+    pub(super) fn ready_epoch(&self) -> Result<String, Unreachable> {
         if !self.is_ready() {
             return Err(Unreachable);
         }
         self.known_epoch().ok_or(Unreachable)
-    }
-
-    fn needs_rebuild(&self) {
-        if !self.rebuilding.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            tracing::warn!("redis holds no state for this exchange's epoch: rebuilding from the ledger");
-        }
-    }
-
-    /// Redis holds this exchange's state again (the buyers a hold found missing were added).
-    pub fn rebuilt(&self) {
-        self.confirmed.store(true, std::sync::atomic::Ordering::Release);
-        self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Whether a rebuild is wanted (a hold found no state, or the epoch is gone).
-    pub fn rebuild_wanted(&self) -> bool {
-        self.rebuilding.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Rebuilds the exchange's state in Redis from the ledger (see the module doc). One node does it, under a
-    /// lock; a node that finds the lock taken waits for the new epoch and adopts it. `Ok(true)` when this node
-    /// rebuilt it.
-    pub async fn rebuild(&self, roster: &Roster, ledger: &Ledger) -> Result<bool, Unreachable> {
-        self.rebuilding.store(true, std::sync::atomic::Ordering::Release);
-        let lock_key = format!("{}rebuild_lock", self.prefix);
-        let mut lock = redis::cmd("SET");
-        lock.arg(&lock_key).arg(&self.node).arg("NX").arg("PX").arg(30_000);
-        let taken: Option<String> = self.call("rebuild_lock", &lock).await?;
-        if taken.is_none() {
-            // Another node rebuilds; the health loop adopts its epoch when it appears.
-            return Err(Unreachable);
-        }
-        // Another node may have rebuilt it between our look and our lock: then its epoch is the one.
-        let current: Option<String> = self.call("epoch", redis::cmd("GET").arg(self.epoch_key())).await?;
-        let result = match current {
-            Some(epoch) => {
-                *self.epoch.write() = Some(epoch);
-                self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
-                self.confirmed.store(true, std::sync::atomic::Ordering::Release);
-                self.reconvert_recent().await;
-                Ok(false)
-            }
-            None => self.rebuild_under_lock(roster, ledger).await.map(|()| true),
-        };
-        let _ = self.call::<Value>("rebuild_unlock", redis::cmd("DEL").arg(&lock_key)).await;
-        result
-    }
-
-    async fn rebuild_under_lock(&self, roster: &Roster, ledger: &Ledger) -> Result<(), Unreachable> {
-        ledger.sync().await.map_err(|_| Unreachable)?;
-        let epoch = new_id("e_");
-        let now = Utc::now();
-        // The ledger's recent sales, read before the counts: a sale marked here is surely in the counts below
-        // (a sale that lands in between is counted, not marked, and converted again: twice, the safe side).
-        let recent = self.recent_sales(roster, ledger, now);
-        let mut pipe = redis::pipe();
-        for (buyer, lead_id) in &recent {
-            let marker = self.buyer_keys(buyer).conversion(lead_id);
-            pipe.cmd("SET").arg(marker).arg("1").arg("NX").arg("PX").arg(86_400_000).ignore();
-        }
-        for (buyer, state) in roster.config.buyers.iter().zip(&roster.states) {
-            let keys = self.buyer_keys(&buyer.id);
-            let snapshot = state.capacity.snapshot(buyer, now);
-            let window = chrono::Duration::days(i64::from(buyer.dedupe_days));
-            let contacts: Vec<(Contact, i64)> = snapshot
-                .contacts
-                .iter()
-                .map(|(contact, at)| (*contact, (window - (now - *at)).num_milliseconds()))
-                .filter(|(_, left)| *left > 0)
-                .collect();
-            let command = pipe.cmd("FCALL").arg("gavel_rebuild_buyer").arg(1 + contacts.len()).arg(keys.tally());
-            for (contact, _) in &contacts {
-                command.arg(keys.contact(contact));
-            }
-            command.arg(&epoch).arg(ledger.balance(&state.account).cents());
-            for (key, sales, spent) in snapshot.periods {
-                command.arg(key).arg(sales).arg(spent.cents());
-            }
-            for (_, left) in &contacts {
-                command.arg(*left);
-            }
-        }
-        pipe.cmd("SET").arg(self.epoch_key()).arg(&epoch);
-        self.pipeline("rebuild", &pipe).await?;
-        *self.epoch.write() = Some(epoch);
-        self.rebuilding.store(false, std::sync::atomic::Ordering::Release);
-        self.confirmed.store(true, std::sync::atomic::Ordering::Release);
-        self.reconvert_recent().await;
-        tracing::info!(buyers = roster.config.buyers.len(), "redis rebuilt from the ledger");
-        Ok(())
-    }
-
-    /// The sales of the last two minutes in the ledger, by buyer: what the nodes may convert again.
-    fn recent_sales(&self, roster: &Roster, ledger: &Ledger, now: DateTime<Utc>) -> Vec<(String, String)> {
-        let since = now - chrono::Duration::from_std(RECENT_CONVERSIONS * 2).unwrap_or_default();
-        ledger.read(|books| {
-            let mut recent = Vec::new();
-            for buyer in &roster.config.buyers {
-                let Some(ids) = books.leads_by_buyer.get(&buyer.id) else { continue };
-                for id in ids.iter().rev().take_while(|id| books.leads.get(*id).is_some_and(|l| l.sale.at >= since)) {
-                    recent.push((buyer.id.clone(), id.clone()));
-                }
-            }
-            recent
-        })
-    }
-
-    /// Makes sure every buyer of a config has its state in Redis (a buyer added by a reload has none yet).
-    pub async fn ensure_buyers(&self, roster: &Roster, ledger: &Ledger) -> Result<(), Unreachable> {
-        let Some(epoch) = self.known_epoch() else { return Err(Unreachable) };
-        let mut pipe = redis::pipe();
-        for buyer in &roster.config.buyers {
-            pipe.cmd("HGET").arg(self.buyer_keys(&buyer.id).tally()).arg("epoch");
-        }
-        let answers = self.pipeline("ensure_buyers", &pipe).await?;
-        let missing: Vec<usize> = answers
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| super::text(a).as_deref() != Some(&epoch))
-            .map(|(i, _)| i)
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let now = Utc::now();
-        let mut pipe = redis::pipe();
-        for index in missing {
-            let (buyer, state) = (&roster.config.buyers[index], &roster.states[index]);
-            let snapshot = state.capacity.snapshot(buyer, now);
-            let command =
-                pipe.cmd("FCALL").arg("gavel_rebuild_buyer").arg(1).arg(self.buyer_keys(&buyer.id).tally()).arg(&epoch);
-            command.arg(ledger.balance(&state.account).cents());
-            for (key, sales, spent) in snapshot.periods {
-                command.arg(key).arg(sales).arg(spent.cents());
-            }
-        }
-        self.pipeline("ensure_buyers", &pipe).await.map(drop)
     }
 }
 

@@ -17,14 +17,16 @@
 //! counted twice is the safe side, a sale missing could exceed a cap.
 //!
 //! ## Layout
-//! - `redis/holds.rs` — holds, claims, conversions, credits, slots, the buyer's tally, rebuilds.
+//! - `redis/holds.rs` — holds, claims, conversions, credits, slots, the buyer's tally.
+//! - `redis/rebuild.rs` — the exchange's state rebuilt from the ledger after Redis lost it.
 //! - `redis/pings.rs` — held pings, the post lock and memo, audit trails, seller ping rates, node heartbeats,
 //!   reload broadcasts.
 
 mod holds;
 mod pings;
+mod rebuild;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,9 +44,13 @@ pub use pings::{NodeBeat, PostLock, PostTurn};
 /// The function library, loaded (again) whenever Redis does not know it.
 const LIBRARY: &str = include_str!("gavel.lua");
 
-/// Longest any one call may take before Redis counts as unreachable. Pings have a few hundred milliseconds in
-/// all; a store slower than this is as good as down for them.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest any one call may take. Pings have a few hundred milliseconds in all; a store slower than this is as
+/// good as down for them.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Calls timed out in a row before Redis counts as unreachable: one slow answer under load is not an outage
+/// (a lost connection is, at once).
+const TIMEOUTS_FOR_DOWN: u32 = 3;
 
 /// How long a node keeps the sales it converted, to convert them again into a rebuilt Redis.
 const RECENT_CONVERSIONS: Duration = Duration::from_secs(60);
@@ -58,6 +64,8 @@ pub struct RedisCoordinator {
     /// The epoch this node last saw complete; `None` until the first check.
     epoch: RwLock<Option<String>>,
     up: AtomicBool,
+    /// Calls timed out in a row.
+    timeouts: AtomicU32,
     /// Whether the epoch was checked since Redis last went away: a Redis that comes back may be empty, and
     /// this node takes no hold until it knows.
     confirmed: AtomicBool,
@@ -94,6 +102,7 @@ impl RedisCoordinator {
             node: node.to_owned(),
             epoch: RwLock::new(None),
             up: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
             confirmed: AtomicBool::new(false),
             rebuilding: AtomicBool::new(false),
             recent: Mutex::new(Vec::new()),
@@ -175,13 +184,20 @@ impl RedisCoordinator {
         }
         match result {
             Ok(value) => {
+                self.timeouts.store(0, Ordering::Release);
                 if !self.up.swap(true, Ordering::AcqRel) {
                     tracing::info!("redis reachable");
                 }
                 Ok(value)
             }
             Err(error) if error.to_string().contains("Function not found") => Err(Failure::NoFunction),
+            Err(error)
+                if error.is_timeout() && self.timeouts.fetch_add(1, Ordering::AcqRel) + 1 < TIMEOUTS_FOR_DOWN =>
+            {
+                Err(Failure::Lost)
+            }
             Err(error) if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
+                // A Redis that comes back may be empty: its epoch is checked before the next hold.
                 self.confirmed.store(false, Ordering::Release);
                 if self.up.swap(false, Ordering::AcqRel) {
                     tracing::warn!(%error, "redis unreachable");

@@ -312,3 +312,28 @@ impl RedisCoordinator {
 
 /// The leases of every seller this node has pinged for.
 pub(super) type Leases = DashMap<String, Lease>;
+
+impl RedisCoordinator {
+    fn session_key(&self, key: &str) -> String {
+        format!("{}session:{key}", self.prefix)
+    }
+
+    /// Stores a web session (`key`: the hex SHA-256 of its cookie's token) for `idle`.
+    pub async fn session_put(&self, key: &str, session: Vec<u8>, idle: Duration) -> Result<(), Unreachable> {
+        let mut command = redis::cmd("SET");
+        command.arg(self.session_key(key)).arg(session).arg("EX").arg(idle.as_secs().max(1));
+        self.call::<Value>("session_put", &command).await.map(drop)
+    }
+
+    /// A web session, its idle time started again (`GETEX … EX`: one step); `None` when it expired or never was.
+    pub async fn session_touch(&self, key: &str, idle: Duration) -> Result<Option<Vec<u8>>, Unreachable> {
+        let mut command = redis::cmd("GETEX");
+        command.arg(self.session_key(key)).arg("EX").arg(idle.as_secs().max(1));
+        self.call("session_touch", &command).await
+    }
+
+    /// Ends a web session.
+    pub async fn session_remove(&self, key: &str) -> Result<(), Unreachable> {
+        self.call::<Value>("session_remove", redis::cmd("DEL").arg(self.session_key(key))).await.map(drop)
+    }
+}

@@ -162,3 +162,21 @@ async fn a_reload_on_one_node_reloads_every_node_and_the_cluster_view_lists_them
         }
     }
 }
+
+#[tokio::test]
+async fn a_web_session_signed_in_on_one_node_works_on_every_node_until_it_signs_out() {
+    let cluster = spawn_cluster(3, "", vec![TestBuyer::bidding("best", "10.00")]).await;
+    let mut on_a = crate::web::Browser::new(cluster.node(0));
+    on_a.sign_in(ADMIN_TOKEN, "/console").await;
+    for node in &cluster.nodes {
+        let page = on_a.at(node).get("/console").await;
+        assert_eq!(page.status, StatusCode::OK, "{}: the session from node 0 works here", node.base);
+    }
+    // Signing out on node 2 ends it on every node.
+    let on_c = on_a.at(cluster.node(2));
+    let csrf = on_c.csrf("/console").await;
+    let out = on_c.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let page = on_a.get("/console").await;
+    assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, Some("/login")));
+}

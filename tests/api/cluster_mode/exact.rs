@@ -30,7 +30,15 @@ async fn flood(cluster: &Cluster) -> Vec<Value> {
 }
 
 fn sold(answers: &[Value]) -> usize {
-    answers.iter().filter(|a| a["status"] == "sold").count()
+    let sold = answers.iter().filter(|a| a["status"] == "sold").count();
+    if sold == 0 {
+        // What the auctions answered instead, to see why.
+        let mut outcomes: Vec<String> = answers.iter().map(|a| format!("{}/{}", a["status"], a["reason"])).collect();
+        outcomes.sort();
+        outcomes.dedup();
+        eprintln!("no sale; answers were: {outcomes:?}");
+    }
+    sold
 }
 
 /// A buyer that bids 10.00 and takes a moment to answer, so auctions overlap.

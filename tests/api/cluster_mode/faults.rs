@@ -281,6 +281,16 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
         assert_eq!(best["balance"], json!(format!("{}.00", 10_000 - 10 * sales)), "{accounts}");
     }
 
+    // What its bids held comes back: unposted ones when their TTL (2 s) passes, those it was delivering when
+    // their post's time (3 s, the default `post_timeout_ms`, plus 5 s) passes.
+    loop {
+        let (_, view) = processes[0].node.get_json("/admin/buyers/best", ADMIN_TOKEN).await;
+        if view["held"] == "0.00" {
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(12), "the dead node's holds were not returned: {view}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // The dead node's concurrency slot comes back within 10 s: the slow buyer is pinged again.
     loop {
         let (_, answer) = processes[0].node.ping_with(ping_lead(), json!({"deadline_ms": 100})).await;
@@ -291,6 +301,18 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
         }
         assert!(killed_at.elapsed() < Duration::from_secs(10), "the dead node's slot was not returned: {slow}");
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And it drops off the cluster's list once unheard for 10 s.
+    loop {
+        let (_, view) = processes[1].node.get_json("/admin/cluster", ADMIN_TOKEN).await;
+        let nodes: Vec<&str> =
+            view["nodes"].as_array().unwrap().iter().map(|n| n["node_id"].as_str().unwrap()).collect();
+        if !nodes.contains(&"node-2") {
+            assert!(nodes.contains(&"node-0") && nodes.contains(&"node-1"), "{view}");
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(15), "node-2 still listed: {view}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(processes);
 }
