@@ -97,6 +97,24 @@ impl ConnPool {
         self.send(request, timeout).await
     }
 
+    /// GETs `path` with extra headers (an operator's view, with its token).
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&'static str, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<Answer, ExchangeError> {
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() =
+            path.parse().map_err(|e: hyper::http::uri::InvalidUri| ExchangeError::Http(e.to_string()))?;
+        let map = request.headers_mut();
+        map.insert(HOST, self.host.clone());
+        for (name, value) in headers {
+            map.insert(*name, value.clone());
+        }
+        self.send(request, timeout).await
+    }
+
     async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> Result<Answer, ExchangeError> {
         match tokio::time::timeout(timeout, self.exchange(request)).await {
             Ok(result) => result,

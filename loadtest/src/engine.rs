@@ -142,6 +142,34 @@ pub async fn start_child(
     spawn_server("engine", &program, &args, listen, data_dir, options).await
 }
 
+/// Starts a child engine as node `node_id` of a cluster: the scenario's config with `extra` appended (the
+/// `[cluster]` table, and tables for the last buyer such as its caps), its own port and data directory.
+pub async fn start_node(
+    source: &EngineSource,
+    scenario: &Scenario,
+    buyer_addrs: &[SocketAddr],
+    extra: &str,
+    node_id: &str,
+    options: &ChildOptions,
+) -> Result<Server, String> {
+    let data_dir = tempfile::Builder::new().prefix("gavel-loadtest-node-").tempdir().map_err(|e| e.to_string())?;
+    let listen = free_port()?;
+    let config_path = data_dir.path().join("gavel.toml");
+    let own = data_dir.path().join("data");
+    let text = format!("{}{extra}", config_text(scenario, buyer_addrs, listen, &own));
+    std::fs::write(&config_path, text).map_err(|e| e.to_string())?;
+    let (program, mut args): (PathBuf, Vec<String>) = match source {
+        EngineSource::Binary(bin) => (bin.clone(), vec!["serve".into()]),
+        EngineSource::ThisBinary => (std::env::current_exe().map_err(|e| e.to_string())?, vec!["serve-engine".into()]),
+        EngineSource::Target(addr) => {
+            return Err(format!("the cluster mode starts its own nodes; not --target {addr}"))
+        }
+    };
+    args.extend(["--config".into(), config_path.display().to_string(), "--listen".into(), listen.to_string()]);
+    args.extend(["--node-id".into(), node_id.to_owned(), "--data-dir".into(), own.display().to_string()]);
+    spawn_server(&format!("cluster {node_id}"), &program, &args, listen, data_dir, options).await
+}
+
 /// Starts the echo fan-out server (this binary's hidden `serve-echo`) as a child process, with the same
 /// threads, pinning and wrapper as the engine, so the two compare like for like.
 pub async fn start_echo(

@@ -19,11 +19,13 @@
 //! - [`cpu`] — CPU time from `/proc` and instruction counts from perf or callgrind.
 //! - [`instructions`] — the `cpu` mode: instructions per auction, engine and echo.
 //! - [`scale`] — the `scale` mode: auctions per second by engine cores pinned.
+//! - [`cluster`] — the `cluster` mode: one node against a cluster on PostgreSQL and Redis, and a cap kept.
 //! - [`report`], [`table`] — the figures, their JSON, and the table printed.
 //! - [`plot`] — the percentile series and the SVG chart of `--plot`.
 //! - [`summary`] — JSON reports of several runs as `BENCHMARKS.md`'s tables.
 
 pub mod baseline;
+pub mod cluster;
 pub mod conn;
 pub mod cpu;
 pub mod criteria;

@@ -15,7 +15,7 @@ use gavel_loadtest::progress::{Progress, Style};
 use gavel_loadtest::report::Report;
 use gavel_loadtest::run::{self, Options, Runtimes};
 use gavel_loadtest::scenario::Scenario;
-use gavel_loadtest::{maxrate, plot, scale, summary};
+use gavel_loadtest::{cluster, maxrate, plot, scale, summary};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,9 @@ enum Command {
     Scale(ScaleArgs),
     /// Only the raw fan-out baseline (a plain hyper client pinging the simulated buyers).
     Floor(CommonArgs),
+    /// One node against a cluster of --nodes on PostgreSQL and Redis (GAVEL_POSTGRES_URL, GAVEL_REDIS_URL), the
+    /// seller's load spread over the nodes, then a capped buyer that must receive no more than its cap.
+    Cluster(ClusterArgs),
     /// Print the JSON reports of earlier runs (--json) as BENCHMARKS.md's Markdown tables.
     Summary {
         /// Report files, in the order their rows should appear.
@@ -62,6 +65,12 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// As `gavel serve --node-id` (a node of a cluster).
+        #[arg(long)]
+        node_id: Option<String>,
+        /// As `gavel serve --data-dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Serve the echo fan-out baseline: every request fans out to the buyers, then gets a fixed answer.
     #[command(hide = true)]
@@ -125,6 +134,23 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ClusterArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// How many nodes the cluster has.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// The daily cap of the last buyer in the cap phase.
+    #[arg(long, default_value_t = 25)]
+    cap: u32,
+    /// Direct posts sent in the cap phase, spread over the nodes.
+    #[arg(long, default_value_t = 400)]
+    cap_posts: u64,
+}
+
+#[derive(Args)]
 struct CpuArgs {
     /// The scenario file (loadtest/scenarios/*.toml).
     scenario: PathBuf,
@@ -173,6 +199,7 @@ enum Mode {
     Floor,
     Cpu(CpuSettings),
     Scale(Vec<usize>),
+    Cluster(cluster::ClusterOptions),
 }
 
 /// The settings every measuring mode shares, from whichever arguments it has.
@@ -191,7 +218,9 @@ struct Plan {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::ServeEngine { config, listen } => serve_engine(&config, listen),
+        Command::ServeEngine { config, listen, node_id, data_dir } => {
+            serve_engine(&config, gavel::app::NodeOptions { listen, node_id, data_dir })
+        }
         Command::ServeEcho { listen, deadline_ms, buyer } => serve_echo(listen, deadline_ms, &buyer),
         Command::Config { scenario, listen } => match Scenario::load(&scenario) {
             Ok(scenario) => print_config(&scenario, listen),
@@ -218,6 +247,11 @@ fn main() -> ExitCode {
                 quiet: args.quiet,
             };
             measure(Mode::Cpu(settings), common_plan(common, None, args.engine))
+        }
+        Command::Cluster(args) => {
+            let settings =
+                cluster::ClusterOptions { nodes: args.nodes.max(1), cap: args.cap, cap_posts: args.cap_posts };
+            measure(Mode::Cluster(settings), common_plan(args.common, None, args.engine))
         }
         Command::Scale(args) => {
             let engine = EngineArgs { engine_bin: args.engine_bin, engine_threads: None, engine_cpus: None };
@@ -295,6 +329,7 @@ fn measure(mode: Mode, plan: Plan) -> ExitCode {
                 instructions::instructions(&scenario, &options, &runtimes, &progress, settings).await
             }
             Mode::Scale(cores) => scale::scale(&scenario, &options, &runtimes, &progress, &cores).await,
+            Mode::Cluster(settings) => cluster::cluster(&scenario, &options, &settings, &runtimes, &progress).await,
         }
     });
     // The status line goes before the report is printed; the runtimes shut down outside any async context.
@@ -358,7 +393,7 @@ fn print_config(scenario: &Scenario, listen: SocketAddr) -> ExitCode {
 }
 
 /// `gavel serve`, from this binary: the same library code, so a fresh checkout needs no second build.
-fn serve_engine(config: &Path, listen: Option<SocketAddr>) -> ExitCode {
+fn serve_engine(config: &Path, node: gavel::app::NodeOptions) -> ExitCode {
     // The filter from GAVEL_LOG / RUST_LOG, as `gavel serve` without `--log`.
     if let Err(error) = gavel::logging::init(None, gavel::logging::LogFormat::Text) {
         return fail(&error);
@@ -372,7 +407,7 @@ fn serve_engine(config: &Path, listen: Option<SocketAddr>) -> ExitCode {
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
     };
     runtime.block_on(async {
-        let server = match gavel::app::start(loaded, listen).await {
+        let server = match gavel::app::start_node(loaded, node).await {
             Ok(server) => server,
             Err(error) => return fail(&format!("cannot listen: {error}")),
         };

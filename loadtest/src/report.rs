@@ -47,6 +47,8 @@ pub struct Report {
     pub instructions: Option<Instructions>,
     /// `scale` mode: auctions per second by engine cores.
     pub scaling: Vec<ScaleRow>,
+    /// `cluster` mode: the cluster beside one node, and the cap phase.
+    pub cluster: Option<crate::cluster::ClusterFigures>,
 }
 
 /// One request kind in one phase.
@@ -265,6 +267,7 @@ impl Report {
             distributions: Vec::new(),
             instructions: None,
             scaling: Vec::new(),
+            cluster: None,
         }
     }
 

@@ -23,7 +23,55 @@ impl Report {
         self.targets_section(&mut out);
         self.instructions_section(&mut out);
         self.scaling_section(&mut out);
+        self.cluster_section(&mut out);
         out
+    }
+
+    fn cluster_section(&self, out: &mut String) {
+        let Some(c) = &self.cluster else { return };
+        let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+        let _ = writeln!(
+            out,
+            "
+cluster of {} nodes against one node, {:.0}/s, latency from the scheduled send time (µs):
+             {:<12} {:>9} {:>9} {:>7}
+{:<12} {:>9.0} {:>9.0} {:>7}
+{:<12} {:>9.0} {:>9.0} {:>7}
+{:<12} {:>9.0} {:>9.0} {:>7}",
+            c.nodes,
+            c.rate,
+            "",
+            "p50",
+            "p99",
+            "errors",
+            "floor",
+            c.floor_p50_us,
+            c.floor_p99_us,
+            "-",
+            "one node",
+            c.single_p50_us,
+            c.single_p99_us,
+            c.single_errors,
+            "cluster",
+            c.cluster_p50_us,
+            c.cluster_p99_us,
+            c.cluster_errors,
+        );
+        let _ = writeln!(
+            out,
+            "  cluster p50 − one node p50: {:+.0} µs (target ≤ 150) {}",
+            c.added_p50_us,
+            verdict(c.added_p50_us <= 150.0)
+        );
+        let exact = c.cap_delivered <= u64::from(c.cap) && c.cap_used_by_node.iter().all(|u| *u == c.cap_delivered);
+        let _ = writeln!(
+            out,
+            "  capped buyer: daily cap {}, received {}, used on each node {:?}: {}",
+            c.cap,
+            c.cap_delivered,
+            c.cap_used_by_node,
+            verdict(exact)
+        );
     }
 
     fn header(&self, out: &mut String) {

@@ -233,13 +233,24 @@ impl Engine {
     }
 
     /// The audit trail of a recent auction: this node's ring, or in cluster mode the one every node shares.
+    /// The node that ran the auction writes its trail just after its answer; a read that finds the held ping
+    /// but not yet its trail waits for it a little (up to 100 ms), so a trail read right after its answer on
+    /// another node is found.
     pub async fn audit_trail(&self, ping_id: &str) -> Result<Option<serde_json::Value>, SellerError> {
-        if let Some(redis) = self.coordinator.redis() {
-            let shared = redis.load_audit(ping_id).await.map_err(|_| SellerError::Unavailable("Redis"))?;
-            if let Some((trail, progress)) = shared {
+        let Some(redis) = self.coordinator.redis() else {
+            return Ok(self.audit.get(ping_id).map(|audit| audit.to_json()));
+        };
+        let unavailable = |_| SellerError::Unavailable("Redis");
+        for attempt in 0..10 {
+            if let Some((trail, progress)) = redis.load_audit(ping_id).await.map_err(unavailable)? {
                 let trail = serde_json::from_slice(&trail).map_err(|_| SellerError::Unavailable("Redis"))?;
                 return Ok(Some(crate::audit::with_progress(trail, &progress)));
             }
+            let in_flight = attempt == 0 && redis.load_ping(ping_id).await.map_err(unavailable)?.is_some();
+            if attempt == 0 && !in_flight {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(self.audit.get(ping_id).map(|audit| audit.to_json()))
     }
