@@ -47,7 +47,9 @@ pub async fn read_body(request: Request<Incoming>, server: &ServerConfig) -> Res
 /// The JSON object of a body already read within its limit, given its `Content-Type` (`None`: no header).
 /// Pure, so the fuzz targets (`fuzz/`) drive exactly what a request goes through.
 pub fn object_from_body(bytes: &[u8], content_type: Option<&str>) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Only a body with no bytes at all is "no body": a body of whitespace is a JSON document that failed to
+    // be one, and a client that meant `{}` but sent `\t` must hear so.
+    if bytes.is_empty() {
         return Ok(Map::new());
     }
     if !content_type.is_some_and(is_json_media_type) {
@@ -160,5 +162,17 @@ mod tests {
         for bad in ["text/plain", "application/x-www-form-urlencoded", ""] {
             assert!(!is_json_media_type(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_a_body_with_no_bytes_is_no_body() {
+        let json = Some("application/json");
+        assert!(object_from_body(b"", json).unwrap().is_empty());
+        assert!(object_from_body(b"", None).unwrap().is_empty());
+        for blank in [&b"\t"[..], b" ", b"\r\n"] {
+            let error = object_from_body(blank, json).unwrap_err();
+            assert_eq!(error.code, "invalid_json", "{blank:?}");
+        }
+        assert_eq!(object_from_body(b" {} ", json).unwrap().len(), 0);
     }
 }
