@@ -184,9 +184,14 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// A ring that keeps the last `capacity` auctions.
+    /// A ring that keeps the last `capacity` auctions. Both halves are sized for it up front, so a busy
+    /// exchange never waits on them growing (the order holds one more than `capacity` for a moment).
     pub fn new(capacity: usize) -> AuditLog {
-        AuditLog { by_id: DashMap::new(), order: Mutex::new(VecDeque::with_capacity(capacity)), capacity }
+        AuditLog {
+            by_id: DashMap::with_capacity_and_shard_amount(capacity, 64),
+            order: Mutex::new(VecDeque::with_capacity(capacity + 1)),
+            capacity,
+        }
     }
 
     /// Adds an auction, evicting the oldest when full.
