@@ -1,6 +1,12 @@
-//! The coordinator in Redis (cluster mode): one multiplexed connection per node (the `redis` crate's
-//! `ConnectionManager`, which pipelines concurrent calls and reconnects by itself), and the `gavel` function
-//! library (`gavel.lua`), one function per atomic step.
+//! The coordinator in Redis (cluster mode): a multiplexed connection (which pipelines concurrent calls) per
+//! thread that calls Redis, and the `gavel` function library (`gavel.lua`), one function per atomic step.
+//!
+//! ## One connection per thread
+//! A multiplexed connection is driven by a task of its own: with one per node, an auction on one core waited
+//! for a task woken on another at every call (a cross-thread wake each way). Each thread that calls Redis —
+//! an HTTP worker, in practice — gets its own connection, opened lazily on first use on that thread's
+//! runtime, so its driver runs where the auction runs. A connection that fails is forgotten; the thread's next
+//! call opens another.
 //!
 //! ## Keys
 //! Every key starts `gavel:<exchange>:`. A buyer's keys share the hash tag `{b:<id>}`, a held ping's `{p:<id>}`,
@@ -30,9 +36,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult, Value};
 use tokio::time::Instant;
 
 use super::Unreachable;
@@ -57,7 +64,7 @@ const RECENT_CONVERSIONS: Duration = Duration::from_secs(60);
 
 /// The Redis half of cluster mode.
 pub struct RedisCoordinator {
-    connection: ConnectionManager,
+    connections: Connections,
     /// `gavel:<exchange>:`.
     prefix: String,
     node: String,
@@ -90,14 +97,11 @@ impl RedisCoordinator {
         observer: Option<StoreObserver>,
     ) -> Result<Arc<RedisCoordinator>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
-        let config = ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| format!("redis: {e}"))?;
+            .set_connection_timeout(Some(Duration::from_secs(1)));
         let coordinator = Arc::new(RedisCoordinator {
-            connection,
+            connections: Connections { client, config, by_thread: DashMap::new() },
             prefix: format!("gavel:{exchange}:"),
             node: node.to_owned(),
             epoch: RwLock::new(None),
@@ -155,18 +159,22 @@ impl RedisCoordinator {
     }
 
     async fn call_raw<T: FromRedisValue>(&self, op: &'static str, command: &redis::Cmd) -> Result<T, Failure> {
-        let mut connection = self.connection.clone();
         let started = Instant::now();
-        let result = command.query_async::<T>(&mut connection).await;
+        let result = match self.connections.this_thread().await {
+            Ok(mut connection) => command.query_async::<T>(&mut connection).await,
+            Err(error) => Err(error),
+        };
         self.finish(op, started, result)
     }
 
     /// Several commands in one round trip; a pipeline is resent whole after the library was reloaded.
     async fn pipeline(&self, op: &'static str, pipe: &redis::Pipeline) -> Result<Vec<Value>, Unreachable> {
         let send = || async {
-            let mut connection = self.connection.clone();
             let started = Instant::now();
-            let result = pipe.query_async::<Vec<Value>>(&mut connection).await;
+            let result = match self.connections.this_thread().await {
+                Ok(mut connection) => pipe.query_async::<Vec<Value>>(&mut connection).await,
+                Err(error) => Err(error),
+            };
             self.finish(op, started, result)
         };
         match send().await {
@@ -197,6 +205,8 @@ impl RedisCoordinator {
                 Err(Failure::Lost)
             }
             Err(error) if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
+                // This thread's next call opens a connection of its own again.
+                self.connections.forget_this_thread();
                 // A Redis that comes back may be empty: its epoch is checked before the next hold.
                 self.confirmed.store(false, Ordering::Release);
                 if self.up.swap(false, Ordering::AcqRel) {
@@ -243,6 +253,33 @@ impl RedisCoordinator {
 
     fn known_epoch(&self) -> Option<String> {
         self.epoch.read().clone()
+    }
+}
+
+/// This node's connections to Redis, one per calling thread (see the module's notes).
+struct Connections {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    by_thread: DashMap<std::thread::ThreadId, MultiplexedConnection>,
+}
+
+impl Connections {
+    /// This thread's connection, opened now if it has none (its driver task starts on this thread's
+    /// runtime). Two calls racing to open one each get one; the second replaces the first, which closes
+    /// once its calls are answered.
+    async fn this_thread(&self) -> RedisResult<MultiplexedConnection> {
+        let thread = std::thread::current().id();
+        if let Some(connection) = self.by_thread.get(&thread) {
+            return Ok(connection.clone());
+        }
+        let connection = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        self.by_thread.insert(thread, connection.clone());
+        Ok(connection)
+    }
+
+    /// Forgets this thread's connection after it failed.
+    fn forget_this_thread(&self) {
+        self.by_thread.remove(&std::thread::current().id());
     }
 }
 
