@@ -147,6 +147,12 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Cluster mode: times this node rebuilt Redis's state from the ledger (Redis came back empty).",
     ),
+    ("gavel_worker_connections_total", "counter", "Client connections handed to each server worker thread."),
+    (
+        "gavel_worker_auctions_total",
+        "counter",
+        "Auctions whose fan-out ran on each server worker thread (with that worker's buyer connections).",
+    ),
 ];
 
 impl Metrics {
