@@ -388,6 +388,18 @@ mod tests {
     }
 
     #[test]
+    fn a_series_without_labels_renders_under_its_own_name_only() {
+        let m = Metrics::default();
+        m.inc("gavel_redis_rebuilds_total", &[]);
+        m.inc("gavel_sales_total", &[("campaign", "auto")]);
+        assert_eq!(m.counter("gavel_redis_rebuilds_total", &[]), 1);
+        let text = m.render();
+        assert!(text.contains("\ngavel_redis_rebuilds_total 1\n"), "{text}");
+        assert!(text.contains("\ngavel_sales_total{campaign=\"auto\"} 1\n"), "{text}");
+        assert_eq!(text.matches(" 1\n").count(), 2, "{text}");
+    }
+
+    #[test]
     fn observations_past_the_last_bucket_count_only_in_inf() {
         let m = Metrics::default();
         m.observe("gavel_auction_seconds", &[], Duration::from_secs(20));

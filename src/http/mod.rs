@@ -1,5 +1,5 @@
-//! The HTTP server: accept loop, routing, authentication and error mapping. Thin: it parses, calls the
-//! engine and renders.
+//! The HTTP server: accept loop, worker threads ([`workers`]), routing, authentication and error mapping.
+//! Thin: it parses, calls the engine and renders.
 
 mod admin;
 mod bare_errors;

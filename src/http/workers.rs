@@ -19,7 +19,8 @@
 //! At shutdown the acceptor stops, every worker drains its connections (within [`SHUTDOWN_GRACE`], all at
 //! once), and the threads end once all of them have drained. Tasks a worker spawned that outlive its
 //! connections end with its runtime: a held ping's timer that releases its holds at expiry (the process is
-//! stopping: single-node holds live in its memory, cluster-mode holds in Redis expire there by themselves).
+//! stopping: single-node holds live in its memory; cluster-mode holds are released in Redis once expired, as a
+//! dead node's are).
 
 use std::convert::Infallible;
 use std::net::TcpStream as StdTcpStream;
@@ -232,5 +233,17 @@ impl Serving {
                 uri.path(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_count_wins_and_there_is_always_one() {
+        assert_eq!(count(Some(3)), 3);
+        assert_eq!(count(Some(0)), 1);
+        assert!(count(None) >= 1);
     }
 }
