@@ -76,6 +76,7 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
     engine.attach_replica();
+    // Before the tasks that run beside the server, so that none is left running should this fail.
     let web = crate::http::web_pages(&engine);
     let workers = match Workers::start(workers::count(engine.config().server.workers), &engine, &web) {
         Ok(workers) => workers,
