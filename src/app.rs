@@ -1,5 +1,9 @@
-//! Startup: builds the engine from a config, binds the listener, and runs the server and its housekeeping
-//! until asked to stop.
+//! Startup: builds the engine from a config, binds the listener, starts the worker threads that serve
+//! connections (`http::workers`), and runs the server and its housekeeping until asked to stop.
+//!
+//! The runtime that calls [`start_node`] keeps the accept loop, the web pages, the housekeeping, and the
+//! tasks of the stores' connections and the notices sender; auctions run on the workers. `gavel serve` runs
+//! it on [`runtime`], one thread: that work is light, and the cores are the workers'.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::engine::{Engine, NodeSettings};
+use crate::http::workers::{self, Workers};
 use crate::ledger::LedgerError;
 use crate::readiness::Readiness;
 
@@ -38,6 +43,13 @@ pub enum StartError {
     Journal(#[from] LedgerError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
+}
+
+/// The runtime `gavel serve` starts a node on (see the module's doc): one thread, the calling one.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// What the command line may set for one node over its config file (API.md section 8).
@@ -64,10 +76,19 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
     let addr = listener.local_addr()?;
     let engine = Arc::new(engine);
     engine.attach_replica();
+    // Before the tasks that run beside the server, so that none is left running should this fail.
+    let web = crate::http::web_pages(&engine);
+    let workers = match Workers::start(workers::count(engine.config().server.workers), &engine, &web) {
+        Ok(workers) => workers,
+        Err(error) => {
+            web.shutdown();
+            return Err(StartError::Workers(error));
+        }
+    };
     let housekeeping = crate::cluster::start(&engine);
     let notices = engine.notices.start(engine.client.clone());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, async move {
+    let server = tokio::spawn(crate::http::serve(Arc::clone(&engine), listener, workers, async move {
         let _ = stopped.await;
     }));
     let sweeper = tokio::spawn({
@@ -86,7 +107,8 @@ pub async fn start_node(config: Config, options: NodeOptions) -> Result<RunningS
 }
 
 impl RunningServer {
-    /// Stops accepting, finishes in-flight requests, and returns once the server has stopped.
+    /// Stops accepting, finishes in-flight requests on every worker, and returns once the server and its
+    /// worker threads have stopped.
     pub async fn shutdown(self) {
         // First, so that a load balancer probing `/readyz` on a connection still open sends nothing new here.
         self.engine.readiness.set(Readiness::Stopping);

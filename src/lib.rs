@@ -21,7 +21,8 @@
 //! - [`notices`] — win/loss notices to buyers: a bounded queue drained after the seller's answer.
 //! - [`engine`] — the running exchange: composes the parts above for the seller's calls.
 //! - [`ops`] — what operators, buyers and sellers can read and change, shared by the JSON APIs and the pages.
-//! - [`http`] — the hyper server: routing, authentication, body limits, error mapping. Thin.
+//! - [`http`] — the hyper server: worker threads (an auction stays on the one that accepted its connection),
+//!   routing, authentication, body limits, error mapping. Thin.
 //! - [`web`] — the operator console and the buyer and seller portals as pages; sessions, CSRF, live dashboard.
 //! - [`ratelimit`] — each seller's `max_pings_per_second`; [`shedding`] — 503 `overloaded` past a limit of
 //!   auctions in flight.

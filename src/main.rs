@@ -66,7 +66,8 @@ fn main() -> ExitCode {
         eprintln!("gavel: {error}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread for the accept loop, pages and housekeeping; the server's workers are threads of their own.
+    let runtime = match gavel::app::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("gavel: cannot start the runtime: {error}");

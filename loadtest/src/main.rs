@@ -111,7 +111,8 @@ struct EngineArgs {
     /// The engine binary to start (default: this executable, whose `serve-engine` runs the same library code).
     #[arg(long)]
     engine_bin: Option<PathBuf>,
-    /// Worker threads of the engine and of the echo fan-out server; default: one per core.
+    /// Worker threads of the engine (its `server.workers` default) and of the echo fan-out server; default:
+    /// one per core.
     #[arg(long)]
     engine_threads: Option<usize>,
     /// Pin the engine and the echo fan-out server to these CPUs with `taskset -c` (e.g. "0" or "2-5").
@@ -402,7 +403,8 @@ fn serve_engine(config: &Path, node: gavel::app::NodeOptions) -> ExitCode {
         Ok(loaded) => loaded,
         Err(problems) => return fail(&format!("{} is not valid: {problems}", config.display())),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The runtime and worker threads of `gavel serve` (`app::runtime`, `http::workers`).
+    let runtime = match gavel::app::runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
     };

@@ -215,6 +215,7 @@ fn read_server(mut s: Section, p: &mut Problems) -> Option<ServerConfig> {
     let header_read_timeout_ms = s.with_default("header_read_timeout_ms", 10_000, |f| f.uint(100, 600_000, p));
     let max_connections = s.with_default("max_connections", 4096, |f| f.uint(1, 1_000_000, p));
     let max_auctions_in_flight = s.optional("max_auctions_in_flight", |f| f.uint(1, 1_000_000, p));
+    let workers = s.optional("workers", |f| f.uint(1, 1024, p));
     s.finish(p);
     Some(ServerConfig {
         listen: listen?,
@@ -224,6 +225,7 @@ fn read_server(mut s: Section, p: &mut Problems) -> Option<ServerConfig> {
         header_read_timeout: std::time::Duration::from_millis(header_read_timeout_ms?),
         max_connections: usize::try_from(max_connections?).ok()?,
         max_auctions_in_flight: max_auctions_in_flight?.map(usize::try_from).transpose().ok()?,
+        workers: workers?.map(usize::try_from).transpose().ok()?,
     })
 }
 

@@ -162,6 +162,9 @@ pub struct ServerConfig {
     /// Auctions (pings and direct posts) running at once at most; past it new ones are shed with 503
     /// `overloaded`. `None`: derived from the machine's cores (see `shedding`).
     pub max_auctions_in_flight: Option<usize>,
+    /// Worker threads serving connections, each with its own runtime and buyer connections. `None`: one per
+    /// core (see `http::workers`).
+    pub workers: Option<usize>,
 }
 
 /// `[cluster]`: the exchange this node belongs to and the stores its nodes share.

@@ -1,6 +1,13 @@
-//! The one outbound HTTP client for every buyer ping and post.
+//! The outbound HTTP client for every buyer ping, post and notice, and which one the code running now uses.
+//!
+//! Each server worker thread (`http::workers`) has a client of its own, so that the buyer connections an
+//! auction uses are driven by the thread that runs the auction: its pool's connection tasks are spawned on
+//! that worker's current-thread runtime. [`BuyerClient::current`] is the one place that picks it; code off
+//! the workers (the notices sender, tests calling the engine directly) gets the engine's shared client.
 
+use std::cell::RefCell;
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,11 +28,23 @@ const POOL_MAX_IDLE_PER_HOST: usize = 1024;
 /// How long an idle pooled connection is kept before it is closed.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A pooled keep-alive HTTP/1.1 client (plain HTTP or TLS) for buyer endpoints. Cloning is cheap and shares
-/// the pool; an engine holds one.
+/// A pooled keep-alive HTTP/1.1 client (plain HTTP or TLS) for buyer endpoints. Cloning is one reference
+/// count and shares the pool; an engine holds one, and each server worker one of its own.
 #[derive(Clone)]
 pub struct BuyerClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Arc<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+}
+
+/// The server worker a thread is: its index and the client its auctions use.
+struct ThisWorker {
+    /// The worker's index as a metric label, rendered once.
+    label: Box<str>,
+    client: BuyerClient,
+}
+
+thread_local! {
+    /// Set on a server worker's thread for its whole life (see [`BuyerClient::install_for_worker`]).
+    static THIS_WORKER: RefCell<Option<ThisWorker>> = const { RefCell::new(None) };
 }
 
 /// What a buyer answered, before classification.
@@ -102,7 +121,29 @@ impl BuyerClient {
             // Without a timer the idle timeout above is never enforced.
             .pool_timer(TokioTimer::new())
             .build(https);
-        BuyerClient { inner }
+        BuyerClient { inner: Arc::new(inner) }
+    }
+
+    /// Makes this thread server worker `index`, with `client` the one [`BuyerClient::current`] returns here.
+    /// Called once by each worker thread before it serves.
+    pub fn install_for_worker(index: usize, client: BuyerClient) {
+        let worker = ThisWorker { label: index.to_string().into_boxed_str(), client };
+        THIS_WORKER.with_borrow_mut(|slot| *slot = Some(worker));
+    }
+
+    /// The client for an exchange started now: on a server worker's thread that worker's own, whose
+    /// connections this thread drives; elsewhere `shared` (the engine's).
+    pub fn current(shared: &BuyerClient) -> BuyerClient {
+        THIS_WORKER.with_borrow(|worker| worker.as_ref().map_or_else(|| shared.clone(), |w| w.client.clone()))
+    }
+
+    /// Calls `f` with the index (as text) of the server worker this thread is, if it is one.
+    pub fn on_worker(f: impl FnOnce(&str)) {
+        THIS_WORKER.with_borrow(|worker| {
+            if let Some(worker) = worker {
+                f(&worker.label);
+            }
+        });
     }
 
     /// POSTs `body` as `application/json` to `uri` with the buyer's `headers`, then `extra` (which win over a

@@ -20,6 +20,7 @@ use crate::capacity::Ask;
 use crate::config::{Campaign, Distribution, SellMode, Seller};
 use crate::coordinator::{Hold, PingRecord, Publication, RecordedOffer};
 use crate::dedupe::{contacts_of, Contact};
+use crate::delivery::BuyerClient;
 use crate::domain::lead::Lead;
 use crate::domain::money::Money;
 use crate::domain::ranking::{rank, Bid, Draw, Offer};
@@ -63,7 +64,12 @@ impl Engine {
         // Every line logged for this auction carries its ping id: the request id an operator greps for.
         let span =
             tracing::debug_span!("auction", ping_id = %ping_id, campaign = %campaign.id, seller = %request.seller.id);
-        let collected = collect_bids(&self.client, &self.metrics, fan_out).instrument(span.clone()).await;
+        // This thread's worker's client when the auction runs on a server worker, so its buyer connections
+        // are driven by the thread that runs it (see `http::workers`).
+        let client = BuyerClient::current(&self.client);
+        let collected = collect_bids(&client, &self.metrics, fan_out).instrument(span.clone()).await;
+        // Counted on the thread the fan-out ended on, so the count shows where auctions run.
+        BuyerClient::on_worker(|worker| self.metrics.inc("gavel_worker_auctions_total", &[("worker", worker)]));
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
         let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } =
             collected.map_err(|_| SellerError::Unavailable("Redis"))?;

@@ -127,13 +127,14 @@ pub enum ReloadError {
 }
 
 /// The server settings fixed at start, as `(key, value)`.
-fn fixed_settings(config: &Config) -> [(&'static str, String); 4] {
+fn fixed_settings(config: &Config) -> [(&'static str, String); 5] {
     let server = &config.server;
     [
         ("server.listen", server.listen.to_string()),
         ("server.data_dir", server.data_dir.display().to_string()),
         ("server.header_read_timeout_ms", server.header_read_timeout.as_millis().to_string()),
         ("server.max_connections", server.max_connections.to_string()),
+        ("server.workers", server.workers.map_or_else(|| "one per core".to_owned(), |n| n.to_string())),
     ]
 }
 

@@ -18,6 +18,7 @@ use crate::audit::AuctionAudit;
 use crate::config::Seller;
 use crate::coordinator::redis::{PostTurn, RemoteHold};
 use crate::coordinator::{Hold, PingRecord, RedisCoordinator};
+use crate::delivery::BuyerClient;
 use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::money::Money;
@@ -175,12 +176,9 @@ impl Engine {
         if !self.ledger.is_available() {
             return Err(SellerError::Unavailable("PostgreSQL"));
         }
-        let cascade = Cascade {
-            client: &self.client,
-            ledger: &self.ledger,
-            metrics: &self.metrics,
-            coordinator: &self.coordinator,
-        };
+        let client = BuyerClient::current(&self.client);
+        let cascade =
+            Cascade { client: &client, ledger: &self.ledger, metrics: &self.metrics, coordinator: &self.coordinator };
         let span = tracing::debug_span!("post", ping_id = %held.ping_id, campaign = %held.campaign.id);
         let delivered = cascade.deliver(held, lead, min_payout).instrument(span.clone()).await;
         self.share_progress(held);

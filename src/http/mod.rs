@@ -1,5 +1,5 @@
-//! The HTTP server: accept loop, routing, authentication and error mapping. Thin: it parses, calls the
-//! engine and renders.
+//! The HTTP server: accept loop, worker threads ([`workers`]), routing, authentication and error mapping.
+//! Thin: it parses, calls the engine and renders.
 
 mod admin;
 mod bare_errors;
@@ -13,29 +13,25 @@ mod portal;
 pub mod query;
 pub mod routes;
 mod seller;
+pub mod workers;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::engine::Engine;
-use bare_errors::JsonBareErrors;
 use error::ApiError;
 use query::Query;
 use routes::{Endpoint, Operator, Selected};
+use workers::Workers;
 
 use crate::ledger::{buyer_account, seller_account};
 
@@ -46,22 +42,16 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// their buyers' post timeouts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (within
-/// [`SHUTDOWN_GRACE`]) and returns.
-pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let server_config = engine.config().server.clone();
-    let mut builder = http1::Builder::new();
-    limits::configure(&mut builder, &server_config);
-    let connection_slots = limits::ConnectionSlots::new(server_config.max_connections);
-    // Cluster mode keeps the pages' sessions in Redis, so a browser may land on any node.
-    let web = match engine.coordinator.redis() {
-        Some(redis) => {
-            let sessions = Arc::new(crate::web::session::RedisSessionStore::new(Arc::clone(redis)));
-            crate::web::Web::with_sessions(Arc::clone(&engine), sessions)
-        }
-        None => crate::web::Web::start(Arc::clone(&engine)),
-    };
+/// Accepts on `listener` and hands each connection to the next of `workers` until `shutdown` resolves, then
+/// stops accepting, lets in-flight requests finish on every worker (within [`SHUTDOWN_GRACE`]) and returns
+/// once the workers' threads have ended.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    mut workers: Workers,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connection_slots = limits::ConnectionSlots::new(engine.config().server.max_connections);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -82,31 +72,20 @@ pub async fn serve(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Fu
         };
         // Seller answers are small and latency-bound: never wait to coalesce them.
         let _ = stream.set_nodelay(true);
-        let engine = Arc::clone(&engine);
-        let web = Arc::clone(&web);
-        let service = service_fn(move |request: Request<Incoming>| {
-            let engine = Arc::clone(&engine);
-            let web = Arc::clone(&web);
-            async move {
-                // The pages (API.md section 10) answer only their own paths; the JSON APIs never see a cookie.
-                if crate::web::claims(request.method(), request.uri().path()) {
-                    return Ok::<_, Infallible>(web.handle(request).await.map(Either::Right));
-                }
-                // Notices held by the answer ride in its body until hyper has written it (see `notices`).
-                Ok(crate::notices::after_answer(handle(&engine, request).await).map(Either::Left))
-            }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(JsonBareErrors::new(stream)), service));
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
-        });
+        workers.hand(stream, slot);
     }
     drop(listener);
-    // Open event streams never end by themselves, and graceful shutdown waits for them (hyperium/hyper#2787).
-    web.shutdown();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("shutdown grace period ended with requests still in flight");
+    workers.stop().await;
+}
+
+/// The web pages of `engine`. Cluster mode keeps their sessions in Redis, so a browser may land on any node.
+pub fn web_pages(engine: &Arc<Engine>) -> Arc<crate::web::Web> {
+    match engine.coordinator.redis() {
+        Some(redis) => {
+            let sessions = Arc::new(crate::web::session::RedisSessionStore::new(Arc::clone(redis)));
+            crate::web::Web::with_sessions(Arc::clone(engine), sessions)
+        }
+        None => crate::web::Web::start(Arc::clone(engine)),
     }
 }
 
@@ -119,8 +98,9 @@ pub async fn handle(engine: &Engine, request: Request<Incoming>) -> HttpResponse
 }
 
 async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
-    let path = request.uri().path().to_owned();
-    match routes::select(request.method(), &path) {
+    // The path borrowed from a clone of the URI (reference-counted bytes, no copy), as `dispatch` takes the request.
+    let uri = request.uri().clone();
+    match routes::select(request.method(), uri.path()) {
         Selected::Route(endpoint, params) => dispatch(engine, endpoint, params.first(), request, received).await,
         Selected::WrongMethod(allowed) => Err(ApiError::method_not_allowed(allowed)),
         Selected::NotFound => Err(ApiError::not_found("route")),

@@ -149,10 +149,11 @@ impl<'p> Params<'p> {
 /// The route for `method` on `path`. Leading, trailing and doubled slashes are ignored at the ends, as
 /// they always were (`/v1/ping/` is `/v1/ping`).
 pub fn select<'p>(method: &Method, path: &'p str) -> Selected<'p> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Split afresh for each route (a `Split` is a cursor): no list of segments allocated per request.
+    let segments = path.trim_matches('/').split('/');
     let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
-        let Some(params) = matches(route.pattern, &segments) else { continue };
+        let Some(params) = matches(route.pattern, segments.clone()) else { continue };
         if route.method == *method {
             return Selected::Route(route.endpoint, params);
         }
@@ -167,7 +168,7 @@ pub fn select<'p>(method: &Method, path: &'p str) -> Selected<'p> {
     }
 }
 
-fn matches<'p>(pattern: &str, segments: &[&'p str]) -> Option<Params<'p>> {
+fn matches<'p>(pattern: &str, segments: impl Iterator<Item = &'p str>) -> Option<Params<'p>> {
     let mut params = Params::default();
     let mut taken = 0;
     let mut wanted = pattern.trim_start_matches('/').split('/');
@@ -179,7 +180,7 @@ fn matches<'p>(pattern: &str, segments: &[&'p str]) -> Option<Params<'p>> {
             }
             params.0[taken] = segment;
             taken += 1;
-        } else if want != *segment {
+        } else if want != segment {
             return None;
         }
     }
@@ -215,7 +216,10 @@ mod tests {
             let first = select(&route.method, &concrete);
             assert_eq!(
                 first,
-                Selected::Route(route.endpoint, matches(route.pattern, &concrete_segments(&concrete)).unwrap())
+                Selected::Route(
+                    route.endpoint,
+                    matches(route.pattern, concrete_segments(&concrete).into_iter()).unwrap()
+                )
             );
         }
     }

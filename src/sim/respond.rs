@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// Pings being answered right now, and the most there ever were at once (`concurrent_pings` tests).
     in_flight: AtomicU64,
     pub(crate) most_in_flight: AtomicU64,
+    /// Connections accepted so far (how many the engine's pools opened to this buyer).
+    pub(crate) connections: AtomicU64,
 }
 
 /// One ping being answered, counted while it lives.
@@ -75,6 +77,7 @@ impl Shared {
             hanging: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         }
     }
 

@@ -95,6 +95,11 @@ impl SimBuyer {
         self.shared.most_in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Connections accepted so far: how many the engine's buyer connection pools opened to this buyer.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Changes behaviour while running; requests already in flight finish under the old spec.
     pub fn set_spec(&self, spec: SimBuyerSpec) {
         self.shared.set_spec(spec);
@@ -120,6 +125,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
+                shared.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 connections.spawn(serve_connection(stream, Arc::clone(&shared)));
             }
             Err(error) => {

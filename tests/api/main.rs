@@ -27,3 +27,4 @@ mod statements;
 mod web;
 mod web_pages;
 mod wire_errors;
+mod workers;

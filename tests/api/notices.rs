@@ -9,10 +9,14 @@ use tokio::time::Instant;
 
 use crate::helpers::*;
 
-/// Waits up to 10 s until each named buyer's simulated endpoint has received `count` notices.
+/// Waits up to 10 s until each named buyer's simulated endpoint has received `count` notices and the engine
+/// has counted them.
 async fn wait_for_notices(app: &TestApp, buyers: &[&str], count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while buyers.iter().any(|id| app.sim(id).notices().len() < count) {
+    // The engine counts a notice once its buyer's answer is back, a moment after the buyer has it (and the
+    // server's workers are other threads than this test's).
+    let counted = |id: &str| notices_counted(app, id, "sent") + notices_counted(app, id, "failed");
+    while buyers.iter().any(|id| app.sim(id).notices().len() < count || counted(id) < count as u64) {
         let got: Vec<(&str, usize)> = buyers.iter().map(|id| (*id, app.sim(id).notices().len())).collect();
         assert!(Instant::now() < deadline, "notices after 10 s: {got:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -93,6 +93,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.server.max_body_bytes, 65_536);
     assert_eq!(config.server.header_read_timeout, std::time::Duration::from_secs(10));
     assert_eq!((config.server.max_connections, config.server.max_auctions_in_flight), (4096, None));
+    assert_eq!(config.server.workers, None);
 
     let seller = &config.sellers[0];
     assert_eq!((seller.id.as_str(), seller.api_key.expose()), ("acme", "sk_1"));
@@ -269,6 +270,7 @@ fn wrong_types_name_the_expected_type() {
         (server_with("header_read_timeout_ms = 50"), "server.header_read_timeout_ms: must be between 100 and 600000"),
         (server_with("max_connections = 0"), "server.max_connections: must be between 1 and 1000000"),
         (server_with("max_auctions_in_flight = 0"), "server.max_auctions_in_flight: must be between 1 and 1000000"),
+        (server_with("workers = 0"), "server.workers: must be between 1 and 1024"),
         (
             replacing("admin_token = \"admin-secret\"", "admin_token = 5"),
             "server.admin_token: must be a string, found an integer",
