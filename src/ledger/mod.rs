@@ -278,13 +278,18 @@ impl Ledger {
         }
     }
 
-    /// Records a deposit into a buyer's account; resolves once it is on disk, with the balance after it.
-    pub async fn record_deposit(&self, deposit: Deposit) -> Result<Money, LedgerError> {
-        self.change(move |_, balances| {
-            let balance = balances.get(&buyer_account(&deposit.buyer)) + deposit.amount;
-            Ok::<_, LedgerError>((vec![Entry::Deposit { transaction_id: new_id("t_"), deposit }], balance))
-        })
-        .await
+    /// Records a deposit into a buyer's account; resolves once it is on disk, with its transaction id and the
+    /// balance after it.
+    pub async fn record_deposit(&self, deposit: Deposit) -> Result<(String, Money), LedgerError> {
+        let transaction_id = new_id("t_");
+        let entry_id = transaction_id.clone();
+        let balance = self
+            .change(move |_, balances| {
+                let balance = balances.get(&buyer_account(&deposit.buyer)) + deposit.amount;
+                Ok::<_, LedgerError>((vec![Entry::Deposit { transaction_id: entry_id, deposit }], balance))
+            })
+            .await?;
+        Ok((transaction_id, balance))
     }
 
     /// Records a payout to a seller, unless it is more than the seller's account holds; resolves once it is

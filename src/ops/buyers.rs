@@ -173,6 +173,12 @@ pub async fn deposit(
     }
     let deposit = Deposit { deposit_id: new_id("d_"), buyer: buyer.id.clone(), amount, reference, at: Utc::now() };
     let deposit_id = deposit.deposit_id.clone();
-    let balance = engine.ledger.record_deposit(deposit).await?;
+    let (transaction_id, balance) = engine.ledger.record_deposit(deposit).await?;
+    // Cluster mode: the balance mirror in Redis takes the money before the answer, so a ping sent once the
+    // deposit is answered can spend it on any node. (The credit is once per transaction: the same credit sent
+    // again when the node follows its own entry changes nothing.)
+    if let Some(redis) = engine.coordinator.redis() {
+        redis.credit(&buyer.id, &transaction_id, amount).await;
+    }
     Ok((deposit_id, balance))
 }

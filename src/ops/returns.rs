@@ -70,7 +70,14 @@ pub async fn file(
 /// The operator approves or rejects a return pending review, with an optional note; durable before the
 /// answer.
 pub async fn decide(engine: &Engine, return_id: &str, approve: bool, note: Option<String>) -> Result<Return, OpError> {
-    Ok(engine.ledger.decide_return(return_id, approve, note, Utc::now()).await?)
+    let decided = engine.ledger.decide_return(return_id, approve, note, Utc::now()).await?;
+    // Cluster mode: the credit reaches the balance mirror in Redis before the answer (see `buyers::deposit`).
+    if let (Some(redis), Some(transaction_id)) = (engine.coordinator.redis(), &decided.transaction_id) {
+        if decided.status == ReturnStatus::Approved {
+            redis.credit(&decided.buyer, transaction_id, decided.credit).await;
+        }
+    }
+    Ok(decided)
 }
 
 /// A return's status from its contract name.

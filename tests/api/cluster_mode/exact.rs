@@ -88,6 +88,22 @@ async fn a_prepaid_balance_is_never_overspent_across_nodes() {
 }
 
 #[tokio::test]
+async fn a_deposit_answered_on_one_node_can_be_spent_at_once_on_another() {
+    let prepaid = TestBuyer::bidding("prepaid", "10.00").with("billing = \"prepaid\"");
+    let cluster = spawn_cluster(3, "", vec![prepaid]).await;
+    for round in 0..4 {
+        let (depositing, pinging) = (cluster.node(round % 3), cluster.node((round + 1) % 3));
+        // Exactly one more bid's worth each round: each ping holds the money the round's deposit brought.
+        depositing.deposit("prepaid", "10.00").await;
+        // The pinging node's own books caught up (its gates' view); the exact check is Redis's balance mirror,
+        // which must have the money by the time the deposit was answered.
+        pinging.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+        let ping = pinging.ping().await;
+        assert_eq!(ping["status"], "bid", "round {round}: {ping}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_pings_count_pings_in_flight_on_every_node() {
     let spec =
         SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(60)), ..SimBuyerSpec::bidding("10.00") };
