@@ -90,11 +90,18 @@ local function hold(keys, args)
       end
     end
   end
-  local held_units, held_cents = hget_num(tally, 'held_units'), hget_num(tally, 'held_cents')
+  -- Every figure the checks read, in one call (a call from Lua costs more than the field it reads).
+  local f = redis.call('HMGET', tally, 'held_units', 'held_cents', 'bal',
+    'k:1', 'c:1', 's:1', 'k:2', 'c:2', 's:2', 'k:3', 'c:3', 's:3', 'k:4', 'c:4', 's:4')
+  local held_units, held_cents = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
   for p = 1, 4 do
     local base = 9 + (p - 1) * 3
     local key, limit, budget = tonumber(args[base]), tonumber(args[base + 1]), tonumber(args[base + 2])
-    local sales, spent = period_count(tally, p, key)
+    -- The period's sales and spend, zero once it rolled over (as `period_count` reads them).
+    local sales, spent = 0, 0
+    if tonumber(f[4 + (p - 1) * 3] or '-1') == key then
+      sales, spent = tonumber(f[5 + (p - 1) * 3] or '0') or 0, tonumber(f[6 + (p - 1) * 3] or '0') or 0
+    end
     if limit >= 0 and sales + held_units >= limit then
       return {'cap', p}
     end
@@ -102,7 +109,7 @@ local function hold(keys, args)
       return {'budget', p}
     end
   end
-  if hget_num(tally, 'bal') + credit - held_cents < cents then
+  if (tonumber(f[3] or '0') or 0) + credit - held_cents < cents then
     return {'balance'}
   end
   local expires = now + ttl

@@ -5,8 +5,8 @@
 //! A multiplexed connection is driven by a task of its own: with one per node, an auction on one core waited
 //! for a task woken on another at every call (a cross-thread wake each way). Each thread that calls Redis —
 //! an HTTP worker, in practice — gets its own connection, opened lazily on first use on that thread's
-//! runtime, so its driver runs where the auction runs. A connection that fails is forgotten; the thread's next
-//! call opens another.
+//! runtime, so its driver runs where the auction runs. Once a call finds Redis gone, every thread's next call
+//! opens a new connection (a Redis that restarted has closed them all).
 //!
 //! ## Keys
 //! Every key starts `gavel:<exchange>:`. A buyer's keys share the hash tag `{b:<id>}`, a held ping's `{p:<id>}`,
@@ -32,7 +32,7 @@ mod holds;
 mod pings;
 mod rebuild;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +101,7 @@ impl RedisCoordinator {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(Duration::from_secs(1)));
         let coordinator = Arc::new(RedisCoordinator {
-            connections: Connections { client, config, by_thread: DashMap::new() },
+            connections: Connections::new(client, config),
             prefix: format!("gavel:{exchange}:"),
             node: node.to_owned(),
             epoch: RwLock::new(None),
@@ -205,8 +205,8 @@ impl RedisCoordinator {
                 Err(Failure::Lost)
             }
             Err(error) if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() => {
-                // This thread's next call opens a connection of its own again.
-                self.connections.forget_this_thread();
+                // Every thread's next call opens a connection of its own again.
+                self.connections.failed();
                 // A Redis that comes back may be empty: its epoch is checked before the next hold.
                 self.confirmed.store(false, Ordering::Release);
                 if self.up.swap(false, Ordering::AcqRel) {
@@ -260,26 +260,38 @@ impl RedisCoordinator {
 struct Connections {
     client: redis::Client,
     config: AsyncConnectionConfig,
-    by_thread: DashMap<std::thread::ThreadId, MultiplexedConnection>,
+    by_thread: DashMap<std::thread::ThreadId, (u64, MultiplexedConnection)>,
+    /// Counts the calls that found Redis gone. A connection opened before the latest such call is not used
+    /// again: Redis may have restarted since, and every thread's connection to the old one is dead (a thread
+    /// would otherwise learn so only by failing a call of its own, after Redis is back).
+    failures: AtomicU64,
 }
 
 impl Connections {
-    /// This thread's connection, opened now if it has none (its driver task starts on this thread's
-    /// runtime). Two calls racing to open one each get one; the second replaces the first, which closes
-    /// once its calls are answered.
+    fn new(client: redis::Client, config: AsyncConnectionConfig) -> Connections {
+        Connections { client, config, by_thread: DashMap::new(), failures: AtomicU64::new(0) }
+    }
+
+    /// This thread's connection, opened now if it has none since the last failure (its driver task starts
+    /// on this thread's runtime). Two calls racing to open one each get one; the second replaces the first,
+    /// which closes once its calls are answered.
     async fn this_thread(&self) -> RedisResult<MultiplexedConnection> {
         let thread = std::thread::current().id();
-        if let Some(connection) = self.by_thread.get(&thread) {
-            return Ok(connection.clone());
+        let failures = self.failures.load(Ordering::Acquire);
+        if let Some(entry) = self.by_thread.get(&thread) {
+            let (opened_after, connection) = &*entry;
+            if *opened_after == failures {
+                return Ok(connection.clone());
+            }
         }
         let connection = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
-        self.by_thread.insert(thread, connection.clone());
+        self.by_thread.insert(thread, (failures, connection.clone()));
         Ok(connection)
     }
 
-    /// Forgets this thread's connection after it failed.
-    fn forget_this_thread(&self) {
-        self.by_thread.remove(&std::thread::current().id());
+    /// A call found Redis gone: every connection opened until now is let go.
+    fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::AcqRel);
     }
 }
 
