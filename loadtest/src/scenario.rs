@@ -559,6 +559,9 @@ mod tests {
             }
         }
         names.sort();
-        assert_eq!(names, ["baseline-10", "cascade", "cluster-3", "hanging", "realistic", "shared", "smoke"]);
+        assert_eq!(
+            names,
+            ["baseline-10", "baseline-10-long", "cascade", "cluster-3", "hanging", "realistic", "shared", "smoke"]
+        );
     }
 }
