@@ -17,7 +17,7 @@ use crate::buyers::Roster;
 use crate::config::Campaign;
 use crate::coordinator::{Coordinator, Unreachable};
 use crate::dedupe::Contact;
-use crate::delivery::{ping_body, ping_buyer, BuyerClient, PingOutcome};
+use crate::delivery::{ping_buyer, BuyerClient, PingBodies, PingOutcome};
 use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
@@ -138,6 +138,7 @@ pub async fn collect_bids(
     // Every slot at once; a buyer whose slots are all taken (on any node) is excluded for concurrency.
     let mut slots = coordinator.take_slots(roster, &slots_wanted).await?.into_iter();
     let mut pending = FuturesUnordered::new();
+    let mut bodies = PingBodies::new(ping_id, &campaign.id, &projection, test);
     for ToPing { slot, buyer_index, url, time } in to_ping {
         let buyer = &config.buyers[buyer_index];
         let concurrency_slot = match slots_wanted.first() {
@@ -156,7 +157,7 @@ pub async fn collect_bids(
             }
             _ => None,
         };
-        let body = ping_body(ping_id, &campaign.id, &projection, buyer, time.as_millis() as u64, test);
+        let body = bodies.for_buyer(buyer, time.as_millis() as u64);
         unanswered[slot] = Some(buyer_index);
         pending.push(async move {
             // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.

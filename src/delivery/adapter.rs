@@ -27,7 +27,8 @@ impl<'a> OutboundLead<'a> {
         (self.lead.len() + self.buyer.static_fields.len()) * PER_ENTRY
     }
 
-    fn is_plain(&self) -> bool {
+    /// True when the buyer renames and adds nothing: the lead goes out as it is.
+    pub(crate) fn is_plain(&self) -> bool {
         self.buyer.field_map.is_empty() && self.buyer.static_fields.is_empty()
     }
 

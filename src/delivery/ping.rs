@@ -74,6 +74,39 @@ pub fn ping_body(
     json_bytes(&PingBody { ping_id, campaign, lead, deadline_ms, test }, capacity)
 }
 
+/// The ping bodies of one auction. Buyers without an adapter that get the same time are sent the same bytes,
+/// so their body is written once and shared (a reference count per buyer, not a copy); a buyer with a
+/// `field_map` or `static_fields`, or another time, gets its own.
+pub struct PingBodies<'a> {
+    ping_id: &'a str,
+    campaign: &'a str,
+    lead: &'a Map<String, Value>,
+    test: bool,
+    /// The last body written for a buyer without an adapter, with its `deadline_ms`.
+    plain: Option<(u64, Bytes)>,
+}
+
+impl<'a> PingBodies<'a> {
+    pub fn new(ping_id: &'a str, campaign: &'a str, lead: &'a Map<String, Value>, test: bool) -> PingBodies<'a> {
+        PingBodies { ping_id, campaign, lead, test, plain: None }
+    }
+
+    /// The body for `buyer`, given `deadline_ms`: [`ping_body`]'s bytes.
+    pub fn for_buyer(&mut self, buyer: &Buyer, deadline_ms: u64) -> Bytes {
+        if !OutboundLead::new(self.lead, buyer).is_plain() {
+            return ping_body(self.ping_id, self.campaign, self.lead, buyer, deadline_ms, self.test);
+        }
+        match &self.plain {
+            Some((written_for, body)) if *written_for == deadline_ms => body.clone(),
+            _ => {
+                let body = ping_body(self.ping_id, self.campaign, self.lead, buyer, deadline_ms, self.test);
+                self.plain = Some((deadline_ms, body.clone()));
+                body
+            }
+        }
+    }
+}
+
 /// Sends a ping with `X-Gavel-Deadline-Ms: <deadline in ms>`, gives up at `deadline`, and classifies the
 /// answer against the campaign's `max_bid`.
 pub async fn ping_buyer(
@@ -290,6 +323,26 @@ mod tests {
                    "lead": {"zip": "94107", "age": 30, "homeowner": true, "source": "gavel"},
                    "deadline_ms": 95, "test": true})
         );
+    }
+
+    #[test]
+    fn buyers_without_an_adapter_share_one_body_per_time() {
+        let lead = json!({"postal_code": "94107", "age": 30});
+        let lead = lead.as_object().unwrap();
+        let plain = offline_buyer();
+        let mut adapted = offline_buyer();
+        adapted.static_fields.insert("source".to_owned(), json!("gavel"));
+        let mut bodies = PingBodies::new("p_1", "auto", lead, false);
+        let first = bodies.for_buyer(&plain, 180);
+        let shared = bodies.for_buyer(&plain, 180);
+        assert_eq!(first.as_ptr(), shared.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(first, ping_body("p_1", "auto", lead, &plain, 180, false));
+        let own = bodies.for_buyer(&adapted, 180);
+        assert_eq!(own, ping_body("p_1", "auto", lead, &adapted, 180, false));
+        assert_ne!(own, first);
+        let other_time = bodies.for_buyer(&plain, 95);
+        assert_eq!(other_time, ping_body("p_1", "auto", lead, &plain, 95, false));
+        assert_ne!(other_time.as_ptr(), first.as_ptr());
     }
 
     #[tokio::test]
