@@ -1,5 +1,10 @@
 //! The `gavel` command line (API.md section 8). Thin: parses arguments and calls the library.
 
+/// mimalloc rather than the system allocator: a tenth fewer instructions per auction, where allocation was a
+/// fifth of them (BENCHMARKS.md, "Issue 19, after").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

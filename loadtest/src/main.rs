@@ -1,5 +1,10 @@
 //! The `gavel-loadtest` command line. Thin: parses arguments, builds the runtimes, calls the library.
 
+/// The allocator `gavel` runs with, so `serve-engine` is the engine as shipped; the echo and the generator in this
+/// binary get it too, so the baselines are measured on the same footing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
