@@ -49,6 +49,12 @@ pub struct ClusterFigures {
     pub added_p50_us: f64,
     pub single_errors: u64,
     pub cluster_errors: u64,
+    /// Where the added time goes, from the engines' own `/metrics` (µs): the single node's and the first
+    /// cluster node's `gavel_engine_overhead_seconds` p50, and that node's Redis hold round trip p50
+    /// (`gavel_store_seconds{store="redis",op="hold"}`: the one store call on a ping's answer path).
+    pub single_overhead_p50_us: Option<f64>,
+    pub cluster_overhead_p50_us: Option<f64>,
+    pub redis_hold_p50_us: Option<f64>,
     /// The capped buyer's limit, the leads it received, and its `used` as each node reports it.
     pub cap: u32,
     pub cap_delivered: u64,
@@ -153,6 +159,8 @@ pub async fn cluster(
             merge(stats, &result, &mut report, &label, rate);
         }
     }
+    let single_metrics = metrics_text(&single).await;
+    let node_metrics = metrics_text(&nodes[0]).await;
     report.distributions.push(series(Kind::Floor, "floor", rate, &floor_stats));
     report.distributions.push(series(Kind::Engine, "single", rate, &single_stats));
     report.distributions.push(series(Kind::Engine, &format!("cluster-{}", nodes.len()), rate, &cluster_stats));
@@ -190,6 +198,9 @@ pub async fn cluster(
         added_p50_us: p(&cluster_stats, 0.5) - p(&single_stats, 0.5),
         single_errors: single_stats.errors,
         cluster_errors: cluster_stats.errors,
+        single_overhead_p50_us: p50_of(&single_metrics, "gavel_engine_overhead_hdr_seconds{", &[]),
+        cluster_overhead_p50_us: p50_of(&node_metrics, "gavel_engine_overhead_hdr_seconds{", &[]),
+        redis_hold_p50_us: p50_of(&node_metrics, "gavel_store_hdr_seconds{", &["store=\"redis\"", "op=\"hold\""]),
         cap: cluster.cap,
         cap_delivered: delivered,
         cap_used_by_node: used,
@@ -218,6 +229,24 @@ fn merge(stats: &mut OpStats, result: &PhaseResult, report: &mut Report, label: 
         stats.merge(first);
     }
     report.phases.extend(PhaseRow::rows(label, rate, result));
+}
+
+/// A node's `/metrics` text (empty if it does not answer).
+async fn metrics_text(node: &Server) -> String {
+    let pool = crate::conn::ConnPool::new(node.addr);
+    match pool.get("/metrics", Duration::from_secs(5)).await {
+        Ok(answer) => String::from_utf8_lossy(&answer.body).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The p50 (µs) of the first HDR summary series of `family` whose labels include every one of `labels`.
+fn p50_of(metrics: &str, family: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (label_text, value) = line.strip_prefix(family)?.split_once("} ")?;
+        let wanted = label_text.contains("quantile=\"0.5\"") && labels.iter().all(|l| label_text.contains(l));
+        wanted.then(|| value.trim().parse::<f64>().ok().map(|s| s * 1e6)).flatten()
+    })
 }
 
 /// The capped buyer's `caps.daily.used` as one node reports it (`/admin/buyers/b<index>`).

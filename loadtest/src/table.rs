@@ -63,6 +63,14 @@ cluster of {} nodes against one node, {:.0}/s, latency from the scheduled send t
             c.added_p50_us,
             verdict(c.added_p50_us <= 150.0)
         );
+        let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} µs"));
+        let _ = writeln!(
+            out,
+            "  inside the engines, p50: overhead one node {}, cluster node {}; its Redis hold round trip {}",
+            us(c.single_overhead_p50_us),
+            us(c.cluster_overhead_p50_us),
+            us(c.redis_hold_p50_us)
+        );
         let exact = c.cap_delivered <= u64::from(c.cap) && c.cap_used_by_node.iter().all(|u| *u == c.cap_delivered);
         let _ = writeln!(
             out,

@@ -9,9 +9,13 @@
 --   held_units    bids held (one unit of every cap each)      held_cents  their prices
 --   bal           the buyer's ledger balance, mirrored (funds = bal + credit limit)
 --   k:<p> c:<p> s:<p>  for each period p (1 hourly … 4 monthly): the period's key, sales and spend
--- and, under the same tag: `holds` (sorted set of hold ids by expiry), `hold:<id>` (a hold's cents and
--- contacts), `c:<contact>` (a phone or email: "h:<hold id>" while reserved, "s" once sold, expiring with
--- the buyer's duplicate window), `conv:<lead>` / `cred:<txn>` (idempotency markers), `slots`.
+-- and, under the same tag: `holds` (sorted set of hold ids by expiry), `held` (hash: hold id → "<cents>
+-- <contact> …", what the hold took), `c:<contact>` (a phone or email: "h:<hold id>" while reserved, "s" once
+-- sold, expiring with the buyer's duplicate window), `conv:<lead>` / `cred:<txn>` (idempotency markers),
+-- `slots`.
+--
+-- Every redis.call costs a few microseconds here, more than the Lua around it, and a hold is on the path of
+-- every ping's answer: the steps read and write each hash in one call where they can.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -22,31 +26,39 @@ local function hget_num(key, field)
   return tonumber(redis.call('HGET', key, field) or '0') or 0
 end
 
+-- What a hold took: its cents and the contacts it reserves.
+local function parse_held(info)
+  local cents, contacts = string.match(info or '0', '^(%S+)%s*(.*)$')
+  return tonumber(cents) or 0, contacts or ''
+end
+
 -- Releases one hold: its unit, its money and the contacts it still reserves. Idempotent.
-local function release(tally, holds, hold_key, hold_id, contact_prefix)
+local function release(tally, holds, held, hold_id, contact_prefix)
   if redis.call('ZREM', holds, hold_id) == 0 then
     return false
   end
-  local cents = tonumber(redis.call('HGET', hold_key, 'cents') or '0') or 0
+  local cents, contacts = parse_held(redis.call('HGET', held, hold_id))
   redis.call('HINCRBY', tally, 'held_units', -1)
   redis.call('HINCRBY', tally, 'held_cents', -cents)
-  local contacts = redis.call('HGET', hold_key, 'contacts') or ''
   for contact in string.gmatch(contacts, '%S+') do
     local key = contact_prefix .. contact
     if redis.call('GET', key) == 'h:' .. hold_id then
       redis.call('DEL', key)
     end
   end
-  redis.call('DEL', hold_key)
+  redis.call('HDEL', held, hold_id)
   return true
 end
 
--- Releases holds whose bids expired (a dead node's among them), a few per call: bounded work.
-local function purge(tally, holds, hold_prefix, contact_prefix, now)
-  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 16)
+-- Releases holds whose bids expired and that no node released (a dead node's), a bounded number per call.
+-- A live node releases its own at their expiry, so this only runs where it could change an answer: before a
+-- hold is refused, and for the operator's tally.
+local function purge(tally, holds, held, contact_prefix, now)
+  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 64)
   for _, hold_id in ipairs(expired) do
-    release(tally, holds, hold_prefix .. hold_id, hold_id, contact_prefix)
+    release(tally, holds, held, hold_id, contact_prefix)
   end
+  return #expired > 0
 end
 
 -- A period's sales and spend now: zero once the period rolled over.
@@ -69,38 +81,21 @@ local function add_sale(tally, p, key, cents)
   end
 end
 
--- hold: reserve a winning bid's contacts, one unit of every cap and its price against budgets and funds.
--- KEYS: tally, holds, hold:<id>, then one c:<contact> per contact.
--- ARGV: epoch, hold id, ttl ms, cents, credit cents, dedupe on (1/0), hold prefix, contact prefix,
---       then 4 × (period key, cap limit or -1, budget cents or -1), then the contacts (hex).
--- Returns {'ok'} or {'empty'} (rebuild first), {'duplicate'}, {'cap', p}, {'budget', p}, {'balance'}.
-local function hold(keys, args)
-  local tally, holds, hold_key = keys[1], keys[2], keys[3]
-  if redis.call('HGET', tally, 'epoch') ~= args[1] then
-    return {'empty'}
-  end
-  local hold_id, ttl, cents, credit = args[2], tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
-  local dedupe = args[6] == '1'
-  local now = now_ms()
-  purge(tally, holds, args[7], args[8], now)
-  if dedupe then
-    for i = 4, #keys do
-      if redis.call('EXISTS', keys[i]) == 1 then
-        return {'duplicate'}
-      end
-    end
-  end
-  -- Every figure the checks read, in one call (a call from Lua costs more than the field it reads).
-  local f = redis.call('HMGET', tally, 'held_units', 'held_cents', 'bal',
-    'k:1', 'c:1', 's:1', 'k:2', 'c:2', 's:2', 'k:3', 'c:3', 's:3', 'k:4', 'c:4', 's:4')
-  local held_units, held_cents = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
+local TALLY_FIELDS = {'epoch', 'held_units', 'held_cents', 'bal',
+  'k:1', 'c:1', 's:1', 'k:2', 'c:2', 's:2', 'k:3', 'c:3', 's:3', 'k:4', 'c:4', 's:4'}
+
+-- Why a bid of `cents` cannot be held against the tally figures `f` (an HMGET of TALLY_FIELDS), or nil.
+-- ARGV from 8 on: 4 × (period key, cap limit or -1, budget cents or -1); credit: the buyer's credit cents.
+local function shortfall(f, args, cents, credit)
+  local held_units, held_cents = tonumber(f[2] or '0') or 0, tonumber(f[3] or '0') or 0
   for p = 1, 4 do
-    local base = 9 + (p - 1) * 3
+    local base = 8 + (p - 1) * 3
     local key, limit, budget = tonumber(args[base]), tonumber(args[base + 1]), tonumber(args[base + 2])
     -- The period's sales and spend, zero once it rolled over (as `period_count` reads them).
+    local at = 5 + (p - 1) * 3
     local sales, spent = 0, 0
-    if tonumber(f[4 + (p - 1) * 3] or '-1') == key then
-      sales, spent = tonumber(f[5 + (p - 1) * 3] or '0') or 0, tonumber(f[6 + (p - 1) * 3] or '0') or 0
+    if tonumber(f[at] or '-1') == key then
+      sales, spent = tonumber(f[at + 1] or '0') or 0, tonumber(f[at + 2] or '0') or 0
     end
     if limit >= 0 and sales + held_units >= limit then
       return {'cap', p}
@@ -109,30 +104,57 @@ local function hold(keys, args)
       return {'budget', p}
     end
   end
-  if (tonumber(f[3] or '0') or 0) + credit - held_cents < cents then
+  if (tonumber(f[4] or '0') or 0) + credit - held_cents < cents then
     return {'balance'}
   end
-  local expires = now + ttl
-  redis.call('HINCRBY', tally, 'held_units', 1)
-  redis.call('HINCRBY', tally, 'held_cents', cents)
-  redis.call('ZADD', holds, expires, hold_id)
-  local contacts = {}
+  return nil
+end
+
+-- hold: reserve a winning bid's contacts, one unit of every cap and its price against budgets and funds.
+-- KEYS: tally, holds, held, then one c:<contact> per contact.
+-- ARGV: epoch, hold id, ttl ms, cents, credit cents, dedupe on (1/0), contact prefix,
+--       then 4 × (period key, cap limit or -1, budget cents or -1), then the contacts (hex).
+-- Returns {'ok'} or {'empty'} (rebuild first), {'duplicate'}, {'cap', p}, {'budget', p}, {'balance'}.
+local function hold(keys, args)
+  local tally, holds, held = keys[1], keys[2], keys[3]
+  local f = redis.call('HMGET', tally, unpack(TALLY_FIELDS))
+  if f[1] ~= args[1] then
+    return {'empty'}
+  end
+  local hold_id, ttl, cents, credit = args[2], tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
+  local dedupe = args[6] == '1' and #keys > 3
+  if dedupe and redis.call('EXISTS', unpack(keys, 4)) > 0 then
+    return {'duplicate'}
+  end
+  local now = now_ms()
+  local refused = shortfall(f, args, cents, credit)
+  -- Expired holds nobody released count until purged: purge, then look again, before refusing.
+  if refused and purge(tally, holds, held, args[7], now) then
+    f = redis.call('HMGET', tally, unpack(TALLY_FIELDS))
+    refused = shortfall(f, args, cents, credit)
+  end
+  if refused then
+    return refused
+  end
+  redis.call('HSET', tally, 'held_units', (tonumber(f[2] or '0') or 0) + 1,
+    'held_cents', (tonumber(f[3] or '0') or 0) + cents)
+  redis.call('ZADD', holds, now + ttl, hold_id)
+  local info = tostring(cents)
   if dedupe then
     for i = 4, #keys do
       redis.call('SET', keys[i], 'h:' .. hold_id, 'PX', ttl)
-      contacts[#contacts + 1] = args[21 + i - 4]
+      info = info .. ' ' .. args[20 + i - 4]
     end
   end
-  redis.call('HSET', hold_key, 'cents', cents, 'contacts', table.concat(contacts, ' '))
-  redis.call('PEXPIRE', hold_key, ttl + 600000)
+  redis.call('HSET', held, hold_id, info)
   return {'ok'}
 end
 
 -- claim: a post takes a held bid for delivery: its expiry moves out by the post's time, and the real
--- contacts are reserved too. KEYS: tally, holds, hold:<id>, c:<contact>…
+-- contacts are reserved too. KEYS: tally, holds, held, c:<contact>…
 -- ARGV: hold id, extend ms, dedupe on (1/0), contacts (hex)…  Returns {'ok'}, {'gone'}, {'duplicate'}.
 local function claim(keys, args)
-  local holds, hold_key, hold_id = keys[2], keys[3], args[1]
+  local holds, held, hold_id = keys[2], keys[3], args[1]
   local extend = tonumber(args[2])
   local now = now_ms()
   local expiry = redis.call('ZSCORE', holds, hold_id)
@@ -153,12 +175,13 @@ local function claim(keys, args)
     end
   end
   redis.call('ZADD', holds, 'XX', now + extend, hold_id)
-  redis.call('PEXPIRE', hold_key, extend + 600000)
-  local contacts = redis.call('HGET', hold_key, 'contacts') or ''
-  for _, i in ipairs(added) do
-    contacts = contacts .. ' ' .. args[i]
+  if #added > 0 then
+    local info = redis.call('HGET', held, hold_id) or '0'
+    for _, i in ipairs(added) do
+      info = info .. ' ' .. args[i]
+    end
+    redis.call('HSET', held, hold_id, info)
   end
-  redis.call('HSET', hold_key, 'contacts', contacts)
   if args[3] == '1' then
     for i = 4, #keys do
       redis.call('SET', keys[i], mine, 'PX', extend)
@@ -167,7 +190,7 @@ local function claim(keys, args)
   return {'ok'}
 end
 
--- release: a bid rejected, failed or expired gives back what it held. KEYS: tally, holds, hold:<id>.
+-- release: a bid rejected, failed or expired gives back what it held. KEYS: tally, holds, held.
 -- ARGV: hold id, contact prefix, force (1) or only if its expiry passed (0: a post may have claimed it).
 local function release_hold(keys, args)
   if args[3] ~= '1' then
@@ -182,17 +205,19 @@ end
 
 -- convert: a buyer took the lead: its hold becomes a counted sale, the balance mirror moves and the contacts
 -- become history, once per lead (retries are safe). Applied whatever the epoch: a sale the buyer accepted is
--- always counted. KEYS: tally, holds, hold:<id>, conv:<lead>, c:<contact>…
+-- always counted. KEYS: tally, holds, held, conv:<lead>, c:<contact>…
 -- ARGV: hold id, cents, 4 period keys, dedupe ms (0: off), contacts (hex)…
 local function convert(keys, args)
-  local tally, holds, hold_key = keys[1], keys[2], keys[3]
+  local tally, holds, held = keys[1], keys[2], keys[3]
   if redis.call('SET', keys[4], '1', 'NX', 'PX', 86400000) == false then
     return {'done'}
   end
   local hold_id, cents = args[1], tonumber(args[2])
   if redis.call('ZREM', holds, hold_id) == 1 then
+    local held_cents = parse_held(redis.call('HGET', held, hold_id))
     redis.call('HINCRBY', tally, 'held_units', -1)
-    redis.call('HINCRBY', tally, 'held_cents', -tonumber(redis.call('HGET', hold_key, 'cents') or '0'))
+    redis.call('HINCRBY', tally, 'held_cents', -held_cents)
+    redis.call('HDEL', held, hold_id)
   end
   for p = 1, 4 do
     add_sale(tally, p, tonumber(args[2 + p]), cents)
@@ -206,7 +231,6 @@ local function convert(keys, args)
       redis.call('DEL', keys[i])
     end
   end
-  redis.call('DEL', hold_key)
   return {'ok'}
 end
 
@@ -224,18 +248,18 @@ local function credit(keys, args)
   return {'ok'}
 end
 
--- tally: what a buyer has used and holds now, for the operator's view. KEYS: tally, holds.
--- ARGV: epoch, hold prefix, contact prefix, 4 period keys. Returns {'ok', held units, held cents, balance,
+-- tally: what a buyer has used and holds now, for the operator's view. KEYS: tally, holds, held.
+-- ARGV: epoch, contact prefix, 4 period keys. Returns {'ok', held units, held cents, balance,
 -- then sales and spend of each period} or {'empty'}.
 local function tally(keys, args)
   local t = keys[1]
   if redis.call('HGET', t, 'epoch') ~= args[1] then
     return {'empty'}
   end
-  purge(t, keys[2], args[2], args[3], now_ms())
+  purge(t, keys[2], keys[3], args[2], now_ms())
   local out = {'ok', hget_num(t, 'held_units'), hget_num(t, 'held_cents'), hget_num(t, 'bal')}
   for p = 1, 4 do
-    local sales, spent = period_count(t, p, tonumber(args[3 + p]))
+    local sales, spent = period_count(t, p, tonumber(args[2 + p]))
     out[#out + 1] = sales
     out[#out + 1] = spent
   end

@@ -32,11 +32,9 @@ impl BuyerKeys {
     pub(super) fn holds(&self) -> String {
         format!("{}holds", self.0)
     }
-    pub(super) fn hold_prefix(&self) -> String {
-        format!("{}hold:", self.0)
-    }
-    pub(super) fn hold(&self, id: &str) -> String {
-        format!("{}hold:{id}", self.0)
+    /// What each hold took (hold id → its cents and contacts).
+    pub(super) fn held(&self) -> String {
+        format!("{}held", self.0)
     }
     pub(super) fn contact_prefix(&self) -> String {
         format!("{}c:", self.0)
@@ -138,7 +136,7 @@ impl RemoteHold {
     pub async fn claim(&mut self, contacts: &[Contact]) -> Result<(), Unclaimed> {
         let keys = self.redis.buyer_keys(&self.buyer.id);
         let mut command = redis::cmd("FCALL");
-        command.arg("gavel_claim").arg(3 + contacts.len()).arg(keys.tally()).arg(keys.holds()).arg(keys.hold(&self.id));
+        command.arg("gavel_claim").arg(3 + contacts.len()).arg(keys.tally()).arg(keys.holds()).arg(keys.held());
         for contact in contacts {
             command.arg(keys.contact(contact));
         }
@@ -241,7 +239,7 @@ impl RedisCoordinator {
         let dedupe = buyer.dedupe_days > 0;
         let contacts: &[Contact] = if dedupe { ask.contacts } else { &[] };
         let mut command = redis::cmd("FCALL");
-        command.arg("gavel_hold").arg(3 + contacts.len()).arg(keys.tally()).arg(keys.holds()).arg(keys.hold(id));
+        command.arg("gavel_hold").arg(3 + contacts.len()).arg(keys.tally()).arg(keys.holds()).arg(keys.held());
         for contact in contacts {
             command.arg(keys.contact(contact));
         }
@@ -252,7 +250,6 @@ impl RedisCoordinator {
             .arg(ask.amount.cents())
             .arg(credit_cents(buyer))
             .arg(if dedupe { "1" } else { "0" })
-            .arg(keys.hold_prefix())
             .arg(keys.contact_prefix());
         for (key, cap, budget) in period_terms(buyer, Utc::now()) {
             command.arg(key).arg(cap.map_or(-1, i64::from)).arg(budget.map_or(-1, Money::cents));
@@ -423,7 +420,7 @@ impl RedisCoordinator {
             .arg(3)
             .arg(keys.tally())
             .arg(keys.holds())
-            .arg(keys.hold(id))
+            .arg(keys.held())
             .arg(id)
             .arg(keys.contact_prefix())
             .arg(if force { "1" } else { "0" });
@@ -439,7 +436,7 @@ impl RedisCoordinator {
             .arg(4 + conversion.contacts.len())
             .arg(keys.tally())
             .arg(keys.holds())
-            .arg(keys.hold(&conversion.hold_id))
+            .arg(keys.held())
             .arg(keys.conversion(&conversion.lead_id));
         for contact in &conversion.contacts {
             command.arg(keys.contact(contact));
@@ -484,11 +481,11 @@ impl RedisCoordinator {
         let mut command = redis::cmd("FCALL");
         command
             .arg("gavel_tally")
-            .arg(2)
+            .arg(3)
             .arg(keys.tally())
             .arg(keys.holds())
+            .arg(keys.held())
             .arg(epoch)
-            .arg(keys.hold_prefix())
             .arg(keys.contact_prefix());
         for (key, _, _) in period_terms(buyer, Utc::now()) {
             command.arg(key);

@@ -181,6 +181,29 @@ impl Drop for Process {
     }
 }
 
+/// `count` nodes of one config as processes of their own (so one can be killed with `kill -9`), ready.
+async fn spawn_processes(count: usize, config_path: &std::path::Path, root: &std::path::Path) -> Vec<Process> {
+    let mut processes = Vec::new();
+    for index in 0..count {
+        let port = free_port();
+        let child = Command::new(GAVEL)
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &format!("node-{index}"), "--data-dir"])
+            .arg(root.join(format!("data-{index}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gavel starts");
+        let node = Api { base: format!("http://127.0.0.1:{port}"), http: http_client() };
+        processes.push(Process { child, node });
+    }
+    for process in &processes {
+        super::wait_until_ready(&process.node).await;
+    }
+    processes
+}
+
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slots_come_back() {
     let (postgres, redis) = (postgres_url(), redis_url());
@@ -203,24 +226,7 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
     // Kept alive to the end: dropping them stops the simulated buyers.
     let _sims = prepared.sims;
     let root = std::sync::Arc::new(prepared.root);
-    let mut processes = Vec::new();
-    for index in 0..3 {
-        let port = free_port();
-        let child = Command::new(GAVEL)
-            .args(["serve", "--config"])
-            .arg(&prepared.config_path)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &format!("node-{index}"), "--data-dir"])
-            .arg(root.path().join(format!("data-{index}")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gavel starts");
-        let node = Api { base: format!("http://127.0.0.1:{port}"), http: http_client() };
-        processes.push(Process { child, node });
-    }
-    for process in &processes {
-        super::wait_until_ready(&process.node).await;
-    }
+    let mut processes = spawn_processes(3, &prepared.config_path, root.path()).await;
     processes[0].node.deposit("best", "10000.00").await;
     processes[0].node.deposit("slow", "10000.00").await;
     for process in &processes {
@@ -315,4 +321,45 @@ async fn a_node_killed_mid_load_loses_nothing_it_answered_and_its_holds_and_slot
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(processes);
+}
+
+/// Holds left by a dead node are no node's to release: Redis purges those whose time passed before it would
+/// refuse a hold because of them, so they block a cap no longer than their TTL.
+#[tokio::test]
+async fn a_dead_nodes_expired_holds_block_a_cap_no_longer_than_their_ttl() {
+    let (postgres, redis) = (postgres_url(), redis_url());
+    require_stores(&postgres, &redis).await;
+    let name = exchange_name();
+    let _exchange = super::Exchange { name: name.clone(), postgres: postgres.clone(), redis: redis.clone() };
+    let capped = TestBuyer::bidding("capped", "10.00").with("[buyers.caps]\ndaily = 2");
+    let prepared = prepare(Tuning::default(), "bid_ttl_s = 2", vec![capped]).await;
+    let config = format!("{}{}", prepared.config_text, cluster_table(&name, &postgres, &redis));
+    std::fs::write(&prepared.config_path, &config).unwrap();
+    let _sims = prepared.sims;
+    let mut processes = spawn_processes(2, &prepared.config_path, prepared.root.path()).await;
+    processes[0].node.deposit("capped", "1000.00").await;
+    for process in &processes {
+        // A read of the ledger catches the node up with the deposit.
+        process.node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    }
+
+    // The victim's two bids hold the whole cap; it dies before any is posted or released.
+    for _ in 0..2 {
+        let (_, ping) = processes[1].node.ping_with(ping_lead(), json!({})).await;
+        assert_eq!(ping["status"], "bid", "{ping}");
+    }
+    let killed_at = Instant::now();
+    let _ = processes[1].child.kill();
+    let _ = processes[1].child.wait();
+
+    // While they live, the cap is full on the survivor too.
+    let (_, ping) = processes[0].node.ping_with(ping_lead(), json!({})).await;
+    assert_eq!(ping["status"], "no_bid", "the dead node's live holds must count: {ping}");
+    assert!(killed_at.elapsed() < Duration::from_secs(2), "too slow to see the live holds count");
+    // Once their TTL (2 s) passed, the survivor's next hold finds the room again (nothing read the tally first).
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(killed_at.elapsed())).await;
+    let (_, ping) = processes[0].node.ping_with(ping_lead(), json!({})).await;
+    assert_eq!(ping["status"], "bid", "expired holds of a dead node still block the cap: {ping}");
+    let (_, sold) = processes[0].node.post(ping["ping_id"].as_str().unwrap(), full_lead(), json!({})).await;
+    assert_eq!(sold["status"], "sold", "{sold}");
 }
