@@ -1,13 +1,14 @@
 //! The fan-out: gate every buyer of the campaign, ping the eligible ones at once, collect until the deadline.
 //!
 //! All pings of one auction are futures polled by the task that received the seller's request, so an
-//! auction never hops between worker threads. Each ping carries its own time limit (the buyer's real time),
-//! and the whole collection is also bounded by the auction's deadline. Concurrency slots of the buyers that
+//! auction never hops between worker threads. Each ping has its own time limit (the buyer's real time), and
+//! the whole collection is also bounded by the auction's deadline; one timer enforces them all. Concurrency slots of the buyers that
 //! passed the gates are taken together from the coordinator before the pings leave (in cluster mode, one
 //! Redis round trip for all of them).
 
 use std::time::Duration;
 
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
@@ -17,7 +18,7 @@ use crate::buyers::Roster;
 use crate::config::Campaign;
 use crate::coordinator::{Coordinator, Unreachable};
 use crate::dedupe::Contact;
-use crate::delivery::{ping_buyer, BuyerClient, PingBodies, PingOutcome};
+use crate::delivery::{ping_buyer_untimed, BuyerClient, PingBodies, PingOutcome};
 use crate::domain::expected_value::ReturnRate;
 use crate::domain::lead::Lead;
 use crate::domain::ranking::Bid;
@@ -56,6 +57,12 @@ pub struct Collected {
     /// The longest the auction waited on one buyer: the slowest answer, or until the deadline when a ping was
     /// left unanswered; zero when nobody was pinged. The auction's time less this is the engine's overhead.
     pub slowest_leg: Duration,
+}
+
+/// When a buyer's ping runs out of its time, and how to cut it off then.
+struct BuyerLimit {
+    at: Instant,
+    cut_off: AbortHandle,
 }
 
 /// A buyer that passed the gates and will be pinged.
@@ -138,6 +145,7 @@ pub async fn collect_bids(
     // Every slot at once; a buyer whose slots are all taken (on any node) is excluded for concurrency.
     let mut slots = coordinator.take_slots(roster, &slots_wanted).await?.into_iter();
     let mut pending = FuturesUnordered::new();
+    let mut limits = Vec::new();
     let mut bodies = PingBodies::new(ping_id, &campaign.id, &projection, test);
     for ToPing { slot, buyer_index, url, time } in to_ping {
         let buyer = &config.buyers[buyer_index];
@@ -159,11 +167,14 @@ pub async fn collect_bids(
         };
         let body = bodies.for_buyer(buyer, time.as_millis() as u64);
         unanswered[slot] = Some(buyer_index);
+        let sent = Instant::now();
+        let (cut_off, registration) = AbortHandle::new_pair();
+        limits.push(BuyerLimit { at: sent + time, cut_off });
         pending.push(async move {
             // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.
             let _slot = concurrency_slot;
-            let sent = Instant::now();
-            let outcome = ping_buyer(client, buyer, url, body, time, campaign.max_bid).await;
+            let ping = ping_buyer_untimed(client, buyer, url, body, time, campaign.max_bid);
+            let outcome = Abortable::new(ping, registration).await.unwrap_or(PingOutcome::Timeout);
             (slot, buyer_index, outcome, sent.elapsed())
         });
     }
@@ -172,9 +183,37 @@ pub async fn collect_bids(
     let waiting = Instant::now();
     let mut slowest_leg = Duration::ZERO;
 
+    // One timer for the whole auction, not one per buyer: every timer that becomes the runtime's earliest
+    // costs a write to its wake-up eventfd (tokio's time driver), so ten per-buyer timeouts cost ten
+    // syscalls. It goes off at each buyer's limit in turn, cutting off the pings past theirs, then at the
+    // auction's deadline.
+    limits.sort_by_key(|limit| limit.at);
+    let mut cut = 0;
+    let next_alarm = |cut: usize| limits.get(cut).map_or(deadline.at(), |limit| limit.at.min(deadline.at()));
+    let alarm = tokio::time::sleep_until(next_alarm(cut));
+    tokio::pin!(alarm);
     loop {
-        match tokio::time::timeout_at(deadline.at(), pending.next()).await {
-            Ok(Some((slot, buyer_index, outcome, latency))) => {
+        let answer = tokio::select! {
+            biased;
+            answer = pending.next() => answer,
+            () = &mut alarm => {
+                let now = Instant::now();
+                if now >= deadline.at() {
+                    // The deadline passed with pings still out: they count as timeouts, and dropping them
+                    // cancels them.
+                    break;
+                }
+                while let Some(limit) = limits.get(cut).filter(|limit| limit.at <= now) {
+                    // The ping answers `Timeout` at its next poll, which this loop collects like an answer.
+                    limit.cut_off.abort();
+                    cut += 1;
+                }
+                alarm.as_mut().reset(next_alarm(cut));
+                continue;
+            }
+        };
+        match answer {
+            Some((slot, buyer_index, outcome, latency)) => {
                 unanswered[slot] = None;
                 slowest_leg = slowest_leg.max(latency);
                 let buyer = &config.buyers[buyer_index];
@@ -200,9 +239,7 @@ pub async fn collect_bids(
                     bid.answered_after = answered_after;
                 }
             }
-            Ok(None) => break,
-            // The deadline passed with pings still out: they count as timeouts, and dropping them cancels them.
-            Err(_) => break,
+            None => break,
         }
     }
     drop(pending);

@@ -164,6 +164,18 @@ impl BuyerClient {
         }
     }
 
+    /// [`BuyerClient::send`] without a time limit: for a caller that bounds the exchange itself, by dropping
+    /// the future (which drops the connection if the answer was still coming).
+    pub async fn send_untimed(
+        &self,
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        extra: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<RawAnswer, SendError> {
+        self.exchange(build_request(uri, headers, extra, body)).await
+    }
+
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<RawAnswer, SendError> {
         let response = self.inner.request(request).await.map_err(SendError::from_client)?;
         let status = response.status().as_u16();

@@ -17,5 +17,5 @@ pub mod post;
 mod test_support;
 
 pub use client::{BuyerClient, RawAnswer, SendError, MAX_ANSWER_BYTES};
-pub use ping::{classify_ping, ping_body, ping_buyer, PingBodies, PingOutcome};
+pub use ping::{classify_ping, ping_body, ping_buyer, ping_buyer_untimed, PingBodies, PingOutcome};
 pub use post::{classify_post, post_body, post_lead, PostAttempt, PostOutcome};

@@ -117,9 +117,24 @@ pub async fn ping_buyer(
     deadline: Duration,
     max_bid: Money,
 ) -> PingOutcome {
+    tokio::time::timeout(deadline, ping_buyer_untimed(client, buyer, ping_url, body, deadline, max_bid))
+        .await
+        .unwrap_or(PingOutcome::Timeout)
+}
+
+/// [`ping_buyer`] without its timer: the caller drops the future when `deadline` passes (the fan-out keeps
+/// one timer for all of an auction's pings).
+pub async fn ping_buyer_untimed(
+    client: &BuyerClient,
+    buyer: &Buyer,
+    ping_url: &hyper::Uri,
+    body: Bytes,
+    deadline: Duration,
+    max_bid: Money,
+) -> PingOutcome {
     let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
     let extra = [(deadline_header(), HeaderValue::from(millis))];
-    let answer = client.send(ping_url, &buyer.headers, &extra, body, deadline).await;
+    let answer = client.send_untimed(ping_url, &buyer.headers, &extra, body).await;
     classify_ping(answer, &buyer.response, max_bid)
 }
 

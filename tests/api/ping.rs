@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use gavel::sim::{RawReply, SimBuyerSpec};
+use gavel::sim::{Latency, RawReply, SimBuyerSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -302,4 +302,36 @@ async fn coverage_gates_exclude_buyers_outside_their_states_and_postal_codes() {
     assert_eq!(app.audit(ping_id).await["winner"], "california");
     let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"gavel_buyer_exclusions_total{buyer="nevada",reason="state"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn each_buyer_is_cut_off_at_its_own_time_and_the_others_still_count() {
+    let slow =
+        SimBuyerSpec { ping_latency: Latency::Fixed(Duration::from_millis(400)), ..SimBuyerSpec::bidding("4.00") };
+    let app = spawn_app(
+        "ping_deadline_ms = 3000",
+        vec![
+            TestBuyer::new("hangs-short", SimBuyerSpec::hanging()).with("timeout_ms = 200"),
+            TestBuyer::new("hangs-longer", SimBuyerSpec::hanging()).with("timeout_ms = 700"),
+            TestBuyer::new("slow", slow).with("timeout_ms = 1500"),
+            TestBuyer::bidding("quick", "5.00"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let answer = app.ping().await;
+    let took = started.elapsed();
+    // Over when the longer hanging buyer's 700 ms run out, well before the auction's 3 s deadline.
+    assert!(took >= Duration::from_millis(650), "answered before every buyer answered or ran out: {took:?}");
+    assert!(took < Duration::from_millis(2500), "waited for the auction's deadline, not the buyers' own: {took:?}");
+    assert_eq!(answer["buyers_pinged"], 4, "{answer}");
+    assert_eq!(answer["bids_received"], 2, "the slow buyer answered after the first cut-off: {answer}");
+    let ping_id = answer["ping_id"].as_str().unwrap();
+    for (buyer, limit_ms) in [("hangs-short", 200.0), ("hangs-longer", 700.0)] {
+        let outcome = app.outcome_of(ping_id, buyer).await;
+        assert_eq!(outcome["outcome"], "timeout", "{buyer}: {outcome}");
+        let latency = outcome["latency_ms"].as_f64().unwrap_or(0.0);
+        assert!(latency >= limit_ms - 10.0 && latency < limit_ms + 1000.0, "{buyer} cut off after {latency} ms");
+    }
+    assert_eq!(app.outcome_of(ping_id, "slow").await["outcome"], "bid");
 }
