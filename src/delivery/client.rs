@@ -12,27 +12,28 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
+
+use super::pool::{Origin, Pool};
 
 /// Largest buyer answer read; anything longer is an error for that buyer (API.md section 3).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// Idle keep-alive connections kept per buyer host: enough that a burst of concurrent auctions never has to
-/// open fresh connections once warm.
-const POOL_MAX_IDLE_PER_HOST: usize = 1024;
-/// How long an idle pooled connection is kept before it is closed.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A pooled keep-alive HTTP/1.1 client (plain HTTP or TLS) for buyer endpoints. Cloning is one reference
 /// count and shares the pool; an engine holds one, and each server worker one of its own.
 #[derive(Clone)]
 pub struct BuyerClient {
-    inner: Arc<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    pool: Pool,
 }
 
 /// The server worker a thread is: its index and the client its auctions use.
@@ -87,14 +88,6 @@ impl SendError {
         matches!(self, SendError::Timeout | SendError::Connect(_))
     }
 
-    fn from_client(err: hyper_util::client::legacy::Error) -> SendError {
-        if err.is_connect() {
-            SendError::Connect(describe(&err))
-        } else {
-            SendError::Other(describe(&err))
-        }
-    }
-
     fn from_body(err: Box<dyn StdError + Send + Sync>) -> SendError {
         if err.downcast_ref::<LengthLimitError>().is_some() {
             SendError::BodyTooLarge
@@ -106,22 +99,16 @@ impl SendError {
 
 impl BuyerClient {
     /// Builds the client: TCP_NODELAY (answers are small and latency-bound), webpki roots for TLS, plain
-    /// HTTP allowed (simulated and loopback buyers), HTTP/1.1 only, keep-alive pooling. hyper never follows
-    /// redirects, which is what API.md wants: a redirect is a buyer error.
+    /// HTTP allowed (simulated and loopback buyers), HTTP/1.1 only, keep-alive pooling (`pool.rs`). hyper
+    /// never follows redirects, which is what API.md wants: a redirect is a buyer error.
     pub fn new() -> BuyerClient {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         // The TLS layer above decides the scheme; the TCP connector must accept https URIs too.
         http.enforce_http(false);
-        let https =
+        let connector =
             HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // Without a timer the idle timeout above is never enforced.
-            .pool_timer(TokioTimer::new())
-            .build(https);
-        BuyerClient { inner: Arc::new(inner) }
+        BuyerClient { inner: Arc::new(Inner { connector, pool: Pool::default() }) }
     }
 
     /// Makes this thread server worker `index`, with `client` the one [`BuyerClient::current`] returns here.
@@ -158,7 +145,7 @@ impl BuyerClient {
         timeout: Duration,
     ) -> Result<RawAnswer, SendError> {
         let request = build_request(uri, headers, extra, body);
-        match tokio::time::timeout(timeout, self.exchange(request)).await {
+        match tokio::time::timeout(timeout, self.exchange(uri, request)).await {
             Ok(answer) => answer,
             Err(_elapsed) => Err(SendError::Timeout),
         }
@@ -173,16 +160,51 @@ impl BuyerClient {
         extra: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<RawAnswer, SendError> {
-        self.exchange(build_request(uri, headers, extra, body)).await
+        self.exchange(uri, build_request(uri, headers, extra, body)).await
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<RawAnswer, SendError> {
-        let response = self.inner.request(request).await.map_err(SendError::from_client)?;
+    async fn exchange(&self, uri: &Uri, request: Request<Full<Bytes>>) -> Result<RawAnswer, SendError> {
+        let origin = Origin::of(uri).ok_or_else(|| SendError::Connect(format!("not an http(s) URL: {uri}")))?;
+        let (mut sender, pooled) = match self.inner.pool.checkout(&origin) {
+            Some(sender) => (sender, true),
+            None => (self.connect(uri).await?, false),
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut failed) => match failed.take_message() {
+                // The buyer closed the pooled connection before it took the request: nothing reached it, so
+                // the request goes once more, on a fresh connection.
+                Some(unsent) if pooled => {
+                    sender = self.connect(uri).await?;
+                    sender.send_request(unsent).await.map_err(|e| SendError::Other(describe(&e)))?
+                }
+                _ => return Err(SendError::Other(describe(failed.error()))),
+            },
+        };
         let status = response.status().as_u16();
-        // Read to the end even for error statuses, so the connection goes back to the pool.
+        // Read to the end even for error statuses, so the connection can serve the next request.
         let collected =
             Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(SendError::from_body)?;
+        self.inner.pool.put_back(origin, sender);
         Ok(RawAnswer { status, body: collected.to_bytes() })
+    }
+
+    /// Opens a connection to `uri`'s origin (TCP, then TLS for `https`) and starts driving it on this thread's
+    /// runtime: on a server worker, the worker that runs the auction.
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let io = self
+            .inner
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(|e| SendError::Connect(describe(e.as_ref())))?;
+        let (sender, connection) = http1::handshake(io).await.map_err(|e| SendError::Connect(describe(&e)))?;
+        // Its errors reach the request that was on it; afterwards it has nothing to tell.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
     }
 }
 
@@ -200,15 +222,34 @@ fn build_request(
 ) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
+    // On a connection of its own origin a request names only its path (origin form), and the origin goes in
+    // `Host`.
+    *request.uri_mut() = uri.path_and_query().map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
     let map = request.headers_mut();
-    map.reserve(1 + headers.len() + extra.len());
+    map.reserve(2 + headers.len() + extra.len());
+    if let Some(host) = host_header(uri) {
+        map.insert(HOST, host);
+    }
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Header names and values are reference-counted bytes: these clones copy no text.
     for (name, value) in headers.iter().chain(extra) {
         map.insert(name.clone(), value.clone());
     }
     request
+}
+
+/// `Host` for `uri`: its host, and its port unless the scheme's default (as browsers and hyper's own client
+/// send it).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
 }
 
 /// An error and its causes on one line: the outer hyper errors alone ("client error (Connect)") say little.
@@ -259,7 +300,8 @@ mod tests {
             .unwrap();
         assert_eq!(answer, RawAnswer { status: 200, body: Bytes::from_static(br#"{"ok":true}"#) });
         let seen = server.request(0);
-        assert_eq!(seen.path, "/in");
+        assert_eq!(seen.path, "/in", "origin form: the connection is the origin's own");
+        assert_eq!(seen.header("host"), server.uri("/").authority().map(|a| a.as_str()));
         assert_eq!(seen.body, Bytes::from_static(b"{\"a\":1}"));
         assert_eq!(seen.header("content-type"), Some("application/json"));
         assert_eq!(seen.header("authorization"), Some("Bearer secret"));
@@ -274,6 +316,49 @@ mod tests {
             client.send(&server.uri("/"), &[], &[], Bytes::new(), SECOND).await.unwrap();
         }
         assert_eq!(server.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_buyer_closes_is_not_reused() {
+        let server = spawn_server(|index| match index {
+            0 => Reply::Answer { status: 200, headers: vec![("connection", "close")], body: Bytes::from_static(b"{}") },
+            _ => Reply::json(200, "{}"),
+        })
+        .await;
+        let client = BuyerClient::new();
+        for _ in 0..3 {
+            let answer = client.send(&server.uri("/"), &[], &[], Bytes::new(), SECOND).await.unwrap();
+            assert_eq!(answer.status, 200);
+        }
+        assert_eq!(server.connections(), 2, "the closed one replaced once, the new one kept");
+        assert_eq!(client.inner.pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_cut_off_mid_answer_never_puts_its_connection_back() {
+        let server = spawn_server(|index| if index == 0 { Reply::Hang } else { Reply::json(200, "{}") }).await;
+        let client = BuyerClient::new();
+        let cut_off = client.send(&server.uri("/"), &[], &[], Bytes::new(), Duration::from_millis(100)).await;
+        assert_eq!(cut_off, Err(SendError::Timeout));
+        assert_eq!(client.inner.pool.idle_count(), 0, "a connection with an answer still coming is unusable");
+        client.send(&server.uri("/"), &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(server.connections(), 2);
+        assert_eq!(client.inner.pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_each_get_a_connection_and_all_are_kept() {
+        let server = spawn_server(|_| Reply::json(200, "{}")).await;
+        let client = BuyerClient::new();
+        let uri = server.uri("/");
+        let sends = (0..5).map(|_| client.send(&uri, &[], &[], Bytes::new(), SECOND));
+        for answer in futures_util::future::join_all(sends).await {
+            assert_eq!(answer.unwrap().status, 200);
+        }
+        assert_eq!(server.connections(), 5);
+        assert_eq!(client.inner.pool.idle_count(), 5);
+        client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(server.connections(), 5, "a kept one served the next request");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Delivery: the outbound HTTP to buyers and the classification of every answer (API.md section 3).
 //!
-//! - [`client`] — one pooled keep-alive client for all buyers; every exchange bounded in time and size.
+//! - [`client`] — the keep-alive client for all buyers (one per server worker); every exchange bounded in
+//!   time and size. [`pool`] keeps its idle connections by origin.
 //! - [`ping`] — the ping body, sending it under the buyer's deadline, and reading the answer into
 //!   bid / no-bid / timeout / error(kind).
 //! - [`post`] — the post body, sending it with one retry under an idempotency key, and reading the answer
@@ -12,6 +13,7 @@
 mod adapter;
 pub mod client;
 pub mod ping;
+mod pool;
 pub mod post;
 #[cfg(test)]
 mod test_support;

@@ -114,7 +114,8 @@ async fn handle(
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let index = {
         let mut requests = requests.lock();
-        requests.push(Recorded { path: parts.uri.path().to_owned(), headers: parts.headers, body });
+        // The request target as sent: origin form (`/path?query`) unless a client sent the absolute form.
+        requests.push(Recorded { path: parts.uri.to_string(), headers: parts.headers, body });
         requests.len() - 1
     };
     match script(index) {

@@ -1,0 +1,113 @@
+//! Idle keep-alive connections to buyer endpoints, by origin: what [`super::BuyerClient`] reuses.
+//!
+//! Each server worker has a pool of its own (see `client.rs`), so a lookup takes an uncontended lock and
+//! scans the few connections of one origin. hyper-util's general-purpose pool did the same job with two
+//! SipHash lookups, a case-insensitive compare of the authority and a checkout future per request (~30k
+//! instructions of an auction's ten pings, BENCHMARKS.md); this one hashes the origin's bytes once with
+//! FxHash and hands back the most recently used connection.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use hyper::Uri;
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use tokio::time::Instant;
+
+/// Idle connections kept per origin: enough that a burst of concurrent auctions never has to open fresh
+/// connections once warm.
+pub const MAX_IDLE_PER_ORIGIN: usize = 1024;
+/// How long an idle connection is kept before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where a connection goes: scheme and authority, compared as bytes (a buyer's URLs are written once in the
+/// config, so the same origin is always spelled the same way).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Origin(Bytes);
+
+impl Origin {
+    /// The origin of an absolute `http` or `https` URI; `None` for anything else.
+    pub fn of(uri: &Uri) -> Option<Origin> {
+        let scheme = uri.scheme_str()?;
+        let authority = uri.authority()?.as_str();
+        let mut key = Vec::with_capacity(scheme.len() + 3 + authority.len());
+        key.extend_from_slice(scheme.as_bytes());
+        key.extend_from_slice(b"://");
+        key.extend_from_slice(authority.as_bytes());
+        Some(Origin(Bytes::from(key)))
+    }
+}
+
+struct Idle {
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+impl Idle {
+    fn is_usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
+/// The idle connections, newest at the back of each origin's queue.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<FxHashMap<Origin, VecDeque<Idle>>>,
+}
+
+impl Pool {
+    /// The most recently used open connection to `origin` that is ready for a request, if any. Closed and
+    /// expired ones met on the way are dropped.
+    pub fn checkout(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        let queue = idle.get_mut(origin)?;
+        while let Some(connection) = queue.pop_back() {
+            if connection.is_usable(now) && connection.sender.is_ready() {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection whose last answer was read to the end back for the next request. The oldest
+    /// connections of the origin, if closed or expired, go now (a connection only ever used from the top of
+    /// the queue would otherwise sit at its bottom until the buyer closes it).
+    pub fn put_back(&self, origin: Origin, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock();
+        let queue = idle.entry(origin).or_default();
+        while queue.front().is_some_and(|oldest| !oldest.is_usable(now)) {
+            queue.pop_front();
+        }
+        if queue.len() < MAX_IDLE_PER_ORIGIN {
+            queue.push_back(Idle { sender, since: now });
+        }
+    }
+
+    /// Idle connections kept now, over every origin.
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().values().map(VecDeque::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_its_scheme_and_authority() {
+        let of = |uri: &str| Origin::of(&uri.parse::<Uri>().unwrap());
+        assert!(of("http://b.example:8080/ping") == of("http://b.example:8080/post?x=1"));
+        assert!(of("http://b.example:8080/ping") != of("https://b.example:8080/ping"));
+        assert!(of("http://b.example/ping") != of("http://b.example:8080/ping"));
+        assert!(of("/ping").is_none(), "a relative URI has no origin");
+    }
+}
