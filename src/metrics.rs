@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use rustc_hash::FxBuildHasher;
 
 /// Upper bounds (seconds) of histogram buckets: fine below a millisecond, where engine overhead lives, and
 /// out to five seconds, the longest deadline.
@@ -54,8 +55,9 @@ fn labels_of<'k>(key: &'k str, name: &str) -> Option<&'k str> {
 /// Every metric of the process.
 #[derive(Default)]
 pub struct Metrics {
-    counters: DashMap<SeriesKey, AtomicU64>,
-    histograms: DashMap<SeriesKey, Histogram>,
+    // FxHash: the keys are the process's own metric names and ids, and a lookup is on every auction's path.
+    counters: DashMap<SeriesKey, AtomicU64, FxBuildHasher>,
+    histograms: DashMap<SeriesKey, Histogram, FxBuildHasher>,
     /// Auctions between receipt of the ping and the answer to the seller.
     pub auctions_in_flight: AtomicI64,
     /// HTTP exchanges the engine answered (every request it received), for throughput.
@@ -309,14 +311,20 @@ fn render_labels(out: &mut String, labels: &[(&str, &str)]) {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{key}=\"");
-        for c in value.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
+        out.push_str(key);
+        out.push_str("=\"");
+        // Label values are ids and outcome names: almost never anything to escape, so copied whole.
+        if value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+            for c in value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
             }
+        } else {
+            out.push_str(value);
         }
         out.push('"');
     }

@@ -173,7 +173,8 @@ pub async fn collect_bids(
         pending.push(async move {
             // The concurrency slot is held while the ping is out, and freed when it ends or is dropped.
             let _slot = concurrency_slot;
-            let ping = ping_buyer_untimed(client, buyer, url, body, time, campaign.max_bid);
+            // Boxed: the exchange's state is a few kilobytes, and this future is moved into the set below.
+            let ping = Box::pin(ping_buyer_untimed(client, buyer, url, body, time, campaign.max_bid));
             let outcome = Abortable::new(ping, registration).await.unwrap_or(PingOutcome::Timeout);
             (slot, buyer_index, outcome, sent.elapsed())
         });

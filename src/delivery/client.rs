@@ -238,18 +238,12 @@ fn build_request(
     request
 }
 
-/// `Host` for `uri`: its host, and its port unless the scheme's default (as browsers and hyper's own client
-/// send it).
+/// `Host` for `uri`: its authority without any user info. A default port written in the URL stays in it,
+/// which HTTP/1.1 allows (`example.com:80` names the same host as `example.com`).
 fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let host = uri.host()?;
-    let default_port = match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    match uri.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
-        _ => HeaderValue::from_str(host).ok(),
-    }
+    let authority = uri.authority()?.as_str();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    HeaderValue::from_str(host).ok()
 }
 
 /// An error and its causes on one line: the outer hyper errors alone ("client error (Connect)") say little.

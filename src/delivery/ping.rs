@@ -7,7 +7,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::adapter::{json_bytes, text_of, OutboundLead};
+use super::adapter::{at_pointer, json_bytes, text_of, OutboundLead};
 use super::client::{BuyerClient, RawAnswer, SendError};
 use crate::config::{Buyer, ResponseAdapter};
 use crate::domain::money::{Money, MoneyError};
@@ -158,7 +158,7 @@ pub fn classify_ping(answer: Result<RawAnswer, SendError>, adapter: &ResponseAda
         return PingOutcome::NoBid;
     }
     let document = Value::Object(document);
-    match read_bid(document.pointer(&adapter.bid_path), max_bid) {
+    match read_bid(at_pointer(&document, &adapter.bid_path), max_bid) {
         Ok(Some(amount)) => PingOutcome::Bid { amount, bid_id: text_of(document.get("bid_id")) },
         Ok(None) => PingOutcome::NoBid,
         Err(kind) => PingOutcome::error(kind),

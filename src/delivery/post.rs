@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::adapter::{json_bytes, text_of, OutboundLead};
+use super::adapter::{at_pointer, json_bytes, text_of, OutboundLead};
 use super::client::{BuyerClient, RawAnswer, SendError};
 use crate::config::{Buyer, ResponseAdapter};
 use crate::domain::money::Money;
@@ -147,11 +147,11 @@ pub fn classify_post(answer: Result<RawAnswer, SendError>, adapter: &ResponseAda
         return PostOutcome::failed(false, "invalid_json");
     };
     let accepted =
-        document.pointer(&adapter.accepted_path).is_some_and(|value| adapter.accepted_values.contains(value));
+        at_pointer(&document, &adapter.accepted_path).is_some_and(|value| adapter.accepted_values.contains(value));
     if accepted {
-        PostOutcome::Accepted { reference: text_of(document.pointer("/reference")) }
+        PostOutcome::Accepted { reference: text_of(at_pointer(&document, "/reference")) }
     } else {
-        PostOutcome::Rejected { reason: text_of(document.pointer(&adapter.reason_path)) }
+        PostOutcome::Rejected { reason: text_of(at_pointer(&document, &adapter.reason_path)) }
     }
 }
 

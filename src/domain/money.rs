@@ -119,7 +119,8 @@ impl Money {
     pub fn parse_json(value: &serde_json::Value) -> Result<Money, MoneyError> {
         match value {
             serde_json::Value::String(s) => Money::parse_text(s),
-            serde_json::Value::Number(n) => Money::parse_text(&n.to_string()),
+            // With `arbitrary_precision` a number is kept as its text: read it as such.
+            serde_json::Value::Number(n) => Money::parse_text(n.as_str()),
             _ => Err(MoneyError::NotANumber),
         }
     }
@@ -131,14 +132,16 @@ fn parse_plain(body: &str) -> Result<Money, MoneyError> {
     if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
         return Err(MoneyError::NotANumber);
     }
-    if int_part.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
+    let int_digits = int_part.trim_start_matches('0');
+    if int_digits.len() > MAX_INTEGER_DIGITS {
         return Err(MoneyError::TooLarge);
     }
-    // Truncating the text to two decimals is the exact round-down, and keeps any number of input
-    // decimals from overflowing the decimal type.
-    let cents_text =
-        format!("{}.{:0<2}", if int_part.is_empty() { "0" } else { int_part }, &frac_part[..frac_part.len().min(2)]);
-    Decimal::from_str(&cents_text).map(Money::from_decimal_floor).map_err(|_| MoneyError::NotANumber)
+    // Whole cents from the digits: the integer part (at most twelve digits, so no overflow) and the first two
+    // decimals. Dropping the rest is the exact round-down, whatever their number.
+    let digit = |d: Option<&u8>| d.map_or(0, |d| i64::from(d - b'0'));
+    let whole = int_digits.bytes().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+    let decimals = frac_part.as_bytes();
+    Ok(Money::from_cents(whole * 100 + digit(decimals.first()) * 10 + digit(decimals.get(1))))
 }
 
 /// Unsigned text with an exponent (`"1.239E1"`), read by moving the decimal point in the text and then as
@@ -408,5 +411,31 @@ mod tests {
         assert_eq!(Money::from_cents(5).to_string(), "0.05");
         assert_eq!((Money::from_cents(100) - Money::from_cents(250)).to_string(), "-1.50");
         assert_eq!(serde_json::to_string(&Money::from_cents(1200)).unwrap(), "\"12.00\"");
+    }
+
+    /// What plain text read as before it was read digit by digit: through a decimal (the reference).
+    fn through_a_decimal(text: &str) -> Result<Money, MoneyError> {
+        let (int_part, frac_part) = text.split_once('.').unwrap_or((text, ""));
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(MoneyError::NotANumber);
+        }
+        if int_part.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
+            return Err(MoneyError::TooLarge);
+        }
+        let int_part = if int_part.is_empty() { "0" } else { int_part };
+        let cents_text = format!("{int_part}.{:0<2}", &frac_part[..frac_part.len().min(2)]);
+        Ok(Money::from_decimal_floor(Decimal::from_str(&cents_text).unwrap()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_text_reads_as_its_decimal_rounded_down(
+            int_part in "0{0,3}[0-9]{0,14}",
+            frac_part in "[0-9]{0,30}",
+            point in proptest::bool::ANY,
+        ) {
+            let text = if point { format!("{int_part}.{frac_part}") } else { int_part };
+            proptest::prop_assert_eq!(Money::parse_text(&text), through_a_decimal(&text), "{}", text);
+        }
     }
 }
