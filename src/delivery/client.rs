@@ -144,11 +144,8 @@ impl BuyerClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<RawAnswer, SendError> {
-        let request = build_request(uri, headers, extra, body);
-        match tokio::time::timeout(timeout, self.exchange(uri, request)).await {
-            Ok(answer) => answer,
-            Err(_elapsed) => Err(SendError::Timeout),
-        }
+        let exchange = self.send_untimed(uri, headers, extra, body);
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(SendError::Timeout))
     }
 
     /// [`BuyerClient::send`] without a time limit: for a caller that bounds the exchange itself, by dropping
