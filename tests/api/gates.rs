@@ -60,9 +60,14 @@ async fn a_daily_cap_of_three_sells_exactly_three_leads_of_two_hundred_concurren
 async fn a_ramp_is_the_daily_cap_and_never_over_delivers_under_concurrency() {
     // Started two days ago in the buyer's timezone at 2 a day plus 1 a day: today's limit is 4, below the cap.
     let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
-    let start = chrono::Utc::now().with_timezone(&tz).date_naive() - chrono::Days::new(2);
+    let local = chrono::Utc::now().with_timezone(&tz);
+    let start = local.date_naive() - chrono::Days::new(2);
+    // Open from three hours ago to three hours from now (past midnight where it must be): a fixed day-long
+    // window such as 00:00–23:59 would leave a minute a day when this test cannot sell.
+    let hhmm = |at: chrono::DateTime<chrono_tz::Tz>| at.format("%H:%M").to_string();
+    let (open, close) = (hhmm(local - chrono::Duration::hours(3)), hhmm(local + chrono::Duration::hours(3)));
     let ramp = format!(
-        "[buyers.filters]\nschedule = {{ timezone = \"America/New_York\", days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"], open = \"00:00\", close = \"23:59\" }}\n\
+        "[buyers.filters]\nschedule = {{ timezone = \"America/New_York\", days = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\",\"sat\",\"sun\"], open = \"{open}\", close = \"{close}\" }}\n\
          [buyers.caps]\ndaily = 100\n[buyers.ramp]\nstart = \"{start}\"\ndaily_start = 2\ndaily_step = 1"
     );
     let app = spawn_app("ping_deadline_ms = 2000", vec![TestBuyer::bidding("ramped", "10.00").with(&ramp)]).await;
