@@ -60,17 +60,27 @@ pub struct Pool {
 
 impl Pool {
     /// The most recently used open connection to `origin` that is ready for a request, if any. Closed and
-    /// expired ones met on the way are dropped.
+    /// expired ones met on the way are dropped; an open one not ready yet (its connection has not taken in
+    /// the end of the last answer) stays for a later request.
     pub fn checkout(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         let queue = idle.get_mut(origin)?;
+        let mut not_ready = Vec::new();
+        let mut found = None;
         while let Some(connection) = queue.pop_back() {
-            if connection.is_usable(now) && connection.sender.is_ready() {
-                return Some(connection.sender);
+            if !connection.is_usable(now) {
+                continue;
             }
+            if connection.sender.is_ready() {
+                found = Some(connection.sender);
+                break;
+            }
+            not_ready.push(connection);
         }
-        None
+        // Back in their order, the most recent last.
+        queue.extend(not_ready.into_iter().rev());
+        found
     }
 
     /// Puts a connection whose last answer was read to the end back for the next request. The oldest
