@@ -2,9 +2,9 @@
 //!
 //! All pings of one auction are futures polled by the task that received the seller's request, so an
 //! auction never hops between worker threads. Each ping has its own time limit (the buyer's real time), and
-//! the whole collection is also bounded by the auction's deadline; one timer enforces them all. Concurrency slots of the buyers that
-//! passed the gates are taken together from the coordinator before the pings leave (in cluster mode, one
-//! Redis round trip for all of them).
+//! the whole collection is also bounded by the auction's deadline; one timer enforces them all. Concurrency
+//! slots of the buyers that passed the gates are taken together from the coordinator before the pings leave
+//! (in cluster mode, one Redis round trip for all of them).
 
 use std::time::Duration;
 
