@@ -162,7 +162,7 @@ impl BuyerClient {
 
     async fn exchange(&self, uri: &Uri, request: Request<Full<Bytes>>) -> Result<RawAnswer, SendError> {
         let origin = Origin::of(uri).ok_or_else(|| SendError::Connect(format!("not an http(s) URL: {uri}")))?;
-        let (mut sender, pooled) = match self.inner.pool.checkout(&origin) {
+        let (mut sender, pooled) = match self.inner.pool.checkout(origin) {
             Some(sender) => (sender, true),
             None => (self.connect(uri).await?, false),
         };

@@ -23,21 +23,24 @@ pub const MAX_IDLE_PER_ORIGIN: usize = 1024;
 /// How long an idle connection is kept before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Where a connection goes: scheme and authority, compared as bytes (a buyer's URLs are written once in the
-/// config, so the same origin is always spelled the same way).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Origin(Bytes);
+/// Where a connection goes: plain or TLS, and the authority as the URL spells it (a buyer's URLs are written
+/// once in the config, so the same origin is always spelled the same way). Borrowed from the URL: looking a
+/// connection up allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Origin<'a> {
+    tls: bool,
+    authority: &'a str,
+}
 
-impl Origin {
+impl Origin<'_> {
     /// The origin of an absolute `http` or `https` URI; `None` for anything else.
-    pub fn of(uri: &Uri) -> Option<Origin> {
-        let scheme = uri.scheme_str()?;
-        let authority = uri.authority()?.as_str();
-        let mut key = Vec::with_capacity(scheme.len() + 3 + authority.len());
-        key.extend_from_slice(scheme.as_bytes());
-        key.extend_from_slice(b"://");
-        key.extend_from_slice(authority.as_bytes());
-        Some(Origin(Bytes::from(key)))
+    pub fn of(uri: &Uri) -> Option<Origin<'_>> {
+        let tls = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        Some(Origin { tls, authority: uri.authority()?.as_str() })
     }
 }
 
@@ -52,20 +55,21 @@ impl Idle {
     }
 }
 
-/// The idle connections, newest at the back of each origin's queue.
+/// The idle connections by authority, plain ones at index 0 and TLS ones at 1, newest at the back of each
+/// origin's queue.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<FxHashMap<Origin, VecDeque<Idle>>>,
+    idle: Mutex<[FxHashMap<Box<str>, VecDeque<Idle>>; 2]>,
 }
 
 impl Pool {
     /// The most recently used open connection to `origin` that is ready for a request, if any. Closed and
     /// expired ones met on the way are dropped; an open one not ready yet (its connection has not taken in
     /// the end of the last answer) stays for a later request.
-    pub fn checkout(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
+    pub fn checkout(&self, origin: Origin<'_>) -> Option<SendRequest<Full<Bytes>>> {
         let now = Instant::now();
         let mut idle = self.idle.lock();
-        let queue = idle.get_mut(origin)?;
+        let queue = idle[usize::from(origin.tls)].get_mut(origin.authority)?;
         let mut not_ready = Vec::new();
         let mut found = None;
         while let Some(connection) = queue.pop_back() {
@@ -86,13 +90,18 @@ impl Pool {
     /// Puts a connection whose last answer was read to the end back for the next request. The oldest
     /// connections of the origin, if closed or expired, go now (a connection only ever used from the top of
     /// the queue would otherwise sit at its bottom until the buyer closes it).
-    pub fn put_back(&self, origin: Origin, sender: SendRequest<Full<Bytes>>) {
+    pub fn put_back(&self, origin: Origin<'_>, sender: SendRequest<Full<Bytes>>) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
         let mut idle = self.idle.lock();
-        let queue = idle.entry(origin).or_default();
+        let by_authority = &mut idle[usize::from(origin.tls)];
+        // The key is copied once, the first time its origin is seen.
+        if !by_authority.contains_key(origin.authority) {
+            by_authority.insert(origin.authority.into(), VecDeque::new());
+        }
+        let Some(queue) = by_authority.get_mut(origin.authority) else { return };
         while queue.front().is_some_and(|oldest| !oldest.is_usable(now)) {
             queue.pop_front();
         }
@@ -104,7 +113,7 @@ impl Pool {
     /// Idle connections kept now, over every origin.
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().values().map(VecDeque::len).sum()
+        self.idle.lock().iter().flat_map(|by_authority| by_authority.values()).map(VecDeque::len).sum()
     }
 }
 
@@ -114,10 +123,14 @@ mod tests {
 
     #[test]
     fn an_origin_is_its_scheme_and_authority() {
-        let of = |uri: &str| Origin::of(&uri.parse::<Uri>().unwrap());
+        let of = |uri: &str| {
+            let uri = uri.parse::<Uri>().unwrap();
+            Origin::of(&uri).map(|origin| (origin.tls, origin.authority.to_owned()))
+        };
         assert!(of("http://b.example:8080/ping") == of("http://b.example:8080/post?x=1"));
         assert!(of("http://b.example:8080/ping") != of("https://b.example:8080/ping"));
         assert!(of("http://b.example/ping") != of("http://b.example:8080/ping"));
         assert!(of("/ping").is_none(), "a relative URI has no origin");
+        assert!(of("ftp://b.example/ping").is_none(), "only http and https");
     }
 }
