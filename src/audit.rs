@@ -133,24 +133,52 @@ impl AuctionAudit {
     /// The JSON of `GET /admin/pings/{id}`. Winner, price and payout are the sale's once sold (the first
     /// sale's for a shared lead), else the quote.
     pub fn to_json(&self) -> Value {
+        self.trail(|trail| serde_json::to_value(trail)).expect("a trail serializes")
+    }
+
+    /// [`AuctionAudit::to_json`] written straight to bytes, without building the document (cluster mode
+    /// shares every auction's trail through Redis).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.trail(|trail| serde_json::to_vec(trail)).expect("a trail serializes")
+    }
+
+    fn trail<T>(&self, write: impl FnOnce(&Trail<'_>) -> T) -> T {
         let progress = self.progress.lock();
         let headline = progress.sales.first().or(self.quoted.as_ref());
-        json!({
-            "ping_id": self.ping_id,
-            "campaign": self.campaign,
-            "seller": self.seller,
-            "received_at": crate::time::rfc3339(self.received_at),
-            "deadline_ms": self.deadline_ms,
-            "elapsed_ms": round_ms(self.elapsed),
-            "test": self.test,
-            "buyers": self.buyers,
-            "winner": headline.map(|s| &s.buyer),
-            "price": headline.map(|s| s.price),
-            "payout": headline.map(|s| s.payout),
-            "sales": progress.sales,
-            "posts": progress.posts,
+        write(&Trail {
+            ping_id: &self.ping_id,
+            campaign: &self.campaign,
+            seller: &self.seller,
+            received_at: crate::time::rfc3339(self.received_at),
+            deadline_ms: self.deadline_ms,
+            elapsed_ms: round_ms(self.elapsed),
+            test: self.test,
+            buyers: &self.buyers,
+            winner: headline.map(|s| s.buyer.as_str()),
+            price: headline.map(|s| s.price),
+            payout: headline.map(|s| s.payout),
+            sales: &progress.sales,
+            posts: &progress.posts,
         })
     }
+}
+
+/// An auction's trail as it is shown.
+#[derive(Serialize)]
+struct Trail<'a> {
+    ping_id: &'a str,
+    campaign: &'a str,
+    seller: &'a str,
+    received_at: String,
+    deadline_ms: u64,
+    elapsed_ms: f64,
+    test: bool,
+    buyers: &'a [BuyerOutcome],
+    winner: Option<&'a str>,
+    price: Option<Money>,
+    payout: Option<Money>,
+    sales: &'a [SaleRecord],
+    posts: &'a [PostAttemptRecord],
 }
 
 /// A trail (as [`AuctionAudit::to_json`] wrote it) with progress items from every node added: the posts and

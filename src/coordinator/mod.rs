@@ -26,7 +26,7 @@ use crate::domain::money::Money;
 use crate::domain::ranking::Offer;
 use crate::ledger::{Ledger, LedgerError};
 
-pub use record::{PingRecord, RecordedOffer};
+pub use record::{Digest, PingRecord, RecordedOffer};
 pub use redis::RedisCoordinator;
 
 /// A shared store the call needs cannot be reached (cluster mode): nothing was recorded.

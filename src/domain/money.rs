@@ -198,7 +198,53 @@ impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = self.0;
         shown.rescale(2);
-        write!(f, "{shown}")
+        match i64::try_from(shown.mantissa()) {
+            Ok(cents) => f.write_str(Cents::new(cents, shown.is_sign_negative()).as_str()),
+            // Beyond any amount the ledger holds (see MAX_STORED_INTEGER_DIGITS): the decimal's own text.
+            Err(_) => write!(f, "{shown}"),
+        }
+    }
+}
+
+/// An amount in whole cents written with exactly two decimals, on the stack: every price in an auction's
+/// audit trail, held ping and ledger entry is written this way, and the decimal type's general formatting
+/// cost several times as much (BENCHMARKS.md, issue 19).
+struct Cents {
+    text: [u8; 24],
+    start: usize,
+}
+
+impl Cents {
+    /// `negative` is the decimal's sign, which a zero may carry too ("-0.00", as the decimal writes it).
+    fn new(cents: i64, negative: bool) -> Cents {
+        let mut text = [0u8; 24];
+        let mut start = text.len();
+        let mut push = |byte: u8| {
+            start -= 1;
+            text[start] = byte;
+        };
+        let mut rest = cents.unsigned_abs();
+        for _ in 0..2 {
+            push(b'0' + (rest % 10) as u8);
+            rest /= 10;
+        }
+        push(b'.');
+        loop {
+            push(b'0' + (rest % 10) as u8);
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if negative {
+            push(b'-');
+        }
+        Cents { text, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, a point and a sign were written.
+        std::str::from_utf8(&self.text[self.start..]).expect("cents are ASCII")
     }
 }
 
@@ -272,6 +318,39 @@ impl std::iter::Sum for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shows_what_the_decimal_shows_at_two_places() {
+        let reference = |money: Money| {
+            let mut shown = money.0;
+            shown.rescale(2);
+            shown.to_string()
+        };
+        let mut amounts = vec![
+            Money::ZERO,
+            -Money::ZERO,
+            Money::from_cents(0),
+            -Money::from_cents(0),
+            Money(Decimal::new(5, 0)),
+            Money(Decimal::new(-7, 1)),
+            Money(Decimal::new(123_456, 4)),
+            Money::from_cents(i64::MAX),
+            Money::from_cents(i64::MIN + 1),
+            Money(Decimal::from_i128_with_scale(i128::from(i64::MAX) * 1000, 2)),
+        ];
+        for cents in [1, 9, 10, 99, 100, 101, 999, 1_000, 1_250, 99_999_999_999_999_999, 100_000_000_000_000_000] {
+            amounts.extend([Money::from_cents(cents), Money::from_cents(-cents)]);
+        }
+        let mut cents: i64 = 1;
+        while let Some(next) = cents.checked_mul(7) {
+            amounts.extend([Money::from_cents(next + 3), Money::from_cents(-(next + 3))]);
+            cents = next;
+        }
+        for money in amounts {
+            assert_eq!(money.to_string(), reference(money), "{:?}", money.0);
+            assert_eq!(serde_json::to_string(&money).unwrap(), format!("\"{}\"", reference(money)));
+        }
+    }
 
     fn text(s: &str) -> Result<String, MoneyError> {
         Money::parse_text(s).map(|m| m.to_string())

@@ -1,6 +1,7 @@
 //! One auction, from the parsed ping to the quote: gates and pings (the fan-out), affordability, ranking, the
 //! winners' holds, the held ping and the audit trail.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::audit::{AuctionAudit, BuyerOutcome, SaleRecord};
 use crate::buyers::Roster;
 use crate::capacity::Ask;
 use crate::config::{Campaign, Distribution, SellMode, Seller};
-use crate::coordinator::{Hold, PingRecord, Publication, RecordedOffer};
+use crate::coordinator::{Digest, Hold, PingRecord, Publication, RecordedOffer};
 use crate::dedupe::{contacts_of, Contact};
 use crate::delivery::BuyerClient;
 use crate::domain::lead::Lead;
@@ -90,16 +91,19 @@ impl Engine {
         // Cluster mode: the held ping goes to Redis with the holds, so a post may land on any node.
         let build_record = |offers: &[Offer], holds: &[Option<String>]| {
             let record = PingRecord {
-                ping_id: ping_id.clone(),
-                seller: request.seller.id.clone(),
-                campaign: campaign.id.clone(),
-                revision: config.revision.clone(),
+                ping_id: Cow::Borrowed(&ping_id),
+                seller: Cow::Borrowed(&request.seller.id),
+                campaign: Cow::Borrowed(&campaign.id),
+                revision: Cow::Borrowed(&config.revision),
                 test: request.test,
-                source: request.source.clone(),
+                source: request.source.as_deref().map(Cow::Borrowed),
                 expires_at_ms: expires_at.timestamp_millis(),
-                digests: ping_digests.iter().map(|(key, digest)| (key.clone(), hex::encode(digest))).collect(),
+                digests: ping_digests
+                    .iter()
+                    .map(|(key, digest)| (Cow::Borrowed(key.as_str()), Digest(*digest)))
+                    .collect(),
                 offers: recorded_offers(&roster, offers, holds),
-                node: self.node_id.clone(),
+                node: Cow::Borrowed(&self.node_id),
             };
             serde_json::to_vec(&record).expect("a ping record serializes")
         };
@@ -256,19 +260,19 @@ impl Engine {
 }
 
 /// The offers as another node reads them: buyers by id, since node configs index them each their own way.
-fn recorded_offers(roster: &Roster, offers: &[Offer], holds: &[Option<String>]) -> Vec<RecordedOffer> {
+fn recorded_offers<'a>(roster: &'a Roster, offers: &'a [Offer], holds: &'a [Option<String>]) -> Vec<RecordedOffer<'a>> {
     offers
         .iter()
         .enumerate()
         .map(|(i, offer)| RecordedOffer {
-            buyer: roster.config.buyers[offer.bid.buyer].id.clone(),
+            buyer: Cow::Borrowed(&roster.config.buyers[offer.bid.buyer].id),
             bid: offer.bid.amount,
             price: offer.price,
             priority: offer.bid.priority,
             weight: offer.bid.weight,
             answered_after_us: offer.bid.answered_after.as_micros() as u64,
-            bid_id: offer.bid.bid_id.clone(),
-            hold: holds.get(i).cloned().flatten(),
+            bid_id: offer.bid.bid_id.as_deref().map(Cow::Borrowed),
+            hold: holds.get(i).and_then(Option::as_deref).map(Cow::Borrowed),
         })
         .collect()
 }

@@ -2,6 +2,7 @@
 //! turn (one delivery per ping however many posts arrive, on however many nodes), check the lead, deliver it
 //! down the offers, and remember the answer for every repeat.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ impl Engine {
 
     /// A ping another node ran, as this node delivers it: its campaign, seller and buyers from this node's
     /// config (same revision, normally), its offers with the holds the auction took.
-    fn adopt(&self, record: PingRecord, redis: &Arc<RedisCoordinator>) -> Result<Arc<HeldPing>, SellerError> {
+    fn adopt(&self, record: PingRecord<'static>, redis: &Arc<RedisCoordinator>) -> Result<Arc<HeldPing>, SellerError> {
         let roster = self.roster();
         let config = &roster.config;
         let campaign = config.campaign(&record.campaign).cloned().ok_or(SellerError::PingNotFound)?;
@@ -73,7 +74,9 @@ impl Engine {
         for recorded in record.offers {
             let Some(index) = config.buyer_index(&recorded.buyer) else { continue };
             let buyer = &config.buyers[index];
-            holds.push(recorded.hold.map(|id| Hold::Remote(RemoteHold::adopt(redis, buyer, id, recorded.price))));
+            holds.push(
+                recorded.hold.map(|id| Hold::Remote(RemoteHold::adopt(redis, buyer, id.into_owned(), recorded.price))),
+            );
             offers.push(Offer {
                 bid: Bid {
                     buyer: index,
@@ -81,7 +84,7 @@ impl Engine {
                     priority: recorded.priority,
                     weight: recorded.weight,
                     answered_after: Duration::from_micros(recorded.answered_after_us),
-                    bid_id: recorded.bid_id,
+                    bid_id: recorded.bid_id.map(Cow::into_owned),
                     // The auction's node ranked and priced the bids; delivery reads only the recorded price.
                     return_rate: ReturnRate::NO_HISTORY,
                 },
@@ -94,17 +97,10 @@ impl Engine {
             Ok(left) => now + left,
             Err(_) => now.checked_sub(Duration::from_millis(1)).unwrap_or(now),
         };
-        let digests = record
-            .digests
-            .into_iter()
-            .filter_map(|(key, digest)| {
-                let mut bytes = [0u8; 32];
-                hex::decode_to_slice(digest, &mut bytes).ok().map(|()| (key, bytes))
-            })
-            .collect();
+        let digests = record.digests.into_iter().map(|(key, digest)| (key.into_owned(), digest.0)).collect();
         // This node's trail of the post; the auction's own is in Redis.
         let audit = Arc::new(AuctionAudit::new(
-            record.ping_id.clone(),
+            record.ping_id.to_string(),
             campaign.id.clone(),
             seller.id.clone(),
             Utc::now(),
@@ -115,12 +111,12 @@ impl Engine {
             None,
         ));
         Ok(Arc::new(HeldPing {
-            ping_id: record.ping_id,
+            ping_id: record.ping_id.into_owned(),
             seller,
             campaign,
             roster: Arc::clone(&roster),
             test: record.test,
-            source: record.source,
+            source: record.source.map(Cow::into_owned),
             expires_at,
             ping_digests: digests,
             offers,
@@ -216,7 +212,7 @@ impl Engine {
         let Some(redis) = self.coordinator.redis() else { return };
         let (redis, audit) = (Arc::clone(redis), Arc::clone(audit));
         tokio::spawn(async move {
-            let trail = serde_json::to_vec(&audit.to_json()).expect("a trail serializes");
+            let trail = audit.to_bytes();
             redis.publish_audit(&audit.ping_id, trail, ttl + AUDIT_KEPT).await;
         });
     }

@@ -138,7 +138,7 @@ impl RedisCoordinator {
     }
 
     /// A held ping by id, as any node stored it.
-    pub async fn load_ping(&self, ping_id: &str) -> Result<Option<PingRecord>, Unreachable> {
+    pub async fn load_ping(&self, ping_id: &str) -> Result<Option<PingRecord<'static>>, Unreachable> {
         let bytes: Option<Vec<u8>> =
             self.call("load_ping", redis::cmd("GET").arg(self.ping_keys(ping_id).record())).await?;
         Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
