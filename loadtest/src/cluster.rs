@@ -61,11 +61,38 @@ pub struct ClusterFigures {
     pub cap_used_by_node: Vec<u64>,
 }
 
-/// Removes the run's exchange from the stores however the run ends.
-struct Exchange {
+/// A fresh exchange on the machine's stores (`GAVEL_POSTGRES_URL` and `GAVEL_REDIS_URL`, by default the
+/// machine's own), removed from both however the run ends.
+pub struct Exchange {
     name: String,
     postgres: String,
     redis: String,
+}
+
+impl Exchange {
+    /// A new exchange, `lt<random>`.
+    pub fn fresh() -> Exchange {
+        let postgres =
+            std::env::var("GAVEL_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
+        let redis = std::env::var("GAVEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+        let name = format!("lt{:08x}", std::process::id() ^ 0x5eed ^ nanos);
+        Exchange { name, postgres, redis }
+    }
+
+    /// Its name, as the stores know it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `[cluster]` table of a node of this exchange (`node_id` set, or left to `--node-id`).
+    pub fn table(&self, node_id: Option<&str>) -> String {
+        let node = node_id.map(|id| format!("node_id = \"{id}\"\n")).unwrap_or_default();
+        format!(
+            "\n[cluster]\nname = \"{}\"\n{node}redis_url = \"{}\"\npostgres_url = \"{}\"\n",
+            self.name, self.redis, self.postgres
+        )
+    }
 }
 
 impl Drop for Exchange {
@@ -98,9 +125,7 @@ pub async fn cluster(
     runtimes: &Runtimes,
     progress: &Progress,
 ) -> Result<Report, String> {
-    let postgres = std::env::var("GAVEL_POSTGRES_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into());
-    let redis = std::env::var("GAVEL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let exchange = Exchange { name: format!("lt{:08x}", std::process::id() ^ 0x5eed), postgres, redis };
+    let exchange = Exchange::fresh();
     let sims = start_buyers(scenario, &runtimes.buyers, false).await?;
     let addrs: Vec<SocketAddr> = sims.iter().map(SimBuyer::addr).collect();
     let legs: Vec<(SocketAddr, Duration)> = addrs.iter().zip(&scenario.buyers).map(|(a, p)| (*a, p.timeout)).collect();
@@ -109,10 +134,7 @@ pub async fn cluster(
 
     let single = engine::start_child(&options.source, scenario, &addrs, &options.child).await?;
     let cap_table = format!("\n[buyers.caps]\ndaily = {}\n", cluster.cap);
-    let cluster_table = format!(
-        "\n[cluster]\nname = \"{}\"\nredis_url = \"{}\"\npostgres_url = \"{}\"\n",
-        exchange.name, exchange.redis, exchange.postgres
-    );
+    let cluster_table = exchange.table(None);
     let mut nodes = Vec::new();
     for index in 0..cluster.nodes {
         let extra = format!("{cap_table}{cluster_table}");

@@ -42,6 +42,8 @@ pub struct ChildOptions {
     pub cpus: Option<String>,
     /// Run under `valgrind --tool=callgrind`, its dumps in this directory (the `cpu` mode).
     pub callgrind: Option<PathBuf>,
+    /// Appended to the generated config (the `cpu` mode's `--cluster`: a `[cluster]` table).
+    pub extra_config: String,
 }
 
 /// A running server; a child is killed and its data directory removed on drop.
@@ -132,7 +134,8 @@ pub async fn start_child(
     let listen = free_port()?;
     let config_path = data_dir.path().join("gavel.toml");
     let journal = data_dir.path().join("data");
-    std::fs::write(&config_path, config_text(scenario, buyer_addrs, listen, &journal)).map_err(|e| e.to_string())?;
+    let text = format!("{}{}", config_text(scenario, buyer_addrs, listen, &journal), options.extra_config);
+    std::fs::write(&config_path, text).map_err(|e| e.to_string())?;
     let (program, mut args): (PathBuf, Vec<String>) = match source {
         EngineSource::Binary(bin) => (bin.clone(), vec!["serve".into()]),
         EngineSource::ThisBinary => (std::env::current_exe().map_err(|e| e.to_string())?, vec!["serve-engine".into()]),

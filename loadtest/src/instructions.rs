@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use crate::cluster::Exchange;
 use crate::cpu::{Counter, Window};
 use crate::progress::Progress;
 use crate::report::{PhaseRow, Report};
@@ -25,6 +26,8 @@ pub struct CpuSettings {
     pub warmup: u64,
     /// Auctions per second, low enough that a server under callgrind (~50× slower) keeps up.
     pub rate: f64,
+    /// The engine runs as a cluster node (one node of a fresh exchange).
+    pub cluster: bool,
 }
 
 /// Instructions per auction of both servers.
@@ -61,11 +64,19 @@ pub async fn instructions(
 ) -> Result<Report, String> {
     let dumps = tempfile::Builder::new().prefix("gavel-loadtest-cpu-").tempdir().map_err(|e| e.to_string())?;
     let mut options = options.clone();
+    // Declared before the engine starts, so it is removed from the stores after the engine stops.
+    let exchange = settings.cluster.then(Exchange::fresh);
+    if let Some(exchange) = &exchange {
+        options.child.extra_config = exchange.table(Some("cpu-0"));
+    }
     if settings.counter == Counter::Callgrind {
         options.child.callgrind = Some(dumps.path().to_owned());
     }
     let bench = Bench::start(scenario, &options, runtimes, progress).await?;
     let mut report = bench.new_report(&options, runtimes);
+    if let Some(exchange) = &exchange {
+        report.layout.push(format!("the engine is node cpu-0 of exchange {} on PostgreSQL and Redis", exchange.name()));
+    }
     let mut counted = Vec::new();
     for (side, name, pid) in [(Side::Echo, "echo", bench.echo.pid()), (Side::Engine, "engine", bench.engine.pid())] {
         let pid = pid.ok_or_else(|| format!("the {name}'s process id is unknown"))?;

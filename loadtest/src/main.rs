@@ -183,6 +183,10 @@ struct CpuArgs {
     /// No progress on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Count an engine in cluster mode: a node of a fresh exchange on the machine's PostgreSQL and Redis
+    /// (GAVEL_POSTGRES_URL, GAVEL_REDIS_URL), removed at the end.
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[derive(Args)]
@@ -243,6 +247,7 @@ fn main() -> ExitCode {
                 auctions: args.auctions.max(1),
                 warmup: args.warmup,
                 rate: args.rate,
+                cluster: args.cluster,
             };
             let common = CommonArgs {
                 scenario: args.scenario,
@@ -292,7 +297,12 @@ fn common_plan(common: CommonArgs, target: Option<SocketAddr>, engine: EngineArg
         buyer_threads: common.buyer_threads.max(1),
         quiet: common.quiet,
         source,
-        child: ChildOptions { threads: engine.engine_threads, cpus: engine.engine_cpus, callgrind: None },
+        child: ChildOptions {
+            threads: engine.engine_threads,
+            cpus: engine.engine_cpus,
+            callgrind: None,
+            extra_config: String::new(),
+        },
         target_pid: None,
     }
 }
