@@ -120,7 +120,9 @@ impl Engine {
             }
             Vec::new()
         } else {
-            self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, ttl, publication).await?
+            // Held until the bids expire, counted from the ping's arrival as this node's expiry timer is.
+            let held_for = ttl.saturating_sub(request.received.elapsed());
+            self.hold_winners(&roster, &campaign, &contacts, &mut offers, &mut outcomes, held_for, publication).await?
         };
         notices.auction_closed(config, &campaign, &ping_id, request.test, &outcomes, &offers);
         let payout = quoted_payout(&campaign, &request.seller, &offers);

@@ -191,11 +191,14 @@ local function claim(keys, args)
 end
 
 -- release: a bid rejected, failed or expired gives back what it held. KEYS: tally, holds, held.
--- ARGV: hold id, contact prefix, force (1) or only if its expiry passed (0: a post may have claimed it).
+-- ARGV: hold id, contact prefix, force (1) or only if its expiry passed (0: a post may have claimed it, which
+-- moved its expiry out by at least 5 s). The node's timer and the hold's expiry here are set a round trip
+-- apart, so an expiry less than a second away counts as passed: otherwise the hold stayed until a refusal
+-- purged it.
 local function release_hold(keys, args)
   if args[3] ~= '1' then
     local expiry = redis.call('ZSCORE', keys[2], args[1])
-    if expiry and tonumber(expiry) > now_ms() then
+    if expiry and tonumber(expiry) > now_ms() + 1000 then
       return {'kept'}
     end
   end

@@ -115,20 +115,21 @@ impl RemoteHold {
     pub fn release(mut self) {
         self.settled = true;
         self.shadow = None;
-        self.spawn_release(true);
+        self.spawn_release();
     }
 
-    /// Releases it if its expiry passed (a post may have claimed it and moved its expiry out).
+    /// Releases it if its expiry passed (a post may have claimed it and moved its expiry out). Every unposted
+    /// winning bid ends this way, so the release waits a little to travel with others (see [`Expiries`]).
     pub fn expire(mut self) {
         self.settled = true;
         self.shadow = None;
-        self.spawn_release(false);
+        self.redis.expiries.push(self.buyer.id.clone(), std::mem::take(&mut self.id));
     }
 
-    fn spawn_release(&self, force: bool) {
+    fn spawn_release(&self) {
         let (redis, buyer, id) = (Arc::clone(&self.redis), self.buyer.id.clone(), self.id.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { redis.release(&buyer, &id, force).await });
+            runtime.spawn(async move { redis.release(&buyer, &id, true).await });
         }
     }
 
@@ -192,7 +193,47 @@ impl RemoteHold {
 impl Drop for RemoteHold {
     fn drop(&mut self) {
         if !self.settled && self.owned {
-            self.spawn_release(true);
+            self.spawn_release();
+        }
+    }
+}
+
+/// How long an expired hold waits for others before their releases go to Redis together. An expiry frees
+/// room that the next hold would find anyway (a hold refused for want of room first purges every expired
+/// hold), so the wait costs nothing exact; it saves a round trip per unposted bid.
+const EXPIRY_GATHER: Duration = Duration::from_millis(20);
+
+/// Expired holds waiting to be released, as (buyer id, hold id).
+#[derive(Default)]
+pub(super) struct Expiries {
+    waiting: parking_lot::Mutex<Vec<(String, String)>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Expiries {
+    fn push(&self, buyer: String, id: String) {
+        let mut waiting = self.waiting.lock();
+        waiting.push((buyer, id));
+        if waiting.len() == 1 {
+            self.arrived.notify_one();
+        }
+    }
+}
+
+/// Releases expired holds for as long as `redis` lives: on the first expiry after a quiet spell it waits
+/// [`EXPIRY_GATHER`] for more, then sends them all in one round trip.
+pub(super) async fn release_expired_holds(redis: std::sync::Weak<RedisCoordinator>) {
+    let arrived = match redis.upgrade() {
+        Some(redis) => Arc::clone(&redis.expiries.arrived),
+        None => return,
+    };
+    loop {
+        arrived.notified().await;
+        tokio::time::sleep(EXPIRY_GATHER).await;
+        let Some(redis) = redis.upgrade() else { return };
+        let batch = std::mem::take(&mut *redis.expiries.waiting.lock());
+        if !batch.is_empty() {
+            redis.release_expired(batch).await;
         }
     }
 }
@@ -413,6 +454,10 @@ impl RedisCoordinator {
     }
 
     async fn release(&self, buyer: &str, id: &str, force: bool) {
+        let _ = self.call::<Value>("release", &self.release_command(buyer, id, force)).await;
+    }
+
+    fn release_command(&self, buyer: &str, id: &str, force: bool) -> redis::Cmd {
         let keys = self.buyer_keys(buyer);
         let mut command = redis::cmd("FCALL");
         command
@@ -424,7 +469,17 @@ impl RedisCoordinator {
             .arg(id)
             .arg(keys.contact_prefix())
             .arg(if force { "1" } else { "0" });
-        let _ = self.call::<Value>("release", &command).await;
+        command
+    }
+
+    /// Sends the expired holds gathered since the last call, in one round trip (a failed one is left to the
+    /// holds' own expiry in Redis: the next refusal purges them).
+    async fn release_expired(&self, batch: Vec<(String, String)>) {
+        let mut pipe = redis::pipe();
+        for (buyer, id) in &batch {
+            pipe.add_command(self.release_command(buyer, id, false)).ignore();
+        }
+        let _ = self.pipeline("expire", &pipe).await;
     }
 
     pub(super) async fn convert(&self, conversion: &Conversion) -> Result<(), Unreachable> {

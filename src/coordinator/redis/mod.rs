@@ -45,6 +45,7 @@ use tokio::time::Instant;
 use super::Unreachable;
 use crate::ledger::postgres::StoreObserver;
 
+use holds::Expiries;
 pub use holds::{RemoteHold, RemoteSlot, TallySnapshot};
 pub use pings::{NodeBeat, PostLock, PostTurn};
 
@@ -80,6 +81,8 @@ pub struct RedisCoordinator {
     rebuilding: AtomicBool,
     /// The sales this node converted in the last minute, to convert again after a flush.
     recent: Mutex<Vec<(Instant, holds::Conversion)>>,
+    /// Expired holds on their way to being released together.
+    expiries: Expiries,
     /// This node's slices of each seller's ping budget.
     leases: pings::Leases,
     /// When this coordinator started: leases keep their times as milliseconds since.
@@ -110,10 +113,12 @@ impl RedisCoordinator {
             confirmed: AtomicBool::new(false),
             rebuilding: AtomicBool::new(false),
             recent: Mutex::new(Vec::new()),
+            expiries: Expiries::default(),
             leases: pings::Leases::default(),
             started: Instant::now(),
             observer,
         });
+        tokio::spawn(holds::release_expired_holds(Arc::downgrade(&coordinator)));
         // Not fatal: the health loop keeps trying.
         let _ = coordinator.load_library().await;
         Ok(coordinator)

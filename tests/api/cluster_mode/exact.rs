@@ -184,3 +184,38 @@ async fn a_sellers_ping_rate_holds_for_the_whole_exchange() {
     // 3 s at 20/s after a full bucket: 20 (the bucket) + 60, give or take the 10%.
     assert!((72..=88).contains(&admitted), "admitted {admitted} of 120 at 40/s against a limit of 20/s");
 }
+
+/// The count of a node's Redis round trips for `op` (`gavel_store_seconds_count`).
+async fn redis_round_trips(node: &crate::helpers::TestApp, op: &str) -> u64 {
+    let metrics = node.http.get(format!("{}/metrics", node.base)).send().await.unwrap().text().await.unwrap();
+    let series = format!("gavel_store_seconds_count{{store=\"redis\",op=\"{op}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)).map_or(0, |count| count.parse().unwrap())
+}
+
+#[tokio::test]
+async fn unposted_bids_are_released_at_their_expiry_several_in_one_round_trip() {
+    let cluster = spawn_cluster(1, "bid_ttl_s = 1", vec![slow_bidder("capped").with("[buyers.caps]\ndaily = 4")]).await;
+    let node = cluster.node(0);
+    let pings = join_all((0..4).map(|_| node.ping())).await;
+    assert!(pings.iter().all(|ping| ping["status"] == "bid"), "{pings:?}");
+    let view = node.buyer("capped").await;
+    assert_eq!(view["caps"]["daily"], json!({"limit": 4, "used": 0, "held": 4, "remaining": 0}), "{view}");
+
+    // Nobody posts: a second after the bids expire this node has released all four, read straight from Redis
+    // (a hold refused for want of room, or a read of the tally, would purge expired holds itself).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = redis::Client::open(super::redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let holds: u64 = redis::cmd("ZCARD")
+        .arg(format!("gavel:{}:{{b:capped}}:holds", cluster.name))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(holds, 0, "expired holds left in Redis");
+    let round_trips = redis_round_trips(node, "expire").await;
+    assert!((1..4).contains(&round_trips), "four expiries took {round_trips} round trips to release");
+    let view = node.buyer("capped").await;
+    assert_eq!(view["caps"]["daily"], json!({"limit": 4, "used": 0, "held": 0, "remaining": 4}), "{view}");
+    let ping = node.ping().await;
+    assert_eq!(ping["status"], "bid", "{ping}");
+}
