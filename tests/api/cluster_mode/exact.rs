@@ -201,9 +201,9 @@ async fn unposted_bids_are_released_at_their_expiry_several_in_one_round_trip() 
     let view = node.buyer("capped").await;
     assert_eq!(view["caps"]["daily"], json!({"limit": 4, "used": 0, "held": 4, "remaining": 0}), "{view}");
 
-    // Nobody posts: a second after the bids expire this node has released all four, read straight from Redis
-    // (a hold refused for want of room, or a read of the tally, would purge expired holds itself).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nobody posts: two seconds after the bids expire this node has released all four, read straight from
+    // Redis (a hold refused for want of room, or a read of the tally, would purge expired holds itself).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let client = redis::Client::open(super::redis_url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let holds: u64 = redis::cmd("ZCARD")
