@@ -7,6 +7,8 @@
 //! attached for the window where the machine's hardware counters work. Only user-space instructions are
 //! counted (callgrind cannot see the kernel), so a change that saves syscalls shows up less than it saves.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use crate::cluster::Exchange;
@@ -17,7 +19,7 @@ use crate::run::{first_answered, Bench, Options, Runtimes, Side};
 use crate::scenario::Scenario;
 
 /// What the `cpu` mode runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuSettings {
     pub counter: Counter,
     /// Auctions in the counted window.
@@ -28,6 +30,8 @@ pub struct CpuSettings {
     pub rate: f64,
     /// The engine runs as a cluster node (one node of a fresh exchange).
     pub cluster: bool,
+    /// Where callgrind's dumps are kept; `None`: a temporary folder removed at the end.
+    pub dumps: Option<PathBuf>,
 }
 
 /// Instructions per auction of both servers.
@@ -62,7 +66,14 @@ pub async fn instructions(
     progress: &Progress,
     settings: CpuSettings,
 ) -> Result<Report, String> {
-    let dumps = tempfile::Builder::new().prefix("gavel-loadtest-cpu-").tempdir().map_err(|e| e.to_string())?;
+    let temporary = tempfile::Builder::new().prefix("gavel-loadtest-cpu-").tempdir().map_err(|e| e.to_string())?;
+    let dumps = match &settings.dumps {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            dir.clone()
+        }
+        None => temporary.path().to_owned(),
+    };
     let mut options = options.clone();
     // Declared before the engine starts, so it is removed from the stores after the engine stops.
     let exchange = settings.cluster.then(Exchange::fresh);
@@ -70,7 +81,7 @@ pub async fn instructions(
         options.child.extra_config = exchange.table(Some("cpu-0"));
     }
     if settings.counter == Counter::Callgrind {
-        options.child.callgrind = Some(dumps.path().to_owned());
+        options.child.callgrind = Some(dumps.clone());
     }
     let bench = Bench::start(scenario, &options, runtimes, progress).await?;
     let mut report = bench.new_report(&options, runtimes);
@@ -82,7 +93,7 @@ pub async fn instructions(
         let pid = pid.ok_or_else(|| format!("the {name}'s process id is unknown"))?;
         let label = format!("cpu {name}");
         bench.load(side, settings.rate, settings.warmup.max(1), progress.warmup(&label)).await;
-        let window = Window::start(settings.counter, pid, dumps.path()).await?;
+        let window = Window::start(settings.counter, pid, &dumps).await?;
         let result = bench.load(side, settings.rate, settings.auctions, progress.phase(&label)).await;
         let instructions = window.finish().await?;
         let answered = first_answered(&result);

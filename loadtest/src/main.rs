@@ -187,6 +187,10 @@ struct CpuArgs {
     /// (GAVEL_POSTGRES_URL, GAVEL_REDIS_URL), removed at the end.
     #[arg(long)]
     cluster: bool,
+    /// Keep callgrind's dumps in this folder (`callgrind_annotate --inclusive=yes <dump>` shows where the
+    /// instructions go); by default they are removed with the run.
+    #[arg(long)]
+    dumps: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
                 warmup: args.warmup,
                 rate: args.rate,
                 cluster: args.cluster,
+                dumps: args.dumps,
             };
             let common = CommonArgs {
                 scenario: args.scenario,

@@ -6,20 +6,19 @@
 //! the workers (the notices sender, tests calling the engine directly) gets the engine's shared client.
 
 use std::cell::RefCell;
-use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use tower_service::Service;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::Uri;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use super::pool::{Origin, Pool};
+use super::wire::{Connection, Request, Stream, WireError};
 
 /// Largest buyer answer read; anything longer is an error for that buyer (API.md section 3).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -32,7 +31,7 @@ pub struct BuyerClient {
 }
 
 struct Inner {
-    connector: HttpsConnector<HttpConnector>,
+    tls: TlsConnector,
     pool: Pool,
 }
 
@@ -87,28 +86,31 @@ impl SendError {
     pub fn retryable(&self) -> bool {
         matches!(self, SendError::Timeout | SendError::Connect(_))
     }
+}
 
-    fn from_body(err: Box<dyn StdError + Send + Sync>) -> SendError {
-        if err.downcast_ref::<LengthLimitError>().is_some() {
-            SendError::BodyTooLarge
-        } else {
-            SendError::Other(describe(err.as_ref()))
+impl From<WireError> for SendError {
+    fn from(error: WireError) -> SendError {
+        match error {
+            WireError::TooLarge => SendError::BodyTooLarge,
+            WireError::Io(why) | WireError::Invalid(why) => SendError::Other(why),
         }
     }
 }
 
 impl BuyerClient {
     /// Builds the client: TCP_NODELAY (answers are small and latency-bound), webpki roots for TLS, plain
-    /// HTTP allowed (simulated and loopback buyers), HTTP/1.1 only, keep-alive pooling (`pool.rs`). hyper
-    /// never follows redirects, which is what API.md wants: a redirect is a buyer error.
+    /// HTTP allowed (simulated and loopback buyers), HTTP/1.1 only, keep-alive pooling (`pool.rs`). Redirects
+    /// are never followed, which is what API.md wants: a redirect is a buyer error.
     pub fn new() -> BuyerClient {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        // The TLS layer above decides the scheme; the TCP connector must accept https URIs too.
-        http.enforce_http(false);
-        let connector =
-            HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().wrap_connector(http);
-        BuyerClient { inner: Arc::new(Inner { connector, pool: Pool::default() }) }
+        let roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls's default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tls = TlsConnector::from(Arc::new(config));
+        BuyerClient { inner: Arc::new(Inner { tls, pool: Pool::default() }) }
     }
 
     /// Makes this thread server worker `index`, with `client` the one [`BuyerClient::current`] returns here.
@@ -157,51 +159,49 @@ impl BuyerClient {
         extra: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<RawAnswer, SendError> {
-        self.exchange(uri, build_request(uri, headers, extra, body)).await
-    }
-
-    async fn exchange(&self, uri: &Uri, request: Request<Full<Bytes>>) -> Result<RawAnswer, SendError> {
         let origin = Origin::of(uri).ok_or_else(|| SendError::Connect(format!("not an http(s) URL: {uri}")))?;
-        let (mut sender, pooled) = match self.inner.pool.checkout(origin) {
-            Some(sender) => (sender, true),
+        let request = Request {
+            target: uri.path_and_query().map_or("/", |path| path.as_str()),
+            host: host_of(uri),
+            headers,
+            extra,
+            body: &body,
+        };
+        let (mut connection, pooled) = match self.inner.pool.checkout(origin) {
+            Some(connection) => (connection, true),
             None => (self.connect(uri).await?, false),
         };
-        let response = match sender.try_send_request(request).await {
-            Ok(response) => response,
-            Err(mut failed) => match failed.take_message() {
-                // The buyer closed the pooled connection before it took the request: nothing reached it, so
-                // the request goes once more, on a fresh connection.
-                Some(unsent) if pooled => {
-                    sender = self.connect(uri).await?;
-                    sender.send_request(unsent).await.map_err(|e| SendError::Other(describe(&e)))?
-                }
-                _ => return Err(SendError::Other(describe(failed.error()))),
-            },
-        };
-        let status = response.status().as_u16();
-        // Read to the end even for error statuses, so the connection can serve the next request.
-        let collected =
-            Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect().await.map_err(SendError::from_body)?;
-        self.inner.pool.put_back(origin, sender);
-        Ok(RawAnswer { status, body: collected.to_bytes() })
+        if let Err(error) = connection.send(&request).await {
+            if !pooled {
+                return Err(SendError::Other(error.to_string()));
+            }
+            // The buyer closed the pooled connection as the request went out, so it took none of it: the
+            // request goes once more, on a fresh connection.
+            connection = self.connect(uri).await?;
+            connection.send(&request).await.map_err(|e| SendError::Other(e.to_string()))?;
+        }
+        let answer = connection.receive(MAX_ANSWER_BYTES).await?;
+        if answer.reusable {
+            self.inner.pool.put_back(origin, connection);
+        }
+        Ok(RawAnswer { status: answer.status, body: answer.body })
     }
 
-    /// Opens a connection to `uri`'s origin (TCP, then TLS for `https`) and starts driving it on this thread's
-    /// runtime: on a server worker, the worker that runs the auction.
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let io = self
-            .inner
-            .connector
-            .clone()
-            .call(uri.clone())
-            .await
-            .map_err(|e| SendError::Connect(describe(e.as_ref())))?;
-        let (sender, connection) = http1::handshake(io).await.map_err(|e| SendError::Connect(describe(&e)))?;
-        // Its errors reach the request that was on it; afterwards it has nothing to tell.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+    /// Opens a connection to `uri`'s origin: TCP, then TLS for `https`.
+    async fn connect(&self, uri: &Uri) -> Result<Connection, SendError> {
+        let tls = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or_else(|| SendError::Connect(format!("no host in {uri}")))?;
+        // An IPv6 address is written in brackets in a URL, and without them everywhere else.
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| SendError::Connect(e.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| SendError::Connect(e.to_string()))?;
+        if !tls {
+            return Ok(Connection::new(Stream::Plain(tcp)));
+        }
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| SendError::Connect(e.to_string()))?;
+        let stream = self.inner.tls.connect(name, tcp).await.map_err(|e| SendError::Connect(format!("TLS: {e}")))?;
+        Ok(Connection::new(Stream::Tls(Box::new(stream))))
     }
 }
 
@@ -211,48 +211,11 @@ impl Default for BuyerClient {
     }
 }
 
-fn build_request(
-    uri: &Uri,
-    headers: &[(HeaderName, HeaderValue)],
-    extra: &[(HeaderName, HeaderValue)],
-    body: Bytes,
-) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = Method::POST;
-    // On a connection of its own origin a request names only its path (origin form), and the origin goes in
-    // `Host`.
-    *request.uri_mut() = uri.path_and_query().map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
-    let map = request.headers_mut();
-    map.reserve(2 + headers.len() + extra.len());
-    if let Some(host) = host_header(uri) {
-        map.insert(HOST, host);
-    }
-    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // Header names and values are reference-counted bytes: these clones copy no text.
-    for (name, value) in headers.iter().chain(extra) {
-        map.insert(name.clone(), value.clone());
-    }
-    request
-}
-
 /// `Host` for `uri`: its authority without any user info. A default port written in the URL stays in it,
 /// which HTTP/1.1 allows (`example.com:80` names the same host as `example.com`).
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    let authority = uri.authority()?.as_str();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    HeaderValue::from_str(host).ok()
-}
-
-/// An error and its causes on one line: the outer hyper errors alone ("client error (Connect)") say little.
-fn describe(err: &(dyn StdError + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+fn host_of(uri: &Uri) -> &str {
+    let authority = uri.authority().map_or("", |authority| authority.as_str());
+    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
 }
 
 #[cfg(test)]
@@ -364,6 +327,132 @@ mod tests {
         assert_eq!(at_limit.body.len(), MAX_ANSWER_BYTES);
         let over = client.send(&server.uri("/"), &[], &[], Bytes::new(), SECOND).await;
         assert_eq!(over, Err(SendError::BodyTooLarge));
+    }
+
+    /// A buyer written byte by byte: each request read (its head and `Content-Length` body) is answered with
+    /// the next of `answers`, in the pieces given (written apart, so a reader gets them apart); after an
+    /// answer marked `close` the buyer closes the connection. Counts the connections it accepted.
+    async fn raw_buyer(answers: Vec<(Vec<&'static str>, bool)>) -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/ping", listener.local_addr().unwrap()).parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        let answers = Arc::new(parking_lot::Mutex::new(answers.into_iter()));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let answers = Arc::clone(&answers);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    loop {
+                        let mut buf = [0u8; 4096];
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        let text = String::from_utf8_lossy(&seen).into_owned();
+                        let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|line| line.strip_prefix("content-length: "))
+                            .map_or(0, |n| n.parse::<usize>().unwrap());
+                        if seen.len() < head_end + 4 + length {
+                            continue;
+                        }
+                        seen.clear();
+                        let Some((pieces, close)) = answers.lock().next() else { return };
+                        for piece in pieces {
+                            socket.write_all(piece.as_bytes()).await.unwrap();
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (uri, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_in_pieces_is_joined_and_keeps_its_connection() {
+        let chunked = vec![
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\n{\"bid\":",
+            "\r\n4\r\n12.5\r\n1\r\n}\r\n0\r\n\r\n",
+        ];
+        let (uri, accepted) = raw_buyer(vec![(chunked.clone(), false), (chunked, false)]).await;
+        let client = BuyerClient::new();
+        for _ in 0..2 {
+            let answer = client.send(&uri, &[], &[], Bytes::from_static(b"{}"), SECOND).await.unwrap();
+            assert_eq!(answer, RawAnswer { status: 200, body: Bytes::from_static(br#"{"bid":12.5}"#) });
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_length_is_read_to_the_end_and_its_connection_is_not_kept() {
+        let (uri, accepted) = raw_buyer(vec![
+            (vec!["HTTP/1.1 200 OK\r\n\r\n{\"bid\"", ":1}"], true),
+            (vec!["HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"], false),
+            (vec!["HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 204 No Content\r\n\r\n"], false),
+        ])
+        .await;
+        let client = BuyerClient::new();
+        let to_the_end = client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(to_the_end.body, Bytes::from_static(br#"{"bid":1}"#));
+        assert_eq!(client.inner.pool.idle_count(), 0);
+        let http_1_0 = client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(http_1_0.body, Bytes::from_static(b"{}"));
+        assert_eq!(client.inner.pool.idle_count(), 0, "HTTP/1.0 closes after each answer");
+        let after_continue = client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(after_continue.status, 204, "an interim 100 is not the answer");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_buyer_closed_is_not_written_to() {
+        // The first answer says nothing of closing, then the buyer closes the connection while it is idle.
+        let (uri, accepted) = raw_buyer(vec![
+            (vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"], true),
+            (vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"], false),
+        ])
+        .await;
+        let client = BuyerClient::new();
+        client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap();
+        assert_eq!(client.inner.pool.idle_count(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = client.send(&uri, &[], &[], Bytes::new(), SECOND).await;
+        assert_eq!(answer.map(|a| a.status), Ok(200), "sent on a fresh connection, not the closed one");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn garbage_or_a_connection_closed_mid_answer_is_an_error_for_that_buyer_only() {
+        let (uri, _) = raw_buyer(vec![
+            (vec!["SSH-2.0-OpenSSH_9.2\r\n\r\n"], true),
+            (vec!["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}"], true),
+            (vec!["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"], false),
+        ])
+        .await;
+        let client = BuyerClient::new();
+        for _ in 0..2 {
+            let error = client.send(&uri, &[], &[], Bytes::new(), SECOND).await.unwrap_err();
+            assert_eq!(error.kind(), "io", "{error}");
+        }
+        assert_eq!(client.send(&uri, &[], &[], Bytes::new(), SECOND).await.map(|a| a.status), Ok(200));
+    }
+
+    #[tokio::test]
+    async fn an_https_url_speaks_tls_and_a_plain_server_fails_its_handshake() {
+        let server = spawn_server(|_| Reply::json(200, "{}")).await;
+        let plain = server.uri("/");
+        let https: Uri = format!("https://{}/", plain.authority().unwrap()).parse().unwrap();
+        let error = BuyerClient::new().send(&https, &[], &[], Bytes::new(), SECOND).await.unwrap_err();
+        assert!(matches!(&error, SendError::Connect(why) if why.starts_with("TLS")), "{error}");
+        assert_eq!(server.request_count(), 0, "no plain request went out");
     }
 
     #[tokio::test]

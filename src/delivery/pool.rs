@@ -4,18 +4,18 @@
 //! scans the few connections of one origin. hyper-util's general-purpose pool did the same job with two
 //! SipHash lookups, a case-insensitive compare of the authority and a checkout future per request (~30k
 //! instructions of an auction's ten pings, BENCHMARKS.md); this one hashes the origin's bytes once with
-//! FxHash and hands back the most recently used connection.
+//! FxHash and hands back the most recently used connection. Nothing drives an idle connection: one the buyer
+//! closed is found out when it is next taken, before a request is written on it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
 use hyper::Uri;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
+
+use super::wire::Connection;
 
 /// Idle connections kept per origin: enough that a burst of concurrent auctions never has to open fresh
 /// connections once warm.
@@ -45,13 +45,13 @@ impl Origin<'_> {
 }
 
 struct Idle {
-    sender: SendRequest<Full<Bytes>>,
+    connection: Connection,
     since: Instant,
 }
 
 impl Idle {
-    fn is_usable(&self, now: Instant) -> bool {
-        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    fn is_fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.since) < IDLE_TIMEOUT
     }
 }
 
@@ -63,37 +63,24 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The most recently used open connection to `origin` that is ready for a request, if any. Closed and
-    /// expired ones met on the way are dropped; an open one not ready yet (its connection has not taken in
-    /// the end of the last answer) stays for a later request.
-    pub fn checkout(&self, origin: Origin<'_>) -> Option<SendRequest<Full<Bytes>>> {
+    /// The most recently used connection to `origin` that the buyer has not closed, if any. Closed and
+    /// expired ones met on the way are dropped.
+    pub fn checkout(&self, origin: Origin<'_>) -> Option<Connection> {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         let queue = idle[usize::from(origin.tls)].get_mut(origin.authority)?;
-        let mut not_ready = Vec::new();
-        let mut found = None;
-        while let Some(connection) = queue.pop_back() {
-            if !connection.is_usable(now) {
-                continue;
+        while let Some(idle) = queue.pop_back() {
+            if idle.is_fresh(now) && idle.connection.is_open_and_quiet() {
+                return Some(idle.connection);
             }
-            if connection.sender.is_ready() {
-                found = Some(connection.sender);
-                break;
-            }
-            not_ready.push(connection);
         }
-        // Back in their order, the most recent last.
-        queue.extend(not_ready.into_iter().rev());
-        found
+        None
     }
 
     /// Puts a connection whose last answer was read to the end back for the next request. The oldest
-    /// connections of the origin, if closed or expired, go now (a connection only ever used from the top of
-    /// the queue would otherwise sit at its bottom until the buyer closes it).
-    pub fn put_back(&self, origin: Origin<'_>, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// connections of the origin, if expired, go now (a connection only ever used from the top of the queue
+    /// would otherwise sit at its bottom until the pool is dropped).
+    pub fn put_back(&self, origin: Origin<'_>, connection: Connection) {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         let by_authority = &mut idle[usize::from(origin.tls)];
@@ -102,11 +89,11 @@ impl Pool {
             by_authority.insert(origin.authority.into(), VecDeque::new());
         }
         let Some(queue) = by_authority.get_mut(origin.authority) else { return };
-        while queue.front().is_some_and(|oldest| !oldest.is_usable(now)) {
+        while queue.front().is_some_and(|oldest| !oldest.is_fresh(now)) {
             queue.pop_front();
         }
         if queue.len() < MAX_IDLE_PER_ORIGIN {
-            queue.push_back(Idle { sender, since: now });
+            queue.push_back(Idle { connection, since: now });
         }
     }
 

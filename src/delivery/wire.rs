@@ -1,0 +1,430 @@
+//! One HTTP/1.1 exchange at a time on one buyer connection: the request written in one buffer, the answer
+//! read and framed in place. What a buyer client needs and nothing else: no connection task, no channel to
+//! one, no header map (hyper's client spent ~14k instructions an exchange on those; BENCHMARKS.md "Outbound
+//! leg"). The exchange is driven by whoever awaits it, so an auction's pings run on the auction's own thread.
+//!
+//! An answer is framed by RFC 9112 section 6.3: none for 1xx (skipped), 204 and 304; `Transfer-Encoding`
+//! ending in `chunked`, else read to the end of the connection; `Content-Length` (every copy the same);
+//! else to the end of the connection. A connection is used again only after an HTTP/1.1 answer framed by
+//! its own length, without `Connection: close`, with nothing after it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// Longest answer head read (status line and headers).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers an answer may have.
+const MAX_HEADERS: usize = 64;
+/// What one read asks the socket for at least.
+const READ_CHUNK: usize = 4096;
+
+/// A buyer connection's byte stream: plain TCP or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The request an exchange sends: always a `POST` of JSON.
+pub struct Request<'a> {
+    /// Origin form: the path and query only.
+    pub target: &'a str,
+    pub host: &'a str,
+    /// The buyer's headers, then the engine's, which win over a buyer header of the same name.
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub extra: &'a [(HeaderName, HeaderValue)],
+    pub body: &'a [u8],
+}
+
+/// A complete answer, and whether its connection may carry the next request.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    pub reusable: bool,
+}
+
+/// Why an exchange failed on the wire.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The body was longer than the limit.
+    TooLarge,
+    /// The connection broke or closed before the answer was complete.
+    Io(String),
+    /// What came back is not an HTTP/1.x answer.
+    Invalid(String),
+}
+
+/// One buyer connection and its buffers, which keep their capacity from one exchange to the next.
+pub struct Connection {
+    stream: Stream,
+    out: Vec<u8>,
+    read: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(stream: Stream) -> Connection {
+        Connection { stream, out: Vec::with_capacity(1024), read: Vec::with_capacity(READ_CHUNK) }
+    }
+
+    /// False when the buyer closed this idle connection or sent something unasked. Costs no system call
+    /// while the runtime has seen nothing arrive on the socket.
+    pub fn is_open_and_quiet(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.tcp().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes `request` in one piece.
+    pub async fn send(&mut self, request: &Request<'_>) -> io::Result<()> {
+        self.out.clear();
+        encode(&mut self.out, request);
+        self.stream.write_all(&self.out).await?;
+        self.stream.flush().await
+    }
+
+    /// Reads the answer to the request just sent, its body up to `limit` bytes.
+    pub async fn receive(&mut self, limit: usize) -> Result<Answer, WireError> {
+        self.read.clear();
+        let head = loop {
+            if self.read.is_empty() {
+                self.fill("before answering").await?;
+            }
+            match parse_head(&self.read)? {
+                Some(head) if head.interim => {
+                    self.read.drain(..head.len);
+                }
+                Some(head) => break head,
+                None if self.read.len() > MAX_HEAD_BYTES => {
+                    return Err(WireError::Invalid(format!("answer head over {MAX_HEAD_BYTES} bytes")));
+                }
+                None => self.fill("before the answer's head was complete").await?,
+            }
+        };
+        let (body, rest, reusable) = match head.framing {
+            Framing::Empty => (Bytes::new(), head.len, head.keep_alive),
+            Framing::Length(length) => {
+                if length > limit {
+                    return Err(WireError::TooLarge);
+                }
+                let end = head.len + length;
+                while self.read.len() < end {
+                    self.fill("before the answer's body was complete").await?;
+                }
+                (Bytes::copy_from_slice(&self.read[head.len..end]), end, head.keep_alive)
+            }
+            Framing::Chunked => loop {
+                if let Some((body, end)) = decode_chunked(&self.read[head.len..], limit)? {
+                    break (Bytes::from(body), head.len + end, head.keep_alive);
+                }
+                // Chunk sizes, extensions and trailers may add to the body's bytes, but not without bound.
+                if self.read.len() - head.len > 2 * limit + MAX_HEAD_BYTES {
+                    return Err(WireError::TooLarge);
+                }
+                self.fill("before the answer's last chunk").await?;
+            },
+            Framing::ToEnd => {
+                while self.fill_or_end().await? {
+                    if self.read.len() - head.len > limit {
+                        return Err(WireError::TooLarge);
+                    }
+                }
+                let end = self.read.len();
+                (Bytes::copy_from_slice(&self.read[head.len..end]), end, false)
+            }
+        };
+        // Bytes after the answer were not asked for: the connection's framing can no longer be trusted.
+        let reusable = reusable && rest == self.read.len();
+        Ok(Answer { status: head.status, body, reusable })
+    }
+
+    /// Reads more of the answer; the connection ending here is an error.
+    async fn fill(&mut self, when: &str) -> Result<(), WireError> {
+        if self.fill_or_end().await? {
+            Ok(())
+        } else {
+            Err(WireError::Io(format!("the buyer closed the connection {when}")))
+        }
+    }
+
+    /// Reads more of the answer; false at the end of the connection.
+    async fn fill_or_end(&mut self) -> Result<bool, WireError> {
+        self.read.reserve(READ_CHUNK);
+        match self.stream.read_buf(&mut self.read).await {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(error) => Err(WireError::Io(error.to_string())),
+        }
+    }
+}
+
+/// The request's bytes: `Host` and `Content-Type` unless the buyer's headers set them, the buyer's headers
+/// unless the engine's set them, the engine's, and the body's length (never taken from a header: the
+/// framing is this module's).
+fn encode(out: &mut Vec<u8>, request: &Request<'_>) {
+    let overridden = |name: &HeaderName, later: &[&[(HeaderName, HeaderValue)]]| {
+        later.iter().any(|headers| headers.iter().any(|(other, _)| other == name))
+    };
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(request.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !overridden(&HOST, &[request.headers, request.extra]) {
+        push_header(out, HOST.as_str(), request.host.as_bytes());
+    }
+    if !overridden(&CONTENT_TYPE, &[request.headers, request.extra]) {
+        push_header(out, CONTENT_TYPE.as_str(), b"application/json");
+    }
+    for (name, value) in request.headers {
+        if !overridden(name, &[request.extra]) && !is_framing(name) {
+            push_header(out, name.as_str(), value.as_bytes());
+        }
+    }
+    for (name, value) in request.extra {
+        if !is_framing(name) {
+            push_header(out, name.as_str(), value.as_bytes());
+        }
+    }
+    let mut digits = itoa::Buffer::new();
+    push_header(out, CONTENT_LENGTH.as_str(), digits.format(request.body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(request.body);
+}
+
+fn is_framing(name: &HeaderName) -> bool {
+    name == CONTENT_LENGTH || name == TRANSFER_ENCODING
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How an answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    ToEnd,
+}
+
+/// What the head of an answer says.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    /// The head's bytes, up to and with the empty line.
+    len: usize,
+    status: u16,
+    /// A 1xx answer before the real one (`101` is not: nothing here asks to switch protocols).
+    interim: bool,
+    framing: Framing,
+    /// HTTP/1.1 without `Connection: close`.
+    keep_alive: bool,
+}
+
+/// The answer head at the start of `bytes`; `None` while it is incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<Head>, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(WireError::Invalid(format!("not an HTTP answer: {error}"))),
+    };
+    let status = response.code.unwrap_or_default();
+    let mut keep_alive = response.version == Some(1);
+    let mut length: Option<usize> = None;
+    let mut chunked = None;
+    for header in response.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let value = std::str::from_utf8(header.value).ok().and_then(|text| text.trim().parse().ok());
+            match (value, length) {
+                (Some(value), None) => length = Some(value),
+                (Some(value), Some(seen)) if value == seen => {}
+                _ => return Err(WireError::Invalid("an invalid or repeated Content-Length".into())),
+            }
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding listed is the one applied last: the body ends where it says only if it is chunked.
+            let last = header.value.rsplit(|&byte| byte == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if header.name.eq_ignore_ascii_case("connection")
+            && header.value.split(|&byte| byte == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            keep_alive = false;
+        }
+    }
+    let interim = (100..200).contains(&status) && status != 101;
+    let framing = match (status, chunked, length) {
+        (100..=199 | 204 | 304, _, _) => Framing::Empty,
+        (_, Some(true), _) => Framing::Chunked,
+        (_, Some(false), _) => Framing::ToEnd,
+        (_, None, Some(length)) => Framing::Length(length),
+        (_, None, None) => Framing::ToEnd,
+    };
+    Ok(Some(Head { len, status, interim, framing, keep_alive }))
+}
+
+/// The body of a chunked answer at the start of `bytes` and the bytes it took, trailers included; `None`
+/// while it is incomplete.
+fn decode_chunked(bytes: &[u8], limit: usize) -> Result<Option<(Vec<u8>, usize)>, WireError> {
+    let invalid = || WireError::Invalid("an invalid chunk in a chunked answer".into());
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let (size_len, size) = match httparse::parse_chunk_size(&bytes[at..]) {
+            Ok(httparse::Status::Complete(found)) => found,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(invalid()),
+        };
+        at += size_len;
+        if size == 0 {
+            break;
+        }
+        let size = usize::try_from(size).map_err(|_| WireError::TooLarge)?;
+        if body.len() + size > limit {
+            return Err(WireError::TooLarge);
+        }
+        let Some(data) = bytes.get(at..at + size) else { return Ok(None) };
+        body.extend_from_slice(data);
+        at += size;
+        match bytes.get(at..at + 2) {
+            None if bytes.len() < at + 2 => return Ok(None),
+            Some(b"\r\n") => at += 2,
+            _ => return Err(invalid()),
+        }
+    }
+    // Trailer lines, ignored, up to the empty line.
+    loop {
+        let Some(line_end) = bytes[at..].windows(2).position(|pair| pair == b"\r\n") else { return Ok(None) };
+        at += line_end + 2;
+        if line_end == 0 {
+            return Ok(Some((body, at)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Head {
+        parse_head(text.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn an_answer_is_framed_as_rfc_9112_says() {
+        let ok = |extra: &str| head(&format!("HTTP/1.1 200 OK\r\n{extra}\r\n"));
+        assert_eq!(ok("Content-Length: 12\r\n").framing, Framing::Length(12));
+        assert_eq!(ok("content-length: 3\r\nContent-Length: 3\r\n").framing, Framing::Length(3));
+        assert_eq!(ok("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n").framing, Framing::Chunked);
+        assert_eq!(ok("Transfer-Encoding: gzip, chunked\r\n").framing, Framing::Chunked);
+        assert_eq!(ok("Transfer-Encoding: chunked, gzip\r\n").framing, Framing::ToEnd);
+        assert_eq!(ok("").framing, Framing::ToEnd);
+        assert_eq!(head("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n").framing, Framing::Empty);
+        assert_eq!(head("HTTP/1.1 304 Not Modified\r\n\r\n").framing, Framing::Empty);
+        let interim = head("HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(interim.interim && interim.framing == Framing::Empty);
+        assert!(!head("HTTP/1.1 101 Switching Protocols\r\n\r\n").interim);
+        for bad in ["Content-Length: 3\r\nContent-Length: 4\r\n", "Content-Length: -1\r\n", "Content-Length: x\r\n"] {
+            assert!(matches!(
+                parse_head(format!("HTTP/1.1 200 OK\r\n{bad}\r\n").as_bytes()),
+                Err(WireError::Invalid(_))
+            ));
+        }
+        assert!(matches!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(WireError::Invalid(_))));
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None, "incomplete");
+    }
+
+    #[test]
+    fn only_an_http_1_1_answer_without_connection_close_keeps_its_connection() {
+        assert!(head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: upgrade, Close\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn a_chunked_body_is_joined_and_waits_for_its_end() {
+        let whole = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nExpires: never\r\n\r\n";
+        assert_eq!(decode_chunked(whole, 64).unwrap(), Some((b"Wikipedia".to_vec(), whole.len())));
+        for cut in 0..whole.len() {
+            assert_eq!(decode_chunked(&whole[..cut], 64).unwrap(), None, "cut at {cut}");
+        }
+        assert_eq!(decode_chunked(b"0\r\n\r\nHTTP", 64).unwrap(), Some((Vec::new(), 5)), "what follows is not taken");
+        assert_eq!(decode_chunked(whole, 8), Err(WireError::TooLarge));
+        assert_eq!(decode_chunked(whole, 9).unwrap().map(|(body, _)| body.len()), Some(9), "at the limit");
+        assert!(matches!(decode_chunked(b"4\r\nWikiXX", 64), Err(WireError::Invalid(_))));
+        assert!(matches!(decode_chunked(b"zz\r\n", 64), Err(WireError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_request_is_one_post_whose_framing_is_its_own() {
+        let name = HeaderName::from_static;
+        let value = HeaderValue::from_static;
+        let headers = [
+            (name("authorization"), value("Bearer b")),
+            (name("x-tag"), value("buyer")),
+            (name("content-length"), value("999")),
+            (name("content-type"), value("application/vnd.buyer+json")),
+        ];
+        let extra = [(name("x-tag"), value("engine"))];
+        let mut out = Vec::new();
+        encode(
+            &mut out,
+            &Request { target: "/ping?v=2", host: "b.example:8080", headers: &headers, extra: &extra, body: b"{}" },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /ping?v=2 HTTP/1.1\r\nhost: b.example:8080\r\nauthorization: Bearer b\r\n\
+             content-type: application/vnd.buyer+json\r\nx-tag: engine\r\ncontent-length: 2\r\n\r\n{}"
+        );
+    }
+}
