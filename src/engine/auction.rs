@@ -170,7 +170,7 @@ impl Engine {
             post: tokio::sync::Mutex::new(None),
         });
         self.pings.insert(Arc::clone(&held));
-        held.release_holds_at_expiry();
+        self.pings.release_holds_at_expiry(&held);
 
         let status = if quote.is_ok() { "bid" } else { "no_bid" };
         self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
