@@ -9,11 +9,13 @@
 //! - [`lead`] — `Lead::parse` on structure-aware lead objects (well-known keys, phone-, email- and ZIP-like
 //!   values), checking that normalization is idempotent and that the hashes agree.
 //! - [`buyer_answer`] — `classify_ping` and `classify_post` on a buyer's status and body; a bid is exact.
+//! - [`buyer_wire`] — the buyer client's framing of an answer off the wire, whichever pieces it comes in.
 //! - [`journal`] — journal recovery (`Journal::open`) on arbitrary and on damaged segment files.
 //! - [`ledger`] — ledger replay (`Ledger::open`) on arbitrary record payloads and snapshots.
 #![forbid(unsafe_code)]
 
 pub mod buyer_answer;
+pub mod buyer_wire;
 pub mod journal;
 pub mod lead;
 pub mod ledger;

@@ -47,6 +47,11 @@ fn buyer_answer_corpus() {
 }
 
 #[test]
+fn buyer_wire_corpus() {
+    replay("buyer_wire", gavel_fuzz::buyer_wire::run);
+}
+
+#[test]
 fn journal_corpus() {
     replay("journal", gavel_fuzz::journal::run);
 }

@@ -17,7 +17,7 @@ mod pool;
 pub mod post;
 #[cfg(test)]
 mod test_support;
-mod wire;
+pub mod wire;
 
 pub use client::{BuyerClient, RawAnswer, SendError, MAX_ANSWER_BYTES};
 pub use ping::{classify_ping, ping_body, ping_buyer, ping_buyer_untimed, PingBodies, PingOutcome};

@@ -132,64 +132,12 @@ impl Connection {
     /// Reads the answer to the request just sent, its body up to `limit` bytes.
     pub async fn receive(&mut self, limit: usize) -> Result<Answer, WireError> {
         self.read.clear();
-        let head = loop {
-            if self.read.is_empty() {
-                self.fill("before answering").await?;
+        let mut ended = !self.fill_or_end().await?;
+        loop {
+            if let Some(answer) = frame(&self.read, ended, limit)? {
+                return Ok(answer);
             }
-            match parse_head(&self.read)? {
-                Some(head) if head.interim => {
-                    self.read.drain(..head.len);
-                }
-                Some(head) => break head,
-                None if self.read.len() > MAX_HEAD_BYTES => {
-                    return Err(WireError::Invalid(format!("answer head over {MAX_HEAD_BYTES} bytes")));
-                }
-                None => self.fill("before the answer's head was complete").await?,
-            }
-        };
-        let (body, rest, reusable) = match head.framing {
-            Framing::Empty => (Bytes::new(), head.len, head.keep_alive),
-            Framing::Length(length) => {
-                if length > limit {
-                    return Err(WireError::TooLarge);
-                }
-                let end = head.len + length;
-                while self.read.len() < end {
-                    self.fill("before the answer's body was complete").await?;
-                }
-                (Bytes::copy_from_slice(&self.read[head.len..end]), end, head.keep_alive)
-            }
-            Framing::Chunked => loop {
-                if let Some((body, end)) = decode_chunked(&self.read[head.len..], limit)? {
-                    break (Bytes::from(body), head.len + end, head.keep_alive);
-                }
-                // Chunk sizes, extensions and trailers may add to the body's bytes, but not without bound.
-                if self.read.len() - head.len > 2 * limit + MAX_HEAD_BYTES {
-                    return Err(WireError::TooLarge);
-                }
-                self.fill("before the answer's last chunk").await?;
-            },
-            Framing::ToEnd => {
-                while self.fill_or_end().await? {
-                    if self.read.len() - head.len > limit {
-                        return Err(WireError::TooLarge);
-                    }
-                }
-                let end = self.read.len();
-                (Bytes::copy_from_slice(&self.read[head.len..end]), end, false)
-            }
-        };
-        // Bytes after the answer were not asked for: the connection's framing can no longer be trusted.
-        let reusable = reusable && rest == self.read.len();
-        Ok(Answer { status: head.status, body, reusable })
-    }
-
-    /// Reads more of the answer; the connection ending here is an error.
-    async fn fill(&mut self, when: &str) -> Result<(), WireError> {
-        if self.fill_or_end().await? {
-            Ok(())
-        } else {
-            Err(WireError::Io(format!("the buyer closed the connection {when}")))
+            ended = !self.fill_or_end().await?;
         }
     }
 
@@ -202,6 +150,53 @@ impl Connection {
             Err(error) => Err(WireError::Io(error.to_string())),
         }
     }
+}
+
+/// The answer at the start of `bytes`, interim (1xx) answers skipped; `None` while more is to come. `ended`:
+/// the buyer has closed its side, so nothing more will. Pure, so that it can be fuzzed (`fuzz/`, target
+/// `buyer_wire`): whichever pieces the bytes arrive in, the answer is the same.
+pub fn frame(bytes: &[u8], ended: bool, limit: usize) -> Result<Option<Answer>, WireError> {
+    let closed = |when: &str| WireError::Io(format!("the buyer closed the connection {when}"));
+    let mut start = 0;
+    // The limits are on what the bytes hold, never on how they were cut: a prefix that fails, fails for the
+    // whole too, with the same error.
+    let head_too_long = || WireError::Invalid(format!("answer heads over {MAX_HEAD_BYTES} bytes"));
+    let head = loop {
+        match parse_head(&bytes[start..])? {
+            Some(head) if start + head.len > MAX_HEAD_BYTES => return Err(head_too_long()),
+            Some(head) if head.interim => start += head.len,
+            Some(head) => break head,
+            None if bytes.len() > MAX_HEAD_BYTES => return Err(head_too_long()),
+            None if ended && start == bytes.len() => return Err(closed("before answering")),
+            None if ended => return Err(closed("before the answer's head was complete")),
+            None => return Ok(None),
+        }
+    };
+    let body_start = start + head.len;
+    let rest = &bytes[body_start..];
+    let (body, end, keep_alive) = match head.framing {
+        Framing::Empty => (Bytes::new(), body_start, head.keep_alive),
+        Framing::Length(length) if length > limit => return Err(WireError::TooLarge),
+        Framing::Length(length) => match rest.get(..length) {
+            Some(body) => (Bytes::copy_from_slice(body), body_start + length, head.keep_alive),
+            None if ended => return Err(closed("before the answer's body was complete")),
+            None => return Ok(None),
+        },
+        // Chunk sizes, extensions and trailers may add to the body's bytes, but not without bound.
+        Framing::Chunked => match decode_chunked(rest, limit)? {
+            Some((_, used)) if used > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
+            Some((body, used)) => (Bytes::from(body), body_start + used, head.keep_alive),
+            None if rest.len() > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
+            None if ended => return Err(closed("before the answer's last chunk")),
+            None => return Ok(None),
+        },
+        Framing::ToEnd if rest.len() > limit => return Err(WireError::TooLarge),
+        Framing::ToEnd if ended => (Bytes::copy_from_slice(rest), bytes.len(), false),
+        Framing::ToEnd => return Ok(None),
+    };
+    // Bytes after the answer were not asked for: the connection's framing can no longer be trusted.
+    let reusable = keep_alive && end == bytes.len() && !ended;
+    Ok(Some(Answer { status: head.status, body, reusable }))
 }
 
 /// The request's bytes: `Host` and `Content-Type` unless the buyer's headers set them, the buyer's headers
@@ -403,6 +398,31 @@ mod tests {
         assert_eq!(decode_chunked(whole, 9).unwrap().map(|(body, _)| body.len()), Some(9), "at the limit");
         assert!(matches!(decode_chunked(b"4\r\nWikiXX", 64), Err(WireError::Invalid(_))));
         assert!(matches!(decode_chunked(b"zz\r\n", 64), Err(WireError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_answer_is_the_same_whichever_pieces_it_comes_in() {
+        let answers: [(&str, &str, bool); 4] = [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"bid\":1}", "{\"bid\":1}", true),
+            ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"b\r\n0\r\n\r\n", "{\"b", true),
+            ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", "", true),
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", "{}", false),
+        ];
+        for (wire, body, reusable) in answers {
+            let whole = frame(wire.as_bytes(), false, 64).unwrap().unwrap();
+            assert_eq!((whole.body.as_ref(), whole.reusable), (body.as_bytes(), reusable), "{wire:?}");
+            for cut in 0..wire.len() {
+                assert!(frame(&wire.as_bytes()[..cut], false, 64).unwrap().is_none(), "{wire:?} cut at {cut}");
+            }
+            let closed = frame(&wire.as_bytes()[..wire.len() - 1], true, 64).unwrap_err();
+            assert!(matches!(closed, WireError::Io(_)), "{wire:?}: {closed:?}");
+        }
+        let to_the_end = "HTTP/1.1 200 OK\r\n\r\n{}";
+        assert!(frame(to_the_end.as_bytes(), false, 64).unwrap().is_none(), "more may come until the end");
+        let ended = frame(to_the_end.as_bytes(), true, 64).unwrap().unwrap();
+        assert_eq!((ended.body.as_ref(), ended.reusable), (&b"{}"[..], false));
+        let extra = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP";
+        assert!(!frame(extra.as_bytes(), false, 64).unwrap().unwrap().reusable, "bytes nobody asked for");
     }
 
     #[test]
