@@ -69,7 +69,7 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock();
         let queue = idle[usize::from(origin.tls)].get_mut(origin.authority)?;
-        while let Some(idle) = queue.pop_back() {
+        while let Some(mut idle) = queue.pop_back() {
             if idle.is_fresh(now) && idle.connection.is_open_and_quiet() {
                 return Some(idle.connection);
             }

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
@@ -29,15 +29,6 @@ const READ_CHUNK: usize = 4096;
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
-        }
-    }
 }
 
 impl AsyncRead for Stream {
@@ -114,11 +105,14 @@ impl Connection {
         Connection { stream, out: Vec::with_capacity(1024), read: Vec::with_capacity(READ_CHUNK) }
     }
 
-    /// False when the buyer closed this idle connection or sent something unasked. Costs no system call
-    /// while the runtime has seen nothing arrive on the socket.
-    pub fn is_open_and_quiet(&self) -> bool {
+    /// False when the buyer closed this idle connection or sent something unasked. Read through the TLS layer
+    /// where there is one, so that what a TLS 1.3 server sends after its handshake (session tickets) is taken
+    /// in and does not count. Costs no system call while the runtime has seen nothing arrive on the socket.
+    pub fn is_open_and_quiet(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.tcp().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf).is_pending()
     }
 
     /// Writes `request` in one piece.
