@@ -268,6 +268,9 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, WireError> {
         Err(error) => return Err(WireError::Invalid(format!("not an HTTP answer: {error}"))),
     };
     let status = response.code.unwrap_or_default();
+    if status < 100 {
+        return Err(WireError::Invalid(format!("status {status:03} is not one of HTTP's")));
+    }
     let mut keep_alive = response.version == Some(1);
     let mut length: Option<usize> = None;
     let mut chunked = None;
@@ -368,6 +371,7 @@ mod tests {
             ));
         }
         assert!(matches!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(WireError::Invalid(_))));
+        assert!(matches!(parse_head(b"HTTP/1.1 020 OK\r\n\r\n"), Err(WireError::Invalid(_))), "found by fuzzing");
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None, "incomplete");
     }
 
