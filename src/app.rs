@@ -52,6 +52,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
+/// Turns transparent huge pages off for this process and every process it starts (the setting is
+/// inherited). The allocator asks the kernel for huge pages, and the first write to each new 2 MiB page then
+/// had the kernel clear all of it inside the page fault of the thread that wrote: an auction's worker, for
+/// milliseconds (`perf record -g` of the worker's longest runs: a quarter of their samples in
+/// `clear_page_erms` under `do_huge_pmd_anonymous_page`; BENCHMARKS.md "Issue 19, fifth sitting"). With small
+/// pages the same memory is cleared 4 KiB at a time. Call it first thing, before the heap grows.
+pub fn without_transparent_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
+}
+
 /// What the command line may set for one node over its config file (API.md section 8).
 #[derive(Debug, Clone, Default)]
 pub struct NodeOptions {

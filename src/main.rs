@@ -71,6 +71,9 @@ fn main() -> ExitCode {
         eprintln!("gavel: {error}");
         return ExitCode::FAILURE;
     }
+    if let Err(error) = gavel::app::without_transparent_huge_pages() {
+        tracing::warn!(%error, "transparent huge pages stay on: expect millisecond stalls as the heap grows");
+    }
     // One thread for the accept loop, pages and housekeeping; the server's workers are threads of their own.
     let runtime = match gavel::app::runtime() {
         Ok(runtime) => runtime,

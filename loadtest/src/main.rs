@@ -231,6 +231,11 @@ struct Plan {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Off for every process of the load test (the engine, the echo, the buyers and the generator inherit it),
+    // as `gavel` itself turns it off: each side measured as it runs in production.
+    if let Err(error) = gavel::app::without_transparent_huge_pages() {
+        eprintln!("gavel-loadtest: transparent huge pages stay on ({error}): expect millisecond stalls");
+    }
     match cli.command {
         Command::ServeEngine { config, listen, node_id, data_dir } => {
             serve_engine(&config, gavel::app::NodeOptions { listen, node_id, data_dir })

@@ -279,3 +279,15 @@ async fn a_damaged_record_in_the_middle_stops_start_up_with_a_clear_error() {
     assert!(stderr.contains("journal"), "the error names the journal: {stderr}");
     assert!(stderr.contains(&first.file_name().unwrap().to_string_lossy().into_owned()), "and the file: {stderr}");
 }
+
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let site = Site::new().await;
+    let http = reqwest::Client::new();
+    let mut child = site.start(&http).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let line = status.lines().find(|line| line.starts_with("THP_enabled:")).expect("a kernel that reports THP");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
