@@ -1,6 +1,6 @@
 //! The outbound leg: one ping round trip to a loopback buyer that bids at once, three ways, sending the same
-//! bytes: a raw hyper `client::conn` connection (the baseline), the engine's `BuyerClient::send` (pooled
-//! hyper-util client, timeout, size limit), and the whole leg as the fan-out runs it (`ping_body`, then
+//! bytes: a raw hyper `client::conn` connection (the baseline), the engine's `BuyerClient::send` (its own
+//! pooled HTTP/1.1, `src/delivery/wire.rs`; timeout, size limit), and the whole leg as the fan-out runs it (`ping_body`, then
 //! `ping_buyer`: send with the deadline header and classify the bid). Client and server share one
 //! current-thread runtime, so each figure is the CPU cost of a round trip on one core, with no cross-core
 //! wake. Target (PERF.md): the engine's client ≤ 1.3× the raw leg.

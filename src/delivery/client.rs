@@ -1,9 +1,10 @@
 //! The outbound HTTP client for every buyer ping, post and notice, and which one the code running now uses.
 //!
 //! Each server worker thread (`http::workers`) has a client of its own, so that the buyer connections an
-//! auction uses are driven by the thread that runs the auction: its pool's connection tasks are spawned on
-//! that worker's current-thread runtime. [`BuyerClient::current`] is the one place that picks it; code off
-//! the workers (the notices sender, tests calling the engine directly) gets the engine's shared client.
+//! auction uses are registered with, and driven by, the thread that runs the auction: an exchange is read and
+//! written by the task that awaits it (`wire.rs`). [`BuyerClient::current`] is the one place that picks the
+//! client; code off the workers (the notices sender, tests calling the engine directly) gets the engine's
+//! shared client.
 
 use std::cell::RefCell;
 use std::sync::Arc;
