@@ -126,9 +126,10 @@ impl Connection {
     /// Reads the answer to the request just sent, its body up to `limit` bytes.
     pub async fn receive(&mut self, limit: usize) -> Result<Answer, WireError> {
         self.read.clear();
+        let mut reading = Reading::default();
         let mut ended = !self.fill_or_end().await?;
         loop {
-            if let Some(answer) = frame(&self.read, ended, limit)? {
+            if let Some(answer) = reading.frame(&self.read, ended, limit)? {
                 return Ok(answer);
             }
             ended = !self.fill_or_end().await?;
@@ -147,50 +148,80 @@ impl Connection {
 }
 
 /// The answer at the start of `bytes`, interim (1xx) answers skipped; `None` while more is to come. `ended`:
-/// the buyer has closed its side, so nothing more will. Pure, so that it can be fuzzed (`fuzz/`, target
-/// `buyer_wire`): whichever pieces the bytes arrive in, the answer is the same.
+/// the buyer has closed its side, so nothing more will. The same as one [`Reading`] given all the bytes at
+/// once; fuzzed (`fuzz/`, target `buyer_wire`): whichever pieces the bytes arrive in, the answer is the same.
 pub fn frame(bytes: &[u8], ended: bool, limit: usize) -> Result<Option<Answer>, WireError> {
-    let closed = |when: &str| WireError::Io(format!("the buyer closed the connection {when}"));
-    let mut start = 0;
-    // The limits are on what the bytes hold, never on how they were cut: a prefix that fails, fails for the
-    // whole too, with the same error.
-    let head_too_long = || WireError::Invalid(format!("answer heads over {MAX_HEAD_BYTES} bytes"));
-    let head = loop {
-        match parse_head(&bytes[start..])? {
-            Some(head) if start + head.len > MAX_HEAD_BYTES => return Err(head_too_long()),
-            Some(head) if head.interim => start += head.len,
-            Some(head) => break head,
-            None if bytes.len() > MAX_HEAD_BYTES => return Err(head_too_long()),
-            None if ended && start == bytes.len() => return Err(closed("before answering")),
-            None if ended => return Err(closed("before the answer's head was complete")),
-            None => return Ok(None),
-        }
-    };
-    let body_start = start + head.len;
-    let rest = &bytes[body_start..];
-    let (body, end, keep_alive) = match head.framing {
-        Framing::Empty => (Bytes::new(), body_start, head.keep_alive),
-        Framing::Length(length) if length > limit => return Err(WireError::TooLarge),
-        Framing::Length(length) => match rest.get(..length) {
-            Some(body) => (Bytes::copy_from_slice(body), body_start + length, head.keep_alive),
-            None if ended => return Err(closed("before the answer's body was complete")),
-            None => return Ok(None),
-        },
-        // Chunk sizes, extensions and trailers may add to the body's bytes, but not without bound.
-        Framing::Chunked => match decode_chunked(rest, limit)? {
-            Some((_, used)) if used > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
-            Some((body, used)) => (Bytes::from(body), body_start + used, head.keep_alive),
-            None if rest.len() > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
-            None if ended => return Err(closed("before the answer's last chunk")),
-            None => return Ok(None),
-        },
-        Framing::ToEnd if rest.len() > limit => return Err(WireError::TooLarge),
-        Framing::ToEnd if ended => (Bytes::copy_from_slice(rest), bytes.len(), false),
-        Framing::ToEnd => return Ok(None),
-    };
-    // Bytes after the answer were not asked for: the connection's framing can no longer be trusted.
-    let reusable = keep_alive && end == bytes.len() && !ended;
-    Ok(Some(Answer { status: head.status, body, reusable }))
+    Reading::default().frame(bytes, ended, limit)
+}
+
+/// One answer being read, called again each time more of it has arrived, with all of it so far. What it
+/// has made out stays made out, so each piece costs the work of that piece: a buyer that trickles its
+/// answer a byte at a time cannot make the engine re-read the whole of it each time.
+#[derive(Default)]
+pub struct Reading {
+    /// Where the next head starts (after any interim answers).
+    start: usize,
+    /// How far the bytes were looked at for the line feed that ends a head.
+    scanned: usize,
+    head: Option<Head>,
+    chunks: Chunks,
+}
+
+impl Reading {
+    /// The answer, once `bytes` hold all of it; see [`frame`].
+    pub fn frame(&mut self, bytes: &[u8], ended: bool, limit: usize) -> Result<Option<Answer>, WireError> {
+        let closed = |when: &str| WireError::Io(format!("the buyer closed the connection {when}"));
+        // The limits are on what the bytes hold, never on how they were cut: a prefix that fails, fails for
+        // the whole too, with the same error.
+        let head_too_long = || WireError::Invalid(format!("answer heads over {MAX_HEAD_BYTES} bytes"));
+        let head = match self.head {
+            Some(head) => head,
+            None => {
+                // A head ends at a line feed: until one arrives there is nothing new to parse.
+                let fresh = bytes.get(self.scanned..).unwrap_or_default();
+                self.scanned = bytes.len();
+                if !ended && bytes.len() <= MAX_HEAD_BYTES && !fresh.contains(&b'\n') {
+                    return Ok(None);
+                }
+                loop {
+                    match parse_head(&bytes[self.start..])? {
+                        Some(head) if self.start + head.len > MAX_HEAD_BYTES => return Err(head_too_long()),
+                        Some(head) if head.interim => self.start += head.len,
+                        Some(head) => break *self.head.insert(head),
+                        None if bytes.len() > MAX_HEAD_BYTES => return Err(head_too_long()),
+                        None if ended && self.start == bytes.len() => return Err(closed("before answering")),
+                        None if ended => return Err(closed("before the answer's head was complete")),
+                        None => return Ok(None),
+                    }
+                }
+            }
+        };
+        let body_start = self.start + head.len;
+        let rest = &bytes[body_start..];
+        let (body, end, keep_alive) = match head.framing {
+            Framing::Empty => (Bytes::new(), body_start, head.keep_alive),
+            Framing::Length(length) if length > limit => return Err(WireError::TooLarge),
+            Framing::Length(length) => match rest.get(..length) {
+                Some(body) => (Bytes::copy_from_slice(body), body_start + length, head.keep_alive),
+                None if ended => return Err(closed("before the answer's body was complete")),
+                None => return Ok(None),
+            },
+            // Chunk sizes, extensions and trailers may add to the body's bytes, but not without bound.
+            Framing::Chunked => match self.chunks.decode(rest, limit)? {
+                Some(used) if used > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
+                Some(used) => (Bytes::from(std::mem::take(&mut self.chunks.body)), body_start + used, head.keep_alive),
+                None if rest.len() > 2 * limit + MAX_HEAD_BYTES => return Err(WireError::TooLarge),
+                None if ended => return Err(closed("before the answer's last chunk")),
+                None => return Ok(None),
+            },
+            Framing::ToEnd if rest.len() > limit => return Err(WireError::TooLarge),
+            Framing::ToEnd if ended => (Bytes::copy_from_slice(rest), bytes.len(), false),
+            Framing::ToEnd => return Ok(None),
+        };
+        // Bytes after the answer were not asked for: the connection's framing can no longer be trusted.
+        let reusable = keep_alive && end == bytes.len() && !ended;
+        Ok(Some(Answer { status: head.status, body, reusable }))
+    }
 }
 
 /// The request's bytes: `Host` and `Content-Type` unless the buyer's headers set them, the buyer's headers
@@ -246,7 +277,7 @@ enum Framing {
 }
 
 /// What the head of an answer says.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head {
     /// The head's bytes, up to and with the empty line.
     len: usize,
@@ -303,43 +334,63 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, WireError> {
     Ok(Some(Head { len, status, interim, framing, keep_alive }))
 }
 
-/// The body of a chunked answer at the start of `bytes` and the bytes it took, trailers included; `None`
-/// while it is incomplete.
+/// A chunked body read so far: what its complete chunks held, and where the next chunk (or trailer line)
+/// starts.
+#[derive(Default)]
+struct Chunks {
+    body: Vec<u8>,
+    at: usize,
+    /// Past the last chunk: what is left is trailer lines, up to an empty one.
+    trailers: bool,
+}
+
+impl Chunks {
+    /// Goes on reading the chunked body at the start of `bytes` (the same bytes as before, and maybe more)
+    /// from where it stopped; the bytes the body took, trailers included, once it is complete.
+    fn decode(&mut self, bytes: &[u8], limit: usize) -> Result<Option<usize>, WireError> {
+        let invalid = || WireError::Invalid("an invalid chunk in a chunked answer".into());
+        while !self.trailers {
+            let (size_len, size) = match httparse::parse_chunk_size(&bytes[self.at..]) {
+                Ok(httparse::Status::Complete(found)) => found,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err(invalid()),
+            };
+            if size == 0 {
+                self.at += size_len;
+                self.trailers = true;
+                break;
+            }
+            let size = usize::try_from(size).map_err(|_| WireError::TooLarge)?;
+            if self.body.len() + size > limit {
+                return Err(WireError::TooLarge);
+            }
+            let data = self.at + size_len;
+            match bytes.get(data + size..data + size + 2) {
+                None => return Ok(None),
+                Some(b"\r\n") => {}
+                Some(_) => return Err(invalid()),
+            }
+            self.body.extend_from_slice(&bytes[data..data + size]);
+            self.at = data + size + 2;
+        }
+        // Trailer lines, ignored, up to the empty line.
+        loop {
+            let Some(line_end) = bytes[self.at..].windows(2).position(|pair| pair == b"\r\n") else {
+                return Ok(None);
+            };
+            self.at += line_end + 2;
+            if line_end == 0 {
+                return Ok(Some(self.at));
+            }
+        }
+    }
+}
+
+/// A whole chunked body at the start of `bytes` and the bytes it took, from a fresh start.
+#[cfg(test)]
 fn decode_chunked(bytes: &[u8], limit: usize) -> Result<Option<(Vec<u8>, usize)>, WireError> {
-    let invalid = || WireError::Invalid("an invalid chunk in a chunked answer".into());
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let (size_len, size) = match httparse::parse_chunk_size(&bytes[at..]) {
-            Ok(httparse::Status::Complete(found)) => found,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(invalid()),
-        };
-        at += size_len;
-        if size == 0 {
-            break;
-        }
-        let size = usize::try_from(size).map_err(|_| WireError::TooLarge)?;
-        if body.len() + size > limit {
-            return Err(WireError::TooLarge);
-        }
-        let Some(data) = bytes.get(at..at + size) else { return Ok(None) };
-        body.extend_from_slice(data);
-        at += size;
-        match bytes.get(at..at + 2) {
-            None if bytes.len() < at + 2 => return Ok(None),
-            Some(b"\r\n") => at += 2,
-            _ => return Err(invalid()),
-        }
-    }
-    // Trailer lines, ignored, up to the empty line.
-    loop {
-        let Some(line_end) = bytes[at..].windows(2).position(|pair| pair == b"\r\n") else { return Ok(None) };
-        at += line_end + 2;
-        if line_end == 0 {
-            return Ok(Some((body, at)));
-        }
-    }
+    let mut chunks = Chunks::default();
+    Ok(chunks.decode(bytes, limit)?.map(|used| (chunks.body, used)))
 }
 
 #[cfg(test)]
@@ -412,6 +463,16 @@ mod tests {
             for cut in 0..wire.len() {
                 assert!(frame(&wire.as_bytes()[..cut], false, 64).unwrap().is_none(), "{wire:?} cut at {cut}");
             }
+            // A byte at a time into one reading, which keeps what it made out.
+            let mut reading = Reading::default();
+            for cut in 0..wire.len() {
+                assert!(reading.frame(&wire.as_bytes()[..cut], false, 64).unwrap().is_none(), "{wire:?} at {cut}");
+            }
+            let trickled = reading.frame(wire.as_bytes(), false, 64).unwrap().unwrap();
+            assert_eq!(
+                (trickled.status, trickled.body, trickled.reusable),
+                (whole.status, whole.body.clone(), reusable)
+            );
             let closed = frame(&wire.as_bytes()[..wire.len() - 1], true, 64).unwrap_err();
             assert!(matches!(closed, WireError::Io(_)), "{wire:?}: {closed:?}");
         }
