@@ -16,6 +16,11 @@ pub const MIN_ACHIEVED: f64 = 0.9;
 /// it would make the limit lenient, so such a step is measured again and fails if it stays that way. A quiet
 /// 10-way fan-out here has p99 ≈ 2–3 × p50 (PERF.md).
 pub const UNSTEADY_FLOOR: f64 = 20.0;
+/// A floor whose p50 is over this (µs) could not keep up with the rate itself: the generator and the buyers
+/// are saturated, every latency there is queueing, and judging the engine against it would pass anything (a
+/// quiet floor's p50 is 0.2–0.5 ms; at 3,200/s on the 2-vCPU machine one was 640 ms at p99 and let an engine
+/// p99 of 5.5 ms "pass"). Such a rate fails: this machine cannot measure it.
+pub const SATURATED_FLOOR_P50_US: u64 = 5_000;
 /// The search stops once the next rate is within this share of the last one.
 const SEARCH_RESOLUTION: f64 = 0.05;
 
@@ -87,6 +92,9 @@ pub fn judge_step(f: &StepFigures) -> StepVerdict {
     }
     if f.floor_errors > 0 {
         reasons.push(format!("{} floor error(s): the machine itself cannot carry this rate", f.floor_errors));
+    }
+    if let Some(p50) = f.floor_p50_us.filter(|&p50| p50 > SATURATED_FLOOR_P50_US) {
+        reasons.push(format!("the floor's p50 is {}: the machine itself cannot carry this rate", micros(p50 as f64)));
     }
     if f.engine_achieved < MIN_ACHIEVED * f.rate {
         reasons.push(format!("answered {:.0}/s, under 90% of {:.0}/s", f.engine_achieved, f.rate));
@@ -296,6 +304,16 @@ mod tests {
         // 20 × the p50 is still steady.
         let steady = judge_step(&StepFigures { floor_p50_us: Some(300), ..step(6_000, 4_000) });
         assert!(steady.passed && !steady.floor_unsteady, "{steady:?}");
+    }
+
+    #[test]
+    fn a_saturated_floor_fails_the_rate_however_lenient_its_limit() {
+        // The 2-vCPU machine at 3,200/s: the floor queued (p50 40 ms, p99 640 ms), so 2 × its p99 let anything by.
+        let saturated = judge_step(&StepFigures { floor_p50_us: Some(40_000), ..step(640_000, 5_530) });
+        assert!(!saturated.passed, "{saturated:?}");
+        assert_eq!(saturated.reasons, ["the floor's p50 is 40.0 ms: the machine itself cannot carry this rate"]);
+        let busy_but_carrying = judge_step(&StepFigures { floor_p50_us: Some(4_000), ..step(30_000, 5_530) });
+        assert!(busy_but_carrying.passed, "{busy_but_carrying:?}");
     }
 
     #[test]
