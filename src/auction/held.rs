@@ -223,12 +223,17 @@ impl<T> Default for Expiring<T> {
 }
 
 impl<T> Expiring<T> {
-    /// Queues `item` to expire at `at`; true if it is now the soonest.
-    fn push(&self, at: Instant, item: T) -> bool {
-        let mut due = self.due.lock();
-        let soonest = due.peek().is_none_or(|first| at < first.at);
-        due.push(Due { at, item });
-        soonest
+    /// Queues `item` to expire at `at`, and wakes the task if it is now the soonest.
+    fn push(&self, at: Instant, item: T) {
+        let soonest = {
+            let mut due = self.due.lock();
+            let soonest = due.peek().is_none_or(|first| at < first.at);
+            due.push(Due { at, item });
+            soonest
+        };
+        if soonest {
+            self.sooner.notify_one();
+        }
     }
 }
 
@@ -283,13 +288,10 @@ impl PingStore {
         if held.holds.lock().iter().all(Option::is_none) {
             return;
         }
-        let soonest = self.expiring.push(held.expires_at, Arc::clone(held));
         if !self.expiry_task.swap(true, Ordering::Relaxed) {
             tokio::spawn(release_expired_holds(Arc::downgrade(&self.expiring), Arc::clone(&self.expiring.sooner)));
         }
-        if soonest {
-            self.expiring.sooner.notify_one();
-        }
+        self.expiring.push(held.expires_at, Arc::clone(held));
     }
 
     /// A held ping by id.
@@ -368,9 +370,7 @@ mod tests {
         let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let expiring = Arc::new(Expiring::default());
         let push = |id: u32, after_ms: u64| {
-            if expiring.push(start + Duration::from_millis(after_ms), Recorded(Arc::clone(&seen), id)) {
-                expiring.sooner.notify_one();
-            }
+            expiring.push(start + Duration::from_millis(after_ms), Recorded(Arc::clone(&seen), id))
         };
         tokio::spawn(release_expired_holds(Arc::downgrade(&expiring), Arc::clone(&expiring.sooner)));
         // One a millisecond from 100 ms on, as a busy campaign's pings would.
