@@ -105,7 +105,7 @@ impl Engine {
                 offers: recorded_offers(&roster, offers, holds),
                 node: Cow::Borrowed(&self.node_id),
             };
-            serde_json::to_vec(&record).expect("a ping record serializes")
+            record.to_bytes()
         };
         let publication = self.coordinator.is_clustered().then_some(Publication {
             ping_id: &ping_id,

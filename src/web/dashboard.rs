@@ -4,6 +4,9 @@
 //! cost what one does, and a stalled browser holds back nothing: it is handed the newest frame when it
 //! reads again.
 //!
+//! It draws only while someone looks — an event stream open, or a page that asks for a frame (it waits for
+//! a fresh one) — so an exchange nobody watches spends no CPU drawing; the tallies are kept either way.
+//!
 //! Which time each figure counts by: auctions by when they were answered, sales by when they were booked
 //! (both as this task sees them, within a second), and "today" by the UTC day of the sale.
 
@@ -14,7 +17,7 @@ use std::time::Duration;
 use askama::Template;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::chart;
@@ -26,6 +29,9 @@ use crate::ops;
 
 /// How often the frame is drawn (API.md asks for at least every 2 s).
 pub const TICK: Duration = Duration::from_secs(1);
+
+/// How long a page waits for the frame it asked for before it shows the last one drawn.
+const FRESH_FRAME_WAIT: Duration = Duration::from_millis(250);
 
 /// How often the dashboard takes in what the live feed holds: in batches, so an auction never wakes the
 /// dashboard's task (on another core) by itself. The feed keeps 4,096 events, so below 80,000 events a
@@ -49,6 +55,39 @@ pub struct Frame {
     pub chart: String,
     pub auctions: String,
     pub events: Bytes,
+    /// When it was drawn (`None`: not yet).
+    pub drawn_at: Option<tokio::time::Instant>,
+}
+
+/// The dashboard's frames as the pages read them.
+pub struct Frames {
+    /// The latest frame. The pages' state holds this receiver; each open event stream holds a clone, which
+    /// is how the task knows someone is watching.
+    latest: watch::Receiver<Arc<Frame>>,
+    /// A page asks for a frame drawn now.
+    wanted: Arc<Notify>,
+}
+
+impl Frames {
+    /// A frame at most one tick old: the latest, or one drawn on this request when nobody was watching.
+    pub async fn fresh(&self) -> Arc<Frame> {
+        let mut latest = self.latest.clone();
+        let current = Arc::clone(&latest.borrow_and_update());
+        if current.drawn_at.is_some_and(|at| at.elapsed() < TICK) {
+            return current;
+        }
+        self.wanted.notify_one();
+        match tokio::time::timeout(FRESH_FRAME_WAIT, latest.changed()).await {
+            Ok(Ok(())) => Arc::clone(&latest.borrow()),
+            _ => current,
+        }
+    }
+
+    /// The frames one event stream follows; while it is held, a frame is drawn every tick.
+    pub fn follow(&self) -> watch::Receiver<Arc<Frame>> {
+        self.wanted.notify_one();
+        self.latest.clone()
+    }
 }
 
 /// One second's tallies.
@@ -354,7 +393,7 @@ pub fn draw(stats: &Stats, now: DateTime<Utc>) -> Frame {
     for (name, data) in [("figures", &figures), ("chart", &chart), ("auctions", &auctions)] {
         super::sse::event(&mut events, name, data);
     }
-    Frame { figures, chart, auctions, events: Bytes::from(events) }
+    Frame { figures, chart, auctions, events: Bytes::from(events), drawn_at: Some(tokio::time::Instant::now()) }
 }
 
 /// Resolves once `stop` is true (or its sender is gone).
@@ -385,38 +424,48 @@ async fn read_feed(feed: &mut broadcast::Receiver<LiveEvent>, stats: &mut Stats,
     }
 }
 
-/// Starts the dashboard's task: it runs until `stop` turns true, publishing a frame every [`TICK`].
-pub fn start(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) -> (watch::Receiver<Arc<Frame>>, JoinHandle<()>) {
-    let (frames, reader) = watch::channel(Arc::new(Frame::default()));
+/// Starts the dashboard's task: it runs until `stop` turns true, taking in the live feed and drawing a frame
+/// every [`TICK`] while an event stream is open, and at once when a page asks for one.
+pub fn start(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) -> (Frames, JoinHandle<()>) {
+    let (frames, latest) = watch::channel(Arc::new(Frame::default()));
+    let wanted = Arc::new(Notify::new());
+    let asked = Arc::clone(&wanted);
     let task = tokio::spawn(async move {
         // Subscribed before the books are read, so no sale falls between the two.
         let mut feed = engine.live.subscribe();
         let mut stats = Stats::default();
         stats.read_books(&engine, Utc::now()).await;
-        frames.send_replace(Arc::new(draw(&stats, Utc::now())));
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut read = tokio::time::interval(READ_FEED_EVERY);
         read.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            tokio::select! {
+            let watched = tokio::select! {
                 _ = read.tick() => {
                     if read_feed(&mut feed, &mut stats, &engine).await == Feed::Closed {
                         break;
                     }
+                    continue;
                 }
-                _ = tick.tick() => {
-                    let now = Utc::now();
-                    if stats.needs_reading(now) {
-                        stats.read_books(&engine, now).await;
-                    }
-                    frames.send_replace(Arc::new(draw(&stats, now)));
-                }
+                // The pages' own receiver is one; every other is an open stream.
+                _ = tick.tick() => frames.receiver_count() > 1,
+                () = asked.notified() => true,
                 () = stopped(&mut stop) => break,
+            };
+            let now = Utc::now();
+            if stats.needs_reading(now) {
+                stats.read_books(&engine, now).await;
+            }
+            if watched {
+                // What the feed holds first, so a page asking right after an auction sees it.
+                if read_feed(&mut feed, &mut stats, &engine).await == Feed::Closed {
+                    break;
+                }
+                frames.send_replace(Arc::new(draw(&stats, now)));
             }
         }
     });
-    (reader, task)
+    (Frames { latest, wanted }, task)
 }
 
 #[cfg(test)]
@@ -523,5 +572,43 @@ mod tests {
         assert!(frame.auctions.contains("bid 10.00 by b") && frame.auctions.contains("no bid"));
         let events = String::from_utf8_lossy(&frame.events);
         assert!(events.starts_with("event: figures\ndata: ") && events.contains("\n\nevent: chart\ndata: <svg"));
+    }
+
+    /// Nobody watching: no frame is drawn. A page that asks gets one drawn then, holding the auction just
+    /// answered; an open stream gets one every tick, until it closes.
+    #[tokio::test(start_paused = true)]
+    async fn it_draws_only_while_someone_looks() {
+        let config = crate::config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nadmin_token = \"t\"\n\
+             [[sellers]]\nid = \"acme\"\napi_key = \"k\"\n[[campaigns]]\nid = \"auto\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\n",
+        )
+        .expect("valid");
+        let engine = Arc::new(Engine::new(config, crate::ledger::Ledger::in_memory()));
+        let (stop, stopped) = watch::channel(false);
+        let (frames, task) = start(Arc::clone(&engine), stopped);
+        let drawn_at = || frames.latest.borrow().drawn_at;
+
+        tokio::time::sleep(5 * TICK).await;
+        assert_eq!(drawn_at(), None, "drawn with nobody looking");
+
+        engine.live.publish(LiveEvent::Auction(auction(true, &[], 7)));
+        let frame = frames.fresh().await;
+        assert!(frame.auctions.contains("p_1"), "{}", frame.auctions);
+        let asked_at = frame.drawn_at.expect("drawn for the page");
+        assert_eq!(Arc::as_ptr(&frames.fresh().await), Arc::as_ptr(&frame), "fresh enough: not drawn again");
+
+        let stream = frames.follow();
+        tokio::time::sleep(3 * TICK + READ_FEED_EVERY).await;
+        let streamed_at = stream.borrow().drawn_at.expect("drawn");
+        assert!(streamed_at >= asked_at + 2 * TICK, "drawn every tick while a stream is open");
+
+        drop(stream);
+        tokio::time::sleep(2 * TICK).await;
+        let closed_at = drawn_at();
+        tokio::time::sleep(5 * TICK).await;
+        assert_eq!(drawn_at(), closed_at, "drawn after the last stream closed");
+
+        stop.send_replace(true);
+        task.await.expect("the task ends when told");
     }
 }

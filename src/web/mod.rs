@@ -33,7 +33,6 @@ use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
 use crate::http::query::Query;
-use dashboard::Frame;
 use form::Form;
 use page::{error_page, PageError, WebResponse};
 use session::{MemorySessionStore, Role, Session, SessionStore};
@@ -55,7 +54,7 @@ pub fn claims(method: &Method, path: &str) -> bool {
 pub struct Web {
     engine: Arc<Engine>,
     sessions: Arc<dyn SessionStore>,
-    frames: watch::Receiver<Arc<Frame>>,
+    frames: dashboard::Frames,
     stop: watch::Sender<bool>,
     streams: sse::OpenStreams,
     dashboard: JoinHandle<()>,

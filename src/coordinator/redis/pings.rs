@@ -141,7 +141,7 @@ impl RedisCoordinator {
     pub async fn load_ping(&self, ping_id: &str) -> Result<Option<PingRecord<'static>>, Unreachable> {
         let bytes: Option<Vec<u8>> =
             self.call("load_ping", redis::cmd("GET").arg(self.ping_keys(ping_id).record())).await?;
-        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        Ok(bytes.as_deref().and_then(PingRecord::from_bytes))
     }
 
     /// Waits for this post's turn to deliver `ping_id`, or for the first post's answer. `hold_for` bounds how

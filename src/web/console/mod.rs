@@ -25,9 +25,9 @@ pub async fn route(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
         _ => {}
     }
     match (rest.as_slice(), ctx.form.is_some()) {
-        ([], false) => Ok(dashboard(ctx)),
+        ([], false) => Ok(dashboard(ctx).await),
         (["events"], false) => events(ctx),
-        (["auctions"], false) => Ok(auctions(ctx)),
+        (["auctions"], false) => Ok(auctions(ctx).await),
         (["auctions", "find"], false) => {
             let ping_id = ctx.query.get("ping_id").unwrap_or("").trim();
             Ok(page::redirect(&format!("/console/auctions/{}", page::path_segment(ping_id))))
@@ -46,14 +46,14 @@ struct Dashboard {
     frame: Arc<Frame>,
 }
 
-fn dashboard(ctx: &Ctx<'_>) -> WebResponse {
-    let frame = Arc::clone(&ctx.web.frames.borrow());
+async fn dashboard(ctx: &Ctx<'_>) -> WebResponse {
+    let frame = ctx.web.frames.fresh().await;
     page::html(StatusCode::OK, &Dashboard { page: Chrome::for_session(ctx.session, "Dashboard", ctx.path), frame })
 }
 
 /// `GET /console/events`: the dashboard's server-sent events, one stream per open page.
 fn events(ctx: &Ctx<'_>) -> Result<WebResponse, PageError> {
-    sse::dashboard(&ctx.web.streams, ctx.web.frames.clone(), ctx.web.stop.subscribe()).ok_or_else(|| {
+    sse::dashboard(&ctx.web.streams, ctx.web.frames.follow(), ctx.web.stop.subscribe()).ok_or_else(|| {
         PageError::new(StatusCode::SERVICE_UNAVAILABLE, "Too many live pages are open; close some and reload.")
     })
 }
@@ -65,8 +65,8 @@ struct Auctions {
     frame: Arc<Frame>,
 }
 
-fn auctions(ctx: &Ctx<'_>) -> WebResponse {
-    let frame = Arc::clone(&ctx.web.frames.borrow());
+async fn auctions(ctx: &Ctx<'_>) -> WebResponse {
+    let frame = ctx.web.frames.fresh().await;
     page::html(StatusCode::OK, &Auctions { page: Chrome::for_session(ctx.session, "Auctions", ctx.path), frame })
 }
 
