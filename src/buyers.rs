@@ -12,6 +12,7 @@ use crate::config::{Billing, Buyer, Config};
 use crate::domain::money::Money;
 use crate::health::{Breach, BreakerState, BuyerHealth};
 use crate::ledger::Ledger;
+use crate::metrics::BuyerSeries;
 
 /// Who paused a buyer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +108,8 @@ pub struct BuyerState {
     pub account: String,
     pub capacity: Arc<BuyerCapacity>,
     pub health: BuyerHealth,
+    /// Its metric series that every auction updates, looked up once.
+    pub series: BuyerSeries,
     api_pause: AtomicU8,
 }
 
@@ -117,6 +120,7 @@ impl BuyerState {
             account: format!("buyer:{id}"),
             capacity: Arc::default(),
             health: BuyerHealth::default(),
+            series: BuyerSeries::new(id),
             api_pause: AtomicU8::new(ApiPause::FollowConfig.encode()),
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! Series are created on first use and live for the life of the process. Counter updates are atomic adds on
 //! an existing series; only the first update of a new label set takes the map's write lock. A series is
-//! found by its key rendered into a buffer reused by each thread, so an update allocates nothing.
+//! found by its key rendered into a buffer reused by each thread, so an update allocates nothing. The series
+//! every auction updates once per buyer are looked up once per buyer and kept ([`BuyerSeries`]): their
+//! updates are an atomic add or a histogram record, with no key rendered and no map searched.
 //!
 //! Every histogram also keeps an HDR histogram (microseconds, 3 significant digits), rendered after the
 //! Prometheus buckets as a summary family named `<base>_hdr_seconds` with the p50, p90, p99 and p99.9
@@ -11,6 +13,7 @@
 use std::cell::RefCell;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -56,8 +59,8 @@ fn labels_of<'k>(key: &'k str, name: &str) -> Option<&'k str> {
 #[derive(Default)]
 pub struct Metrics {
     // FxHash: the keys are the process's own metric names and ids, and a lookup is on every auction's path.
-    counters: DashMap<SeriesKey, AtomicU64, FxBuildHasher>,
-    histograms: DashMap<SeriesKey, Histogram, FxBuildHasher>,
+    counters: DashMap<SeriesKey, Arc<AtomicU64>, FxBuildHasher>,
+    histograms: DashMap<SeriesKey, Arc<Histogram>, FxBuildHasher>,
     /// Auctions between receipt of the ping and the answer to the seller.
     pub auctions_in_flight: AtomicI64,
     /// HTTP exchanges the engine answered (every request it received), for throughput.
@@ -103,6 +106,68 @@ impl Histogram {
         }
         data.sum_nanos = data.sum_nanos.saturating_add(nanos);
         data.hdr.saturating_record(micros);
+    }
+}
+
+/// One counter series, looked up once and kept: an update is one atomic add.
+#[derive(Clone)]
+pub struct CounterSeries(Arc<AtomicU64>);
+
+impl CounterSeries {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One histogram series, looked up once and kept.
+#[derive(Clone)]
+pub struct HistogramSeries(Arc<Histogram>);
+
+impl HistogramSeries {
+    pub fn observe(&self, value: Duration) {
+        self.0.record(value);
+    }
+}
+
+/// The outcomes of a buyer ping that `gavel_buyer_responses_total` counts (an excluded buyer was not pinged).
+const PING_OUTCOMES: [&str; 4] = ["bid", "no_bid", "timeout", "error"];
+
+/// The series each auction updates for one buyer it pinged, looked up on the first update and kept with the
+/// buyer's running state. A series appears on `/metrics` once it has something to say, as any other does.
+pub struct BuyerSeries {
+    buyer: Box<str>,
+    ping_seconds: OnceLock<HistogramSeries>,
+    /// `gavel_buyer_responses_total`, by [`PING_OUTCOMES`].
+    responses: [OnceLock<CounterSeries>; PING_OUTCOMES.len()],
+}
+
+impl std::fmt::Debug for BuyerSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuyerSeries").field("buyer", &self.buyer).finish_non_exhaustive()
+    }
+}
+
+impl BuyerSeries {
+    pub fn new(buyer: &str) -> BuyerSeries {
+        BuyerSeries { buyer: buyer.into(), ping_seconds: OnceLock::new(), responses: Default::default() }
+    }
+
+    /// `gavel_buyer_ping_seconds`: one ping's round trip.
+    pub fn ping_answered(&self, metrics: &Metrics, latency: Duration) {
+        self.ping_seconds
+            .get_or_init(|| metrics.histogram_series("gavel_buyer_ping_seconds", &[("buyer", &self.buyer)]))
+            .observe(latency);
+    }
+
+    /// `gavel_buyer_responses_total`: how one ping ended.
+    pub fn responded(&self, metrics: &Metrics, outcome: &str) {
+        let labels = [("buyer", &*self.buyer), ("outcome", outcome)];
+        match PING_OUTCOMES.iter().position(|known| *known == outcome) {
+            Some(index) => self.responses[index]
+                .get_or_init(|| metrics.counter_series("gavel_buyer_responses_total", &labels))
+                .inc(),
+            None => metrics.inc("gavel_buyer_responses_total", &labels),
+        }
     }
 }
 
@@ -172,6 +237,16 @@ impl Metrics {
             }
             self.counters.entry(key.into()).or_default().fetch_add(n, Ordering::Relaxed);
         });
+    }
+
+    /// The counter series `name` with `labels`, created (at zero) if new, to be kept and updated directly.
+    pub fn counter_series(&self, name: &'static str, labels: &[(&str, &str)]) -> CounterSeries {
+        with_key(name, labels, |key| CounterSeries(Arc::clone(&self.counters.entry(key.into()).or_default())))
+    }
+
+    /// The histogram series `name` with `labels`, created (empty) if new, to be kept and updated directly.
+    pub fn histogram_series(&self, name: &'static str, labels: &[(&str, &str)]) -> HistogramSeries {
+        with_key(name, labels, |key| HistogramSeries(Arc::clone(&self.histograms.entry(key.into()).or_default())))
     }
 
     /// Records one observation of a duration.
@@ -357,6 +432,27 @@ mod tests {
         assert!(text.contains("gavel_auction_seconds_count{campaign=\"auto\"} 1"), "{text}");
         assert!(text.contains("# TYPE gavel_auctions_in_flight gauge"));
         assert_eq!(m.counter("gavel_buyer_responses_total", &[("buyer", "acme"), ("outcome", "bid")]), 3);
+    }
+
+    #[test]
+    fn a_buyers_kept_series_are_the_ones_looked_up_by_name() {
+        let m = Metrics::default();
+        let series = BuyerSeries::new("ac\"me");
+        assert!(!m.render().contains("buyer=\"ac"), "nothing appears before the first update");
+        series.responded(&m, "bid");
+        series.responded(&m, "bid");
+        m.inc("gavel_buyer_responses_total", &[("buyer", "ac\"me"), ("outcome", "bid")]);
+        series.responded(&m, "timeout");
+        series.responded(&m, "something_new");
+        for latency in [3, 7] {
+            series.ping_answered(&m, Duration::from_millis(latency));
+        }
+        m.observe("gavel_buyer_ping_seconds", &[("buyer", "ac\"me")], Duration::from_millis(2));
+        let counter = |outcome| m.counter("gavel_buyer_responses_total", &[("buyer", "ac\"me"), ("outcome", outcome)]);
+        assert_eq!((counter("bid"), counter("timeout"), counter("something_new"), counter("error")), (3, 1, 1, 0));
+        let text = m.render();
+        assert!(text.contains("gavel_buyer_ping_seconds_count{buyer=\"ac\\\"me\"} 3"), "{text}");
+        assert!(!text.contains("outcome=\"error\""), "a series appears once it has something to say: {text}");
     }
 
     #[test]

@@ -218,12 +218,9 @@ pub async fn collect_bids(
                 unanswered[slot] = None;
                 slowest_leg = slowest_leg.max(latency);
                 let buyer = &config.buyers[buyer_index];
-                metrics.observe("gavel_buyer_ping_seconds", &[("buyer", &buyer.id)], latency);
-                roster.states[buyer_index].health.record_ping(
-                    &buyer.sla,
-                    health_sample(&outcome, latency),
-                    Instant::now(),
-                );
+                let state = &roster.states[buyer_index];
+                state.series.ping_answered(metrics, latency);
+                state.health.record_ping(&buyer.sla, health_sample(&outcome, latency), Instant::now());
                 // Time since the auction began, for the earliest-answer tie-break.
                 let answered_after = deadline.elapsed();
                 let bid_index = bids.len();
@@ -252,9 +249,10 @@ pub async fn collect_bids(
         let buyer = &config.buyers[buyer_index];
         roster.states[buyer_index].health.record_ping(&buyer.sla, PingSample::Timeout, now);
     }
-    for outcome in &outcomes {
+    // One outcome per buyer of the campaign, in its order.
+    for ((buyer_index, _), outcome) in config.buyers_of(&campaign.id).zip(&outcomes) {
         if outcome.outcome != "excluded" {
-            metrics.inc("gavel_buyer_responses_total", &[("buyer", &outcome.buyer), ("outcome", outcome.outcome)]);
+            roster.states[buyer_index].series.responded(metrics, outcome.outcome);
         }
         // A buyer that fails costs only itself, but its operator wants to see it (inside the auction's span).
         if matches!(outcome.outcome, "timeout" | "error") {
