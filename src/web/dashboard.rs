@@ -461,7 +461,7 @@ pub fn start(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) -> (Frames, J
                 if read_feed(&mut feed, &mut stats, &engine).await == Feed::Closed {
                     break;
                 }
-                frames.send_replace(Arc::new(draw(&stats, now)));
+                frames.send_replace(Arc::new(draw(&stats, Utc::now())));
             }
         }
     });
@@ -574,16 +574,33 @@ mod tests {
         assert!(events.starts_with("event: figures\ndata: ") && events.contains("\n\nevent: chart\ndata: <svg"));
     }
 
-    /// Nobody watching: no frame is drawn. A page that asks gets one drawn then, holding the auction just
-    /// answered; an open stream gets one every tick, until it closes.
-    #[tokio::test(start_paused = true)]
-    async fn it_draws_only_while_someone_looks() {
+    fn engine() -> Arc<Engine> {
         let config = crate::config::parse(
             "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nadmin_token = \"t\"\n\
              [[sellers]]\nid = \"acme\"\napi_key = \"k\"\n[[campaigns]]\nid = \"auto\"\nping_fields = [\"state\"]\nfloor = \"1.00\"\n",
         )
         .expect("valid");
-        let engine = Arc::new(Engine::new(config, crate::ledger::Ledger::in_memory()));
+        Arc::new(Engine::new(config, crate::ledger::Ledger::in_memory()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_opened_before_anything_was_drawn_gets_a_frame_at_once() {
+        let (_stop, stopped) = watch::channel(false);
+        let (frames, _task) = start(engine(), stopped);
+        tokio::time::sleep(3 * TICK).await;
+        let mut stream = frames.follow();
+        assert!(stream.borrow_and_update().events.is_empty(), "nothing drawn yet");
+        let started = tokio::time::Instant::now();
+        stream.changed().await.expect("a frame");
+        assert!(started.elapsed() < READ_FEED_EVERY, "drawn when asked, not at the next tick");
+        assert!(String::from_utf8_lossy(&stream.borrow().events).starts_with("event: figures\n"));
+    }
+
+    /// Nobody watching: no frame is drawn. A page that asks gets one drawn then, holding the auction just
+    /// answered; an open stream gets one every tick, until it closes.
+    #[tokio::test(start_paused = true)]
+    async fn it_draws_only_while_someone_looks() {
+        let engine = engine();
         let (stop, stopped) = watch::channel(false);
         let (frames, task) = start(Arc::clone(&engine), stopped);
         let drawn_at = || frames.latest.borrow().drawn_at;

@@ -79,7 +79,10 @@ pub fn dashboard(
         if state.first {
             state.first = false;
             let now = Arc::clone(&state.frames.borrow_and_update());
-            return Some((Ok(BodyFrame::data(now.events.clone())), state));
+            // Nothing drawn yet (nobody had looked): the frame this stream asked for comes next.
+            if !now.events.is_empty() {
+                return Some((Ok(BodyFrame::data(now.events.clone())), state));
+            }
         }
         let chunk = tokio::select! {
             () = super::dashboard::stopped(&mut state.stop) => return None,
