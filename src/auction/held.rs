@@ -161,16 +161,21 @@ const FORGET_PER_BATCH: usize = 1024;
 /// at 1,000 auctions a second, at most 50 wake-ups instead of 1,000, and no task or timer per auction.
 const EXPIRY_GATHER: Duration = Duration::from_millis(20);
 
-/// Room for this many held pings before the map or the queue grows: a few seconds of a busy exchange. The
-/// map has many shards, so when it does grow each shard rehashes a few thousand entries at most, briefly.
+/// Room for this many held pings before the map grows: a minute of a busy exchange. The map has many shards,
+/// so when it does grow each shard rehashes a few thousand entries at most, briefly.
 const PRESIZED_PINGS: usize = 1 << 16;
 const SHARDS: usize = 256;
+
+/// Room in the queue of due pings before it grows: a ping stays its time to live and five minutes, so about
+/// 3,400 pings a second (10-second bids) fill it. The queue is one array, and its growth would copy all of it
+/// under the queue's lock (megabytes, on an auction's path); its pages cost memory only once written.
+const PRESIZED_DUE: usize = 1 << 20;
 
 impl Default for PingStore {
     fn default() -> Self {
         PingStore {
             by_id: DashMap::with_capacity_and_shard_amount(PRESIZED_PINGS, SHARDS),
-            due: parking_lot::Mutex::new(BinaryHeap::with_capacity(PRESIZED_PINGS)),
+            due: parking_lot::Mutex::new(BinaryHeap::with_capacity(PRESIZED_DUE)),
             expiring: Arc::default(),
             expiry_task: AtomicBool::new(false),
         }
