@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::books::Books;
 use super::entry::Entry;
@@ -81,8 +81,23 @@ struct Inner {
     /// the writer for a whole batch and by a reader while it catches up, so entries apply once and in order.
     cursor: Mutex<Cursor>,
     /// The connection reads catch up on (the writer has its own).
-    reader: Mutex<Option<Client>>,
+    reader: Mutex<Option<Session>>,
     available: AtomicBool,
+}
+
+/// A connection and the statements the ledger runs on it again and again, prepared once when it opens.
+///
+/// Prepared for the order of a batch as much as for speed: a statement given as text is first prepared, in
+/// a round trip of its own, and only then sent — so an `INSERT` given as text and issued together with
+/// `COMMIT` reached the server *after* the `COMMIT`, ran on its own outside the transaction and its ledger
+/// lock, and nodes writing at once collided on `seq` (each collision a refused batch and a rebuild of the
+/// books). A prepared statement goes out when it is called, in the order of the calls.
+struct Session {
+    client: Client,
+    /// Rows after a `seq`: [`Inner::catch_up_sql`].
+    catch_up: Statement,
+    /// A batch's rows: [`Inner::insert_sql`].
+    insert: Statement,
 }
 
 /// A round trip that failed: `refused` when the server answered with an error (it is up and the statement
@@ -118,7 +133,7 @@ impl PgLedger {
         schema::migrate(&mut client, &inner.schema).await?;
         let (books, seq) = inner.load_all(&client).await?;
         inner.cursor.lock().await.seq = seq;
-        *inner.reader.lock().await = Some(client);
+        *inner.reader.lock().await = Some(inner.prepare(client).await?);
         inner.available.store(true, Ordering::Release);
         let shared = Arc::new(Shared::new(books));
         let (jobs, receiver) = mpsc::unbounded_channel();
@@ -171,11 +186,11 @@ impl PgLedger {
             return Err(LedgerError::Unavailable("this node's books are being rebuilt".into()));
         }
         let mut reader = self.inner.reader.lock().await;
-        if reader.as_ref().is_none_or(Client::is_closed) {
-            *reader = Some(self.inner.connect().await?);
+        if reader.as_ref().is_none_or(|session| session.client.is_closed()) {
+            *reader = Some(self.inner.open_session().await?);
         }
-        let client = reader.as_ref().expect("connected above");
-        let rows = self.inner.timed("catch_up", client.query(&self.inner.catch_up_sql(), &[&cursor.seq])).await;
+        let session = reader.as_ref().expect("connected above");
+        let rows = self.inner.timed("catch_up", session.client.query(&session.catch_up, &[&cursor.seq])).await;
         match rows {
             Ok(rows) => self.inner.apply_rows(shared, &rows, &mut cursor),
             Err(error) => {
@@ -193,14 +208,14 @@ impl PgLedger {
     /// Checks the connection with a trivial query (the health loop), and records the answer.
     pub async fn probe(&self) -> bool {
         let mut reader = self.inner.reader.lock().await;
-        if reader.as_ref().is_none_or(Client::is_closed) {
-            match self.inner.connect().await {
-                Ok(client) => *reader = Some(client),
+        if reader.as_ref().is_none_or(|session| session.client.is_closed()) {
+            match self.inner.open_session().await {
+                Ok(session) => *reader = Some(session),
                 Err(_) => return false,
             }
         }
-        let client = reader.as_ref().expect("connected above");
-        let ok = self.inner.timed("probe", client.simple_query("SELECT 1")).await.is_ok();
+        let session = reader.as_ref().expect("connected above");
+        let ok = self.inner.timed("probe", session.client.simple_query("SELECT 1")).await.is_ok();
         if !ok {
             *reader = None;
         }
@@ -218,6 +233,29 @@ impl PgLedger {
 }
 
 impl Inner {
+    /// A new connection with the ledger's statements prepared on it (the schema must exist).
+    async fn open_session(&self) -> Result<Session, LedgerError> {
+        let client = self.connect().await?;
+        self.prepare(client).await
+    }
+
+    /// Prepares the ledger's statements on `client`, in one round trip. Each execution is planned for its own
+    /// parameters (`plan_cache_mode`): a prepared statement otherwise switches to a generic plan after five
+    /// runs, and the catch-up's, chosen while the table was small, kept scanning it whole as it grew — it
+    /// halved the writer's rate with 64 sales in flight (`cargo bench --bench postgres`, BENCHMARKS.md).
+    async fn prepare(&self, client: Client) -> Result<Session, LedgerError> {
+        let (catch_up_sql, insert_sql) = (self.catch_up_sql(), self.insert_sql());
+        let both = async {
+            tokio::try_join!(
+                client.batch_execute("SET plan_cache_mode = force_custom_plan"),
+                client.prepare(&catch_up_sql),
+                client.prepare(&insert_sql)
+            )
+        };
+        let ((), catch_up, insert) = self.timed("prepare", both).await?;
+        Ok(Session { client, catch_up, insert })
+    }
+
     async fn connect(&self) -> Result<Client, LedgerError> {
         let connected = tokio::time::timeout(STATEMENT_TIMEOUT, self.config.connect(NoTls)).await;
         match connected {

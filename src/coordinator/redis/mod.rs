@@ -39,7 +39,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult, Value};
+use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult, Value};
 use tokio::time::Instant;
 
 use super::Unreachable;
@@ -99,7 +99,7 @@ impl RedisCoordinator {
         node: &str,
         observer: Option<StoreObserver>,
     ) -> Result<Arc<RedisCoordinator>, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        let client = open_client(url)?;
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(Duration::from_secs(1)));
@@ -261,6 +261,16 @@ impl RedisCoordinator {
     }
 }
 
+/// A client for `url` whose connections send each command at once (`TCP_NODELAY`, as every other connection
+/// of a node has; the redis crate leaves Nagle's algorithm on): with it on, a command written while an
+/// earlier one on the same multiplexed connection awaits its reply — another auction's hold on the same
+/// worker — waits in the kernel for that reply's acknowledgement.
+fn open_client(url: &str) -> Result<redis::Client, String> {
+    let info = url.into_connection_info().map_err(|e| format!("redis_url: {e}"))?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| format!("redis_url: {e}"))
+}
+
 /// This node's connections to Redis, one per calling thread (see the module's notes).
 struct Connections {
     client: redis::Client,
@@ -332,5 +342,22 @@ fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::Int(n) => Some(*n),
         other => text(other)?.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_client;
+
+    #[test]
+    fn connections_send_each_command_at_once() {
+        let client = open_client("redis://127.0.0.1:6379/0").expect("a redis url");
+        assert!(client.get_connection_info().tcp_settings().nodelay());
+    }
+
+    #[test]
+    fn a_url_that_names_no_redis_is_refused_naming_the_key() {
+        let error = open_client("http://127.0.0.1:6379").expect_err("not a redis url");
+        assert!(error.starts_with("redis_url: "), "{error}");
     }
 }

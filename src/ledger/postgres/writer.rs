@@ -3,19 +3,19 @@
 //! It collects every change that arrived while the previous batch was committing, then — in one transaction
 //! — takes the exchange's ledger lock, catches the books up with the other nodes' rows, runs the changes
 //! against the current books, inserts their entries and commits. BEGIN, the lock and the catch-up travel in
-//! one round trip, INSERT and COMMIT in a second (tokio-postgres pipelines queries issued together).
+//! one round trip, INSERT and COMMIT in a second: tokio-postgres sends queries issued together in the order
+//! they are issued, and the catch-up and the INSERT are prepared statements (see [`super::Session`]), so
+//! each reaches the server inside the transaction, after what precedes it.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Client;
-
-use super::{Cursor, Inner};
+use super::{Cursor, Inner, Session};
 use crate::ids::new_id;
 use crate::ledger::books::Books;
 use crate::ledger::entry::Entry;
 use crate::ledger::store::{Balances, Shared};
 use crate::ledger::LedgerError;
+use tokio::sync::{mpsc, oneshot};
 
 /// Stops draining the queue once a batch holds this many changes, so one batch's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -51,7 +51,7 @@ type Waiter = (oneshot::Sender<Result<(), LedgerError>>, tokio::time::Instant);
 
 /// Runs until asked to stop or every sender is gone.
 pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut client: Option<Client> = None;
+    let mut session: Option<Session> = None;
     let mut stopping = false;
     while !stopping {
         let Some(first) = jobs.recv().await else { break };
@@ -68,15 +68,15 @@ pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::
                 Err(_) => break,
             }
         }
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = inner.connect().await.ok();
+        if session.as_ref().is_none_or(|open| open.client.is_closed()) {
+            session = inner.open_session().await.ok();
         }
-        let Some(connected) = client.as_mut() else {
+        let Some(open) = session.as_ref() else {
             fail(batch, "PostgreSQL cannot be reached");
             continue;
         };
-        if commit_batch(&inner, &shared, connected, batch).await.is_err() {
-            client = None;
+        if commit_batch(&inner, &shared, open, batch).await.is_err() {
+            session = None;
         }
     }
 }
@@ -89,7 +89,8 @@ fn fail(batch: Vec<(Run, Waiter)>, why: &str) {
 }
 
 /// One batch, start to finish. `Err` means the connection should be replaced.
-async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Vec<(Run, Waiter)>) -> Result<(), ()> {
+async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: Vec<(Run, Waiter)>) -> Result<(), ()> {
+    let client = &session.client;
     let mut cursor = inner.cursor.lock().await;
     if cursor.untrusted {
         if let Err(error) = rebuild(inner, shared, client, &mut cursor).await {
@@ -102,9 +103,8 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
     }
     let begin_sql = format!("BEGIN; SELECT pg_advisory_xact_lock({})", inner.lock_key);
     let begin = client.batch_execute(&begin_sql);
-    let catch_up_sql = inner.catch_up_sql();
     let after: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&cursor.seq];
-    let catch_up = client.query(&catch_up_sql, &after);
+    let catch_up = client.query(&session.catch_up, &after);
     let (begun, rows) = tokio::join!(inner.round_trip("begin", begin), inner.round_trip("catch_up", catch_up));
     let rows = match begun.and(rows) {
         Ok(rows) => rows,
@@ -151,11 +151,10 @@ async fn commit_batch(inner: &Inner, shared: &Shared, client: &Client, batch: Ve
     }
     // The books now hold entries the log may never get; they are trusted again once COMMIT is known.
     cursor.untrusted = true;
-    let insert_sql = inner.insert_sql();
     let node = &inner.options.node;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] =
         [node, &batch_id, &out.seq, &out.kind, &out.lead_id, &out.ping_id, &out.buyer, &out.return_id, &out.entry];
-    let insert = client.execute(&insert_sql, &params);
+    let insert = client.execute(&session.insert, &params);
     let commit = client.batch_execute("COMMIT");
     let (inserted, committed) = tokio::join!(inner.round_trip("insert", insert), inner.round_trip("commit", commit));
     let outcome = match (inserted, committed) {
@@ -214,7 +213,12 @@ async fn batch_committed(inner: &Inner, batch_id: &str) -> Option<bool> {
 }
 
 /// Replaces this node's books with the log's.
-async fn rebuild(inner: &Inner, shared: &Shared, client: &Client, cursor: &mut Cursor) -> Result<(), LedgerError> {
+async fn rebuild(
+    inner: &Inner,
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    cursor: &mut Cursor,
+) -> Result<(), LedgerError> {
     let (books, seq) = inner.load_all(client).await?;
     shared.replace(books);
     cursor.seq = seq;

@@ -103,6 +103,30 @@ async fn a_deposit_answered_on_one_node_can_be_spent_at_once_on_another() {
     }
 }
 
+/// Money changes made on every node at once are all booked: each node's writer holds the exchange's ledger
+/// lock over its whole batch (catch-up, insert, commit), so no batch collides with another node's rows.
+#[tokio::test]
+async fn deposits_made_on_every_node_at_once_are_all_booked() {
+    const DEPOSITS: usize = 60;
+    let prepaid = TestBuyer::bidding("prepaid", "10.00").with("billing = \"prepaid\"");
+    let cluster = spawn_cluster(3, "", vec![prepaid]).await;
+    let deposits = (0..DEPOSITS).map(|i| {
+        let node = cluster.node(i % 3);
+        async move {
+            let deposit = json!({"amount": "1.00", "reference": format!("deposit {i}")});
+            node.post_json("/admin/buyers/prepaid/deposits", ADMIN_TOKEN, &deposit).await
+        }
+    });
+    let answers = join_all(deposits).await;
+    let refused: Vec<&(StatusCode, Value)> =
+        answers.iter().filter(|(status, _)| *status != StatusCode::CREATED).collect();
+    assert!(refused.is_empty(), "{} of {DEPOSITS} deposits refused: {refused:?}", refused.len());
+    for node in &cluster.nodes {
+        let (_, balance) = node.get_json("/v1/buyer/balance", "bk_prepaid").await;
+        assert_eq!(balance["balance"], "60.00", "{}: {balance}", node.base);
+    }
+}
+
 #[tokio::test]
 async fn concurrent_pings_count_pings_in_flight_on_every_node() {
     let spec =
