@@ -51,7 +51,8 @@ type Waiter = (oneshot::Sender<Result<(), LedgerError>>, tokio::time::Instant);
 
 /// Runs until asked to stop or every sender is gone.
 pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut session: Option<Session> = None;
+    // Opened now rather than at the first change, so the node's first sale does not wait for it.
+    let mut session: Option<Session> = inner.open_session().await.ok();
     let mut stopping = false;
     while !stopping {
         let Some(first) = jobs.recv().await else { break };
