@@ -55,7 +55,8 @@ pub struct ClusterFigures {
     pub single_overhead_p50_us: Option<f64>,
     pub cluster_overhead_p50_us: Option<f64>,
     pub redis_hold_p50_us: Option<f64>,
-    /// The capped buyer's limit, the leads it received, and its `used` as each node reports it.
+    /// The capped buyer's limit, the leads the cluster sold it (posts it accepted, in every phase: a scenario
+    /// that posts sells to it before the cap phase), and its `used` as each node reports it.
     pub cap: u32,
     pub cap_delivered: u64,
     pub cap_used_by_node: Vec<u64>,
@@ -159,6 +160,10 @@ pub async fn cluster(
         nodes.iter().map(|node| Arc::new(Seller::new(node.addr, scenario.deadline))).collect();
     let (mut floor_stats, mut single_stats, mut cluster_stats) =
         (OpStats::default(), OpStats::default(), OpStats::default());
+    // The capped buyer's leads from the cluster: a scenario that posts sells to it in the ping phases too
+    // (the single node's sales to the same simulated buyer are not the cluster's, and its buyer has no cap).
+    let capped = sims.last().ok_or("the scenario has no buyers")?;
+    let mut delivered = 0;
     for round in 1..=scenario.rounds {
         let label = format!("floor#{round}");
         let result = phase(scenario, rate, progress, &label, |n, due, recorder| {
@@ -172,12 +177,16 @@ pub async fn cluster(
             [("single", &single_sellers, &mut single_stats), ("cluster", &cluster_sellers, &mut cluster_stats)]
         {
             let label = format!("{name}#{round}");
+            let before = capped.accepted_count();
             let mix = scenario.mix;
             let result = phase(scenario, rate, progress, &label, |n, due, recorder| {
                 let seller = Arc::clone(&sellers[n as usize % sellers.len()]);
                 async move { seller.run(mix.op(n), n, due, recorder).await }
             })
             .await;
+            if name == "cluster" {
+                delivered += capped.accepted_count() - before;
+            }
             merge(stats, &result, &mut report, &label, rate);
         }
     }
@@ -191,8 +200,7 @@ pub async fn cluster(
     // First the ping phases' unposted bids expire (the generated config's bids live 10 s): until then their
     // holds count against the cap, as they must.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let capped = sims.last().ok_or("the scenario has no buyers")?;
-    let before = capped.post_count();
+    let before = capped.accepted_count();
     let label = "cap";
     let posts = cluster.cap_posts;
     let result = load::open_loop(rate, posts, progress.phase(label), |n, due, recorder| {
@@ -201,7 +209,7 @@ pub async fn cluster(
     })
     .await;
     report.phases.extend(PhaseRow::rows(label, rate, &result));
-    let delivered = capped.post_count() - before;
+    delivered += capped.accepted_count() - before;
     let mut used = Vec::new();
     for node in &nodes {
         used.push(capped_used(node, scenario.buyers.len() - 1).await?);

@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub(crate) notices: Log,
     no_bids: AtomicU64,
     bids: AtomicU64,
-    accepted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
     /// Pings being held open right now; lets tests prove a hang ends when its connection does.
     pub(crate) hanging: AtomicU64,
     /// Pings being answered right now, and the most there ever were at once (`concurrent_pings` tests).

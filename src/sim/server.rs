@@ -90,6 +90,11 @@ impl SimBuyer {
         self.shared.posts.total()
     }
 
+    /// Number of posts accepted so far (the leads it bought; a rejected or failed post is not one).
+    pub fn accepted_count(&self) -> u64 {
+        self.shared.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The most pings this buyer was answering at once so far.
     pub fn most_pings_in_flight(&self) -> u64 {
         self.shared.most_in_flight.load(std::sync::atomic::Ordering::Relaxed)

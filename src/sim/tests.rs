@@ -184,6 +184,7 @@ async fn reject_share_rejects_posts_as_duplicates() {
     let answer = post_lead(&sim).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json(), json!({"accepted": false, "reason": "duplicate"}));
+    assert_eq!((sim.post_count(), sim.accepted_count()), (1, 0), "received, not bought");
 }
 
 #[tokio::test]
@@ -194,6 +195,7 @@ async fn first_posts_fail_with_503_then_succeed() {
     assert_eq!(retried.status, StatusCode::OK);
     assert_eq!(retried.json()["accepted"], json!(true));
     assert_eq!(sim.post_count(), 2);
+    assert_eq!(sim.accepted_count(), 1, "only the retry bought the lead");
     assert_eq!(sim.posts().len(), 2, "retries are recorded too");
 }
 
