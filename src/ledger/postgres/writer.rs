@@ -9,13 +9,15 @@
 
 use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
 use super::{Cursor, Inner, Session};
 use crate::ids::new_id;
 use crate::ledger::books::Books;
 use crate::ledger::entry::Entry;
 use crate::ledger::store::{Balances, Shared};
 use crate::ledger::LedgerError;
-use tokio::sync::{mpsc, oneshot};
 
 /// Stops draining the queue once a batch holds this many changes, so one batch's latency stays bounded.
 const MAX_BATCH: usize = 4096;
@@ -214,12 +216,7 @@ async fn batch_committed(inner: &Inner, batch_id: &str) -> Option<bool> {
 }
 
 /// Replaces this node's books with the log's.
-async fn rebuild(
-    inner: &Inner,
-    shared: &Shared,
-    client: &tokio_postgres::Client,
-    cursor: &mut Cursor,
-) -> Result<(), LedgerError> {
+async fn rebuild(inner: &Inner, shared: &Shared, client: &Client, cursor: &mut Cursor) -> Result<(), LedgerError> {
     let (books, seq) = inner.load_all(client).await?;
     shared.replace(books);
     cursor.seq = seq;
