@@ -98,6 +98,9 @@ struct Session {
     catch_up: Statement,
     /// A batch's rows: [`Inner::insert_sql`].
     insert: Statement,
+    /// The server process serving this connection: ended before the log is asked about a batch whose
+    /// outcome its connection could not report (see `writer::batch_committed`).
+    backend: i32,
 }
 
 /// A round trip that failed: `refused` when the server answered with an error (it is up and the statement
@@ -245,15 +248,21 @@ impl Inner {
     /// halved the writer's rate with 64 sales in flight (`cargo bench --bench postgres`, BENCHMARKS.md).
     async fn prepare(&self, client: Client) -> Result<Session, LedgerError> {
         let (catch_up_sql, insert_sql) = (self.catch_up_sql(), self.insert_sql());
-        let both = async {
+        let all = async {
             tokio::try_join!(
                 client.batch_execute("SET plan_cache_mode = force_custom_plan"),
                 client.prepare(&catch_up_sql),
-                client.prepare(&insert_sql)
+                client.prepare(&insert_sql),
+                client.simple_query("SELECT pg_backend_pid()")
             )
         };
-        let ((), catch_up, insert) = self.timed("prepare", both).await?;
-        Ok(Session { client, catch_up, insert })
+        let ((), catch_up, insert, pid) = self.timed("prepare", all).await?;
+        let backend = pid.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        });
+        let backend = backend.ok_or_else(|| LedgerError::Unavailable("no backend pid".into()))?;
+        Ok(Session { client, catch_up, insert, backend })
     }
 
     async fn connect(&self) -> Result<Client, LedgerError> {

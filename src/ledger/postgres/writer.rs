@@ -167,7 +167,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
         (Err(trip), _) | (_, Err(trip)) => Outcome::Unknown(trip.message),
     };
     let outcome = match outcome {
-        Outcome::Unknown(why) => match batch_committed(inner, &batch_id).await {
+        Outcome::Unknown(why) => match batch_committed(inner, &batch_id, session.backend).await {
             Some(true) => Outcome::Committed,
             Some(false) => Outcome::RolledBack(why),
             None => Outcome::Unknown(why),
@@ -207,9 +207,26 @@ enum Outcome {
     Unknown(String),
 }
 
-/// Asks the log on a fresh connection whether a batch committed.
-async fn batch_committed(inner: &Inner, batch_id: &str) -> Option<bool> {
+/// How long the server process that ran a batch of unknown outcome is given to end.
+const BACKEND_END_WAIT_MS: i64 = 4_000;
+
+/// Asks the log on a fresh connection whether a batch committed, once the server process that ran it
+/// (`backend`) is gone. That process may still be running the batch — an INSERT waiting on a lock past this
+/// node's timeout, a slow disk — with its COMMIT already sent: asked before it ends, the log could say "not
+/// committed" of a batch that commits a moment later, and a change answered "nothing was recorded" (a
+/// deposit the operator then makes again) would be booked. It is ended first (`pg_terminate_backend`, which
+/// waits for it to exit): whatever it had not committed is rolled back, and the answer is final. `None`
+/// when that cannot be made sure of.
+async fn batch_committed(inner: &Inner, batch_id: &str, backend: i32) -> Option<bool> {
     let client = inner.connect().await.ok()?;
+    let end = format!("SELECT pg_terminate_backend($1, {BACKEND_END_WAIT_MS})");
+    inner.round_trip("end_backend", client.query_one(&end, &[&backend])).await.ok()?;
+    // False both when it ended in time and when it was already gone (a lost connection): ask which.
+    let alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
+    let running = inner.round_trip("end_backend", client.query_one(alive, &[&backend])).await.ok()?;
+    if running.get::<_, i64>(0) > 0 {
+        return None;
+    }
     let sql = format!("SELECT count(*) FROM {}.entries WHERE batch = $1", inner.schema);
     let rows = inner.round_trip("check_batch", client.query_one(&sql, &[&batch_id])).await.ok()?;
     Some(rows.get::<_, i64>(0) > 0)

@@ -79,6 +79,39 @@ async fn postgres_going_away_refuses_with_503_delivers_nothing_and_recovers_with
     assert_eq!(balance["balance"], "9990.00", "{balance}");
 }
 
+/// A change whose commit the node could not confirm in time is answered "nothing was recorded" only once that
+/// is final: PostgreSQL's process still running it is ended before the log is asked, so it cannot commit after
+/// the answer (a deposit answered 503 and booked anyway would be booked twice by the operator's retry).
+#[tokio::test]
+async fn a_deposit_answered_unavailable_is_never_booked_afterwards() {
+    let postgres = postgres_url();
+    let cluster =
+        spawn_cluster_on(1, Tuning::default(), "", vec![TestBuyer::bidding("best", "10.00")], &postgres, &redis_url())
+            .await;
+    let (store, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls).await.expect("PostgreSQL");
+    tokio::spawn(connection);
+    let deposits = format!("SELECT count(*) FROM gavel_{}.entries WHERE kind = 'deposit'", cluster.name);
+    let before: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
+
+    // Reads go on, inserts wait: the node's INSERT (its COMMIT queued behind it) outlasts its 5 s timeout.
+    let lock = format!("BEGIN; LOCK TABLE gavel_{}.entries IN SHARE MODE", cluster.name);
+    store.batch_execute(&lock).await.expect("lock");
+    let deposit = json!({"amount": "5.00", "reference": "wire 1"});
+    let answer = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert!(unavailable(&answer), "{answer:?}");
+    store.batch_execute("COMMIT").await.expect("unlock");
+
+    // Had the node's INSERT outlived the answer, it would commit now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
+    assert_eq!(after, before, "the deposit answered 503 was not booked");
+    // The node goes on: the operator's retry is booked once.
+    let (status, booked) = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    let after: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
+    assert_eq!(after, before + 1);
+}
+
 #[tokio::test]
 async fn redis_going_away_refuses_with_503_and_an_empty_redis_is_rebuilt() {
     let mut redis = PrivateRedis::start().await;
