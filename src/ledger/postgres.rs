@@ -46,6 +46,13 @@ pub use schema::SCHEMA_VERSION;
 /// Longest any one round trip to PostgreSQL may take before the store counts as unreachable.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Set on each of the ledger's connections. `plan_cache_mode`: see [`Inner::prepare`]. An idle transaction
+/// ends after 10 s: a writer holds the exchange's ledger lock from BEGIN to COMMIT, a few milliseconds, and a
+/// node cut off from the network mid-batch would otherwise keep it — and every other node from booking
+/// anything — until TCP gave up on the connection, hours later.
+const SESSION_SETTINGS: &str =
+    "SET plan_cache_mode = force_custom_plan; SET idle_in_transaction_session_timeout = '10s'";
+
 /// Times each store round trip: `(operation, seconds)`, for `gavel_store_seconds{store="postgres",op}`.
 pub type StoreObserver = Arc<dyn Fn(&'static str, Duration) + Send + Sync>;
 
@@ -250,7 +257,7 @@ impl Inner {
         let (catch_up_sql, insert_sql) = (self.catch_up_sql(), self.insert_sql());
         let all = async {
             tokio::try_join!(
-                client.batch_execute("SET plan_cache_mode = force_custom_plan"),
+                client.batch_execute(SESSION_SETTINGS),
                 client.prepare(&catch_up_sql),
                 client.prepare(&insert_sql),
                 client.simple_query("SELECT pg_backend_pid()")

@@ -112,15 +112,15 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
     let rows = match begun.and(rows) {
         Ok(rows) => rows,
         Err(trip) => {
-            let _ = client.batch_execute("ROLLBACK").await;
             fail(batch, &trip.message);
-            return if trip.refused { Ok(()) } else { Err(()) };
+            // A statement that timed out may still be running (waiting on a lock): a ROLLBACK would queue
+            // behind it for as long as it lasts. The connection is let go instead; the server rolls back.
+            return if trip.refused { roll_back(inner, client).await } else { Err(()) };
         }
     };
     if let Err(error) = inner.apply_rows(shared, &rows, &mut cursor) {
-        let _ = client.batch_execute("ROLLBACK").await;
         fail(batch, &error.to_string());
-        return Ok(());
+        return roll_back(inner, client).await;
     }
 
     let batch_id = new_id("b_");
@@ -149,8 +149,7 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
         }
     }
     if waiting.is_empty() {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Ok(());
+        return roll_back(inner, client).await;
     }
     // The books now hold entries the log may never get; they are trusted again once COMMIT is known.
     cursor.untrusted = true;
@@ -196,6 +195,11 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
             Err(())
         }
     }
+}
+
+/// Ends the open transaction; `Err` (replace the connection) when even that does not come back in time.
+async fn roll_back(inner: &Inner, client: &Client) -> Result<(), ()> {
+    inner.round_trip("rollback", client.batch_execute("ROLLBACK")).await.map_err(drop)
 }
 
 /// How a batch ended.

@@ -112,6 +112,33 @@ async fn a_deposit_answered_unavailable_is_never_booked_afterwards() {
     assert_eq!(after, before + 1);
 }
 
+/// A writer whose transaction cannot start within its timeout (the ledger's table locked away) answers 503 at
+/// the timeout and goes on with the next change, instead of waiting behind the lock for as long as it lasts.
+#[tokio::test]
+async fn a_change_stuck_behind_a_lock_answers_503_at_its_timeout() {
+    let postgres = postgres_url();
+    let buyers = vec![TestBuyer::bidding("best", "10.00")];
+    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &postgres, &redis_url()).await;
+    let (store, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls).await.expect("PostgreSQL");
+    tokio::spawn(connection);
+    let lock = format!("BEGIN; LOCK TABLE gavel_{}.entries IN ACCESS EXCLUSIVE MODE", cluster.name);
+    store.batch_execute(&lock).await.expect("lock");
+    // Held for 20 s: the node's round trip gives up after 5.
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        store.batch_execute("COMMIT").await.expect("unlock");
+    });
+
+    let started = Instant::now();
+    let deposit = json!({"amount": "5.00", "reference": "wire 1"});
+    let answer = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert!(unavailable(&answer), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "answered after {:?}, once the lock went", started.elapsed());
+    unlock.await.expect("unlocked");
+    let (status, booked) = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+}
+
 #[tokio::test]
 async fn redis_going_away_refuses_with_503_and_an_empty_redis_is_rebuilt() {
     let mut redis = PrivateRedis::start().await;
