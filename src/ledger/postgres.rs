@@ -107,8 +107,20 @@ struct Session {
     insert: Statement,
     /// The server process serving this connection: ended before the log is asked about a batch whose
     /// outcome its connection could not report (see `writer::batch_committed`).
-    backend: i32,
+    backend: Backend,
 }
+
+/// A PostgreSQL server process: its pid, and when it started (µs since the epoch), so that another process
+/// given the same pid later is never taken for it.
+#[derive(Debug, Clone, Copy)]
+struct Backend {
+    pid: i32,
+    started_us: i64,
+}
+
+/// Which process serves this connection, as [`Backend`] reads it.
+const THIS_BACKEND: &str = "SELECT pid, (extract(epoch FROM backend_start) * 1000000)::bigint \
+    FROM pg_stat_activity WHERE pid = pg_backend_pid()";
 
 /// A round trip that failed: `refused` when the server answered with an error (it is up and the statement
 /// did nothing), else the connection was lost or timed out (the outcome of a write is then unknown).
@@ -260,15 +272,17 @@ impl Inner {
                 client.batch_execute(SESSION_SETTINGS),
                 client.prepare(&catch_up_sql),
                 client.prepare(&insert_sql),
-                client.simple_query("SELECT pg_backend_pid()")
+                client.simple_query(THIS_BACKEND)
             )
         };
-        let ((), catch_up, insert, pid) = self.timed("prepare", all).await?;
-        let backend = pid.iter().find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+        let ((), catch_up, insert, this_backend) = self.timed("prepare", all).await?;
+        let backend = this_backend.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some(Backend { pid: row.get(0)?.parse().ok()?, started_us: row.get(1)?.parse().ok()? })
+            }
             _ => None,
         });
-        let backend = backend.ok_or_else(|| LedgerError::Unavailable("no backend pid".into()))?;
+        let backend = backend.ok_or_else(|| LedgerError::Unavailable("the server process is not listed".into()))?;
         Ok(Session { client, catch_up, insert, backend })
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
-use super::{Cursor, Inner, Session};
+use super::{Backend, Cursor, Inner, Session};
 use crate::ids::new_id;
 use crate::ledger::books::Books;
 use crate::ledger::entry::Entry;
@@ -221,13 +221,16 @@ const BACKEND_END_WAIT_MS: i64 = 4_000;
 /// deposit the operator then makes again) would be booked. It is ended first (`pg_terminate_backend`, which
 /// waits for it to exit): whatever it had not committed is rolled back, and the answer is final. `None`
 /// when that cannot be made sure of.
-async fn batch_committed(inner: &Inner, batch_id: &str, backend: i32) -> Option<bool> {
+async fn batch_committed(inner: &Inner, batch_id: &str, backend: Backend) -> Option<bool> {
     let client = inner.connect().await.ok()?;
-    let end = format!("SELECT pg_terminate_backend($1, {BACKEND_END_WAIT_MS})");
-    inner.round_trip("end_backend", client.query_one(&end, &[&backend])).await.ok()?;
-    // False both when it ended in time and when it was already gone (a lost connection): ask which.
-    let alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
-    let running = inner.round_trip("end_backend", client.query_one(alive, &[&backend])).await.ok()?;
+    let listed = "FROM pg_stat_activity \
+        WHERE pid = $1 AND (extract(epoch FROM backend_start) * 1000000)::bigint = $2";
+    let end = format!("SELECT pg_terminate_backend(pid, {BACKEND_END_WAIT_MS}) {listed}");
+    let process: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&backend.pid, &backend.started_us];
+    inner.round_trip("end_backend", client.query(&end, &process)).await.ok()?;
+    // Ended in time, or gone already (a lost connection), unless still listed.
+    let still = format!("SELECT count(*) {listed}");
+    let running = inner.round_trip("end_backend", client.query_one(&still, &process)).await.ok()?;
     if running.get::<_, i64>(0) > 0 {
         return None;
     }
