@@ -110,6 +110,13 @@ struct Session {
     backend: Backend,
 }
 
+impl Session {
+    /// Whether its connection is gone (a new session is opened in its place).
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
 /// A PostgreSQL server process: its pid, and when it started (µs since the epoch), so that another process
 /// given the same pid later is never taken for it.
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +215,7 @@ impl PgLedger {
             return Err(LedgerError::Unavailable("this node's books are being rebuilt".into()));
         }
         let mut reader = self.inner.reader.lock().await;
-        if reader.as_ref().is_none_or(|session| session.client.is_closed()) {
+        if reader.as_ref().is_none_or(Session::is_closed) {
             *reader = Some(self.inner.open_session().await?);
         }
         let session = reader.as_ref().expect("connected above");
@@ -230,7 +237,7 @@ impl PgLedger {
     /// Checks the connection with a trivial query (the health loop), and records the answer.
     pub async fn probe(&self) -> bool {
         let mut reader = self.inner.reader.lock().await;
-        if reader.as_ref().is_none_or(|session| session.client.is_closed()) {
+        if reader.as_ref().is_none_or(Session::is_closed) {
             match self.inner.open_session().await {
                 Ok(session) => *reader = Some(session),
                 Err(_) => return false,

@@ -71,7 +71,7 @@ pub(super) async fn run(inner: Arc<Inner>, shared: Arc<Shared>, mut jobs: mpsc::
                 Err(_) => break,
             }
         }
-        if session.as_ref().is_none_or(|open| open.client.is_closed()) {
+        if session.as_ref().is_none_or(Session::is_closed) {
             session = inner.open_session().await.ok();
         }
         let Some(open) = session.as_ref() else {

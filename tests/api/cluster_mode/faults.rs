@@ -31,6 +31,13 @@ async fn wait_for_readiness(node: &Api, status: u16, within: Duration) {
     }
 }
 
+/// A connection of the test's own to PostgreSQL, to lock what a node needs.
+async fn connect_to(postgres: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(postgres, tokio_postgres::NoTls).await.expect("PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
 fn unavailable(answer: &(StatusCode, Value)) -> bool {
     answer.0 == StatusCode::SERVICE_UNAVAILABLE && answer.1["error"]["code"] == "unavailable"
 }
@@ -88,8 +95,7 @@ async fn a_deposit_answered_unavailable_is_never_booked_afterwards() {
     let cluster =
         spawn_cluster_on(1, Tuning::default(), "", vec![TestBuyer::bidding("best", "10.00")], &postgres, &redis_url())
             .await;
-    let (store, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls).await.expect("PostgreSQL");
-    tokio::spawn(connection);
+    let store = connect_to(&postgres).await;
     let deposits = format!("SELECT count(*) FROM gavel_{}.entries WHERE kind = 'deposit'", cluster.name);
     let before: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
 
@@ -119,8 +125,7 @@ async fn a_change_stuck_behind_a_lock_answers_503_at_its_timeout() {
     let postgres = postgres_url();
     let buyers = vec![TestBuyer::bidding("best", "10.00")];
     let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &postgres, &redis_url()).await;
-    let (store, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls).await.expect("PostgreSQL");
-    tokio::spawn(connection);
+    let store = connect_to(&postgres).await;
     let lock = format!("BEGIN; LOCK TABLE gavel_{}.entries IN ACCESS EXCLUSIVE MODE", cluster.name);
     store.batch_execute(&lock).await.expect("lock");
     // Held for 20 s: the node's round trip gives up after 5.
