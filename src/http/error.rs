@@ -144,6 +144,22 @@ impl ApiError {
         }
     }
 
+    /// 503 `unavailable`, the one case where something may have been recorded: PostgreSQL went away while the
+    /// change was being committed and could not be asked afterwards (the ledger's writer asks for ten
+    /// seconds). Saying "nothing was recorded" here could make an operator book a deposit twice.
+    pub fn outcome_unknown() -> ApiError {
+        ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the ledger (PostgreSQL) went away while this change was being committed, so whether it was \
+                 recorded is not known yet; read the account's transactions once it answers before making the \
+                 change again",
+            )
+        }
+    }
+
     /// 403: valid credentials, not allowed for this object.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
@@ -179,6 +195,7 @@ impl From<SellerError> for ApiError {
             SellerError::PingExpired => ApiError::new(StatusCode::GONE, "ping_expired", message),
             SellerError::AlreadyPosted => ApiError::new(StatusCode::CONFLICT, "already_posted", message),
             SellerError::Ledger(LedgerError::Unavailable(_)) => ApiError::unavailable("the ledger (PostgreSQL)"),
+            SellerError::Ledger(LedgerError::OutcomeUnknown(_)) => ApiError::outcome_unknown(),
             SellerError::Unavailable(store) => ApiError::unavailable(store),
             SellerError::Ledger(_) => {
                 tracing::error!(%message, "sale not recorded");
@@ -194,8 +211,10 @@ impl From<SellerError> for ApiError {
 
 impl From<LedgerError> for ApiError {
     fn from(error: LedgerError) -> ApiError {
-        if let LedgerError::Unavailable(_) = error {
-            return ApiError::unavailable("the ledger (PostgreSQL)");
+        match error {
+            LedgerError::Unavailable(_) => return ApiError::unavailable("the ledger (PostgreSQL)"),
+            LedgerError::OutcomeUnknown(_) => return ApiError::outcome_unknown(),
+            _ => {}
         }
         tracing::error!(%error, "ledger change not recorded");
         ApiError::new(

@@ -64,6 +64,11 @@ pub enum LedgerError {
     /// The ledger of record (PostgreSQL, in cluster mode) cannot be reached: nothing was recorded.
     #[error("the ledger store is unavailable: {0}")]
     Unavailable(String),
+    /// The ledger of record went away while a change was being committed and could not be asked afterwards:
+    /// the change may or may not have been recorded (the node's books are rebuilt from the log, so reads
+    /// show which once it answers).
+    #[error("the ledger store went away while committing; the outcome is unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// Why a return or a decision on one was refused (API.md section 4, rule 1, and section 5).
@@ -264,7 +269,7 @@ impl Ledger {
         loop {
             let terms_of = Arc::clone(buyer);
             match self.record_sale(sale.clone(), config_revision, move || terms_of.terms()).await {
-                Err(LedgerError::Unavailable(why)) if Instant::now() < give_up => {
+                Err(LedgerError::Unavailable(why) | LedgerError::OutcomeUnknown(why)) if Instant::now() < give_up => {
                     if !retried {
                         tracing::warn!(lead_id = %sale.lead_id, reason = %why, "sale not yet booked; retrying");
                     }

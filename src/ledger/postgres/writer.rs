@@ -166,11 +166,17 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
         (Err(trip), _) | (_, Err(trip)) => Outcome::Unknown(trip.message),
     };
     let outcome = match outcome {
-        Outcome::Unknown(why) => match batch_committed(inner, &batch_id, session.backend).await {
-            Some(true) => Outcome::Committed,
-            Some(false) => Outcome::RolledBack(why),
-            None => Outcome::Unknown(why),
-        },
+        Outcome::Unknown(why) => {
+            // Reads answer 503 meanwhile (the books are untrusted) instead of waiting for the lock.
+            drop(cursor);
+            let settled = settle(inner, &batch_id, session.backend).await;
+            cursor = inner.cursor.lock().await;
+            match settled {
+                Some(true) => Outcome::Committed,
+                Some(false) => Outcome::RolledBack(why),
+                None => Outcome::Unknown(why),
+            }
+        }
         known => known,
     };
     match outcome {
@@ -187,10 +193,17 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
             shared.committed(&own);
             Ok(())
         }
-        Outcome::RolledBack(why) | Outcome::Unknown(why) => {
+        Outcome::RolledBack(why) => {
             tracing::error!(reason = %why, changes = waiting.len(), "ledger batch not committed; rebuilding the books");
             for (done, _) in waiting {
                 let _ = done.send(Err(LedgerError::Unavailable(why.clone())));
+            }
+            Err(())
+        }
+        Outcome::Unknown(why) => {
+            tracing::error!(reason = %why, changes = waiting.len(), "ledger batch of unknown outcome; rebuilding the books");
+            for (done, _) in waiting {
+                let _ = done.send(Err(LedgerError::OutcomeUnknown(why.clone())));
             }
             Err(())
         }
@@ -206,9 +219,31 @@ async fn roll_back(inner: &Inner, client: &Client) -> Result<(), ()> {
 enum Outcome {
     Committed,
     RolledBack(String),
-    /// The connection died around COMMIT and the log could not be asked: the change is answered as not
-    /// recorded (503); the rebuild that follows shows what really happened.
+    /// The connection died around COMMIT and the log could not be asked for [`OUTCOME_ASK_FOR`]: the change
+    /// is answered as of unknown outcome (503 saying so); the rebuild that follows shows what happened.
     Unknown(String),
+}
+
+/// How long the log is asked, again and again, about a batch whose COMMIT went unanswered before its changes
+/// are answered "outcome unknown". A PostgreSQL that restarts or a connection cut by a proxy usually answers
+/// again within it, and the change gets its true answer: a deposit that committed is answered as booked, not
+/// as a 503 the operator would retry (and book twice).
+const OUTCOME_ASK_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks [`batch_committed`] until it knows, at most [`OUTCOME_ASK_FOR`], with backoff.
+async fn settle(inner: &Inner, batch_id: &str, backend: Backend) -> Option<bool> {
+    let give_up = tokio::time::Instant::now() + OUTCOME_ASK_FOR;
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        if let Ok(Some(known)) = tokio::time::timeout_at(give_up, batch_committed(inner, batch_id, backend)).await {
+            return Some(known);
+        }
+        if tokio::time::Instant::now() + wait >= give_up {
+            return None;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+    }
 }
 
 /// How long the server process that ran a batch of unknown outcome is given to end.

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::proxy::CommitCutter;
 use super::stores::{free_port, PrivatePostgres, PrivateRedis};
 use super::{cluster_table, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on};
 use crate::helpers::{
@@ -116,6 +117,64 @@ async fn a_deposit_answered_unavailable_is_never_booked_afterwards() {
     assert_eq!(status, StatusCode::CREATED, "{booked}");
     let after: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
     assert_eq!(after, before + 1);
+}
+
+/// A change whose COMMIT reached PostgreSQL but whose answer was lost with the connection, PostgreSQL then
+/// unreachable for two seconds: the node asks the log again until it answers, so a deposit that was booked is
+/// answered as booked — not 503 "nothing was recorded", which an operator would retry and book twice.
+#[tokio::test]
+async fn a_deposit_whose_commit_answer_was_lost_is_answered_as_booked() {
+    let postgres = postgres_url();
+    let proxy = CommitCutter::start(&postgres, Duration::from_secs(2));
+    let buyers = vec![TestBuyer::bidding("best", "10.00")];
+    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &proxy.url(), &redis_url()).await;
+    let store = connect_to(&postgres).await;
+    let deposits = format!("SELECT count(*) FROM gavel_{}.entries WHERE kind = 'deposit'", cluster.name);
+    let before: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
+
+    proxy.arm();
+    let deposit = json!({"amount": "5.00", "reference": "wire 7"});
+    let (status, booked) = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert_eq!(proxy.cuts(), 1, "the COMMIT's answer went missing");
+    let after: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
+    assert_eq!(after, before + 1, "PostgreSQL committed the deposit");
+    assert_eq!(status, StatusCode::CREATED, "a deposit that was booked is answered as booked: {booked}");
+    assert_eq!(booked["balance"], "10005.00", "{booked}");
+    // The node's books were rebuilt from the log: its reads agree.
+    let (status, buyer) = cluster.node(0).get_json("/admin/buyers/best", ADMIN_TOKEN).await;
+    assert_eq!((status, &buyer["balance"]), (StatusCode::OK, &json!("10005.00")), "{buyer}");
+}
+
+/// The same with PostgreSQL out of reach for longer than the node asks (ten seconds): the deposit, booked, is
+/// answered 503 saying its outcome is unknown — never "nothing was recorded" — and once PostgreSQL answers
+/// again the node's reads show it booked, once.
+#[tokio::test]
+async fn a_deposit_of_unknown_outcome_is_answered_so_and_reads_show_the_truth_later() {
+    let postgres = postgres_url();
+    let proxy = CommitCutter::start(&postgres, Duration::from_secs(14));
+    let buyers = vec![TestBuyer::bidding("best", "10.00")];
+    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &proxy.url(), &redis_url()).await;
+
+    proxy.arm();
+    let deposit = json!({"amount": "5.00", "reference": "wire 8"});
+    let answer = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    assert_eq!(proxy.cuts(), 1, "the COMMIT's answer went missing");
+    assert!(unavailable(&answer), "{answer:?}");
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not known"), "the answer does not claim nothing was recorded: {message}");
+    assert!(!message.contains("nothing was recorded"), "{message}");
+
+    wait_for_readiness(cluster.node(0), 200, Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, buyer) = cluster.node(0).get_json("/admin/buyers/best", ADMIN_TOKEN).await;
+        if status == StatusCode::OK {
+            assert_eq!(buyer["balance"], "10005.00", "the deposit is booked once: {buyer}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node's books never came back: {status} {buyer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A writer whose transaction cannot start within its timeout (the ledger's table locked away) answers 503 at

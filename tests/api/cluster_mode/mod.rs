@@ -7,6 +7,7 @@
 mod any_node;
 mod exact;
 mod faults;
+mod proxy;
 pub mod stores;
 
 use gavel::app::{self, NodeOptions};
