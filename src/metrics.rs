@@ -3,8 +3,9 @@
 //! Series are created on first use and live for the life of the process. Counter updates are atomic adds on
 //! an existing series; only the first update of a new label set takes the map's write lock. A series is
 //! found by its key rendered into a buffer reused by each thread, so an update allocates nothing. The series
-//! every auction updates once per buyer are looked up once per buyer and kept ([`BuyerSeries`]): their
-//! updates are an atomic add or a histogram record, with no key rendered and no map searched.
+//! every auction updates once per buyer, and once for its campaign, are looked up once and kept
+//! ([`BuyerSeries`], [`CampaignSeries`]): their updates are an atomic add or a histogram record, with no key
+//! rendered and no map searched.
 //!
 //! Every histogram also keeps an HDR histogram (microseconds, 3 significant digits), rendered after the
 //! Prometheus buckets as a summary family named `<base>_hdr_seconds` with the p50, p90, p99 and p99.9
@@ -168,6 +169,54 @@ impl BuyerSeries {
                 .inc(),
             None => metrics.inc("gavel_buyer_responses_total", &labels),
         }
+    }
+}
+
+/// The statuses of a ping's answer that `gavel_pings_total` counts.
+const PING_STATUSES: [&str; 2] = ["bid", "no_bid"];
+
+/// The series each auction updates for its campaign, looked up on the first update and kept with the
+/// campaign's config; a reload's new config finds the same series again.
+pub struct CampaignSeries {
+    campaign: Box<str>,
+    /// `gavel_pings_total`, by [`PING_STATUSES`].
+    pings: [OnceLock<CounterSeries>; PING_STATUSES.len()],
+    auction_seconds: OnceLock<HistogramSeries>,
+    overhead_seconds: OnceLock<HistogramSeries>,
+}
+
+impl std::fmt::Debug for CampaignSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignSeries").field("campaign", &self.campaign).finish_non_exhaustive()
+    }
+}
+
+impl CampaignSeries {
+    pub fn new(campaign: &str) -> CampaignSeries {
+        CampaignSeries {
+            campaign: campaign.into(),
+            pings: Default::default(),
+            auction_seconds: OnceLock::new(),
+            overhead_seconds: OnceLock::new(),
+        }
+    }
+
+    /// One ping answered: `gavel_pings_total` (with a bid or without), `gavel_auction_seconds` (`elapsed`)
+    /// and `gavel_engine_overhead_seconds` (`overhead`).
+    pub fn answered(&self, metrics: &Metrics, bid: bool, elapsed: Duration, overhead: Duration) {
+        let campaign = &*self.campaign;
+        let index = usize::from(!bid);
+        self.pings[index]
+            .get_or_init(|| {
+                metrics.counter_series("gavel_pings_total", &[("campaign", campaign), ("status", PING_STATUSES[index])])
+            })
+            .inc();
+        self.auction_seconds
+            .get_or_init(|| metrics.histogram_series("gavel_auction_seconds", &[("campaign", campaign)]))
+            .observe(elapsed);
+        self.overhead_seconds
+            .get_or_init(|| metrics.histogram_series("gavel_engine_overhead_seconds", &[("campaign", campaign)]))
+            .observe(overhead);
     }
 }
 
@@ -453,6 +502,23 @@ mod tests {
         let text = m.render();
         assert!(text.contains("gavel_buyer_ping_seconds_count{buyer=\"ac\\\"me\"} 3"), "{text}");
         assert!(!text.contains("outcome=\"error\""), "a series appears once it has something to say: {text}");
+    }
+
+    #[test]
+    fn a_campaigns_kept_series_survive_a_reload_and_are_the_ones_looked_up_by_name() {
+        let m = Metrics::default();
+        let (before_reload, after_reload) = (CampaignSeries::new("auto"), CampaignSeries::new("auto"));
+        assert!(!m.render().contains("campaign=\"auto\""), "nothing appears before the first answer");
+        before_reload.answered(&m, true, Duration::from_millis(3), Duration::from_micros(40));
+        after_reload.answered(&m, true, Duration::from_millis(4), Duration::from_micros(60));
+        after_reload.answered(&m, false, Duration::from_millis(1), Duration::from_micros(50));
+        m.inc("gavel_pings_total", &[("campaign", "auto"), ("status", "bid")]);
+        let pings = |status| m.counter("gavel_pings_total", &[("campaign", "auto"), ("status", status)]);
+        assert_eq!((pings("bid"), pings("no_bid")), (3, 1));
+        let text = m.render();
+        assert!(text.contains("gavel_auction_seconds_count{campaign=\"auto\"} 3"), "{text}");
+        assert!(text.contains("gavel_engine_overhead_seconds_count{campaign=\"auto\"} 3"), "{text}");
+        assert!(text.contains("gavel_auction_seconds_bucket{campaign=\"auto\",le=\"0.001\"} 1"), "{text}");
     }
 
     #[test]

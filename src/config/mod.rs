@@ -257,6 +257,9 @@ pub struct Campaign {
     pub ranking: Ranking,
     /// The window of the return rates `ranking = "expected_value"` reads, in days of 24 h (1 to 365).
     pub return_rate_days: u32,
+    /// Its metric series that every auction updates, looked up once (not configuration: a reload's new
+    /// campaign starts with none and finds the same series again).
+    pub series: std::sync::Arc<crate::metrics::CampaignSeries>,
 }
 
 /// How a buyer pays.

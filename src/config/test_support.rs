@@ -5,6 +5,7 @@ use super::*;
 /// A campaign with every default and floor "1.00".
 pub fn campaign(id: &str) -> Campaign {
     Campaign {
+        series: std::sync::Arc::new(crate::metrics::CampaignSeries::new(id)),
         id: id.to_owned(),
         ping_fields: vec!["postal_code".into(), "state".into(), "age".into()],
         required_fields: vec![],

@@ -173,15 +173,13 @@ impl Engine {
         self.pings.release_holds_at_expiry(&held);
 
         let status = if quote.is_ok() { "bid" } else { "no_bid" };
-        self.metrics.inc("gavel_pings_total", &[("campaign", &campaign.id), ("status", status)]);
         let elapsed = deadline.elapsed();
         span.in_scope(|| {
             let elapsed_us = elapsed.as_micros() as u64;
             tracing::debug!(status, eligible, pinged, bids = bids_received, elapsed_us, "auction answered");
         });
-        self.metrics.observe("gavel_auction_seconds", &[("campaign", &campaign.id)], elapsed);
         let overhead = elapsed.saturating_sub(slowest_leg);
-        self.metrics.observe("gavel_engine_overhead_seconds", &[("campaign", &campaign.id)], overhead);
+        campaign.series.answered(&self.metrics, quote.is_ok(), elapsed, overhead);
         Ok((held, PingAnswer { ping_id, quote }))
     }
 

@@ -4,6 +4,7 @@ use super::reader::*;
 use super::Registry;
 use super::{AuctionKind, Campaign, Distribution, Ranking, SellMode};
 use crate::domain::money::Money;
+use crate::metrics::CampaignSeries;
 
 pub(super) const AUCTION_KINDS: [(&str, AuctionKind); 2] =
     [("first_price", AuctionKind::FirstPrice), ("second_price", AuctionKind::SecondPrice)];
@@ -55,8 +56,10 @@ pub(super) fn read_campaign(mut s: Section, registry: &mut Registry, p: &mut Pro
     }
     s.finish(p);
     registry.claim("campaigns", &owner, id.as_deref(), None, p);
+    let id = id?;
     Some(Campaign {
-        id: id?,
+        series: std::sync::Arc::new(CampaignSeries::new(&id)),
+        id,
         ping_fields: ping_fields?,
         required_fields: required_fields?,
         require_consent: require_consent?,
