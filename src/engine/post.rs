@@ -211,9 +211,10 @@ impl Engine {
     pub(super) fn share_audit(&self, audit: &Arc<AuctionAudit>, ttl: Duration) {
         let Some(redis) = self.coordinator.redis() else { return };
         let (redis, audit) = (Arc::clone(redis), Arc::clone(audit));
+        // Written after the answer has gone (the spawned task runs once this one yields).
         tokio::spawn(async move {
             let trail = audit.to_bytes();
-            redis.publish_audit(&audit.ping_id, trail, ttl + AUDIT_KEPT).await;
+            redis.publish_audit(&audit.ping_id, trail, ttl + AUDIT_KEPT);
         });
     }
 

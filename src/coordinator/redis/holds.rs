@@ -378,6 +378,9 @@ impl RedisCoordinator {
             if batch.is_empty() && publish.is_none() {
                 return Ok(());
             }
+            // Earlier auctions' trails ride along (their replies ignored, so `answers` stays the holds' and
+            // the record's); on a second pass there are none left, or only newer ones.
+            self.trails.ride_along(&mut pipe);
             let answers = self.pipeline("hold", &pipe).await?;
             let mut any_refused = false;
             for (id, answer) in ids.into_iter().zip(&answers) {

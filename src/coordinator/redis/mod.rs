@@ -31,6 +31,7 @@
 mod holds;
 mod pings;
 mod rebuild;
+mod trails;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ use crate::ledger::postgres::StoreObserver;
 use holds::Expiries;
 pub use holds::{RemoteHold, RemoteSlot, TallySnapshot};
 pub use pings::{NodeBeat, PostLock, PostTurn};
+use trails::Trails;
 
 /// The function library, loaded (again) whenever Redis does not know it.
 const LIBRARY: &str = include_str!("gavel.lua");
@@ -83,6 +85,8 @@ pub struct RedisCoordinator {
     recent: Mutex<Vec<(Instant, holds::Conversion)>>,
     /// Expired holds on their way to being released together.
     expiries: Expiries,
+    /// Auction trails waiting to ride along with this node's next hold.
+    trails: Trails,
     /// This node's slices of each seller's ping budget.
     leases: pings::Leases,
     /// When this coordinator started: leases keep their times as milliseconds since.
@@ -114,11 +118,13 @@ impl RedisCoordinator {
             rebuilding: AtomicBool::new(false),
             recent: Mutex::new(Vec::new()),
             expiries: Expiries::default(),
+            trails: Trails::default(),
             leases: pings::Leases::default(),
             started: Instant::now(),
             observer,
         });
         tokio::spawn(holds::release_expired_holds(Arc::downgrade(&coordinator)));
+        tokio::spawn(trails::send_waiting_trails(Arc::downgrade(&coordinator)));
         // Not fatal: the health loop keeps trying.
         let _ = coordinator.load_library().await;
         Ok(coordinator)

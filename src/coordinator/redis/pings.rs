@@ -131,10 +131,13 @@ impl RedisCoordinator {
         command
     }
 
-    /// Stores a held ping that needs no hold (a test ping, or one without winners).
+    /// Stores a held ping that needs no hold (a test ping, or one without winners); waiting trails ride along.
     pub async fn publish_ping(&self, publication: &Publication<'_>, offers: &[Offer]) -> Result<(), Unreachable> {
         let holds = vec![None; offers.len()];
-        self.call::<Value>("publish_ping", &self.ping_record_command(publication, offers, &holds)).await.map(drop)
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.ping_record_command(publication, offers, &holds));
+        self.trails.ride_along(&mut pipe);
+        self.pipeline("publish_ping", &pipe).await.map(drop)
     }
 
     /// A held ping by id, as any node stored it.
@@ -184,11 +187,12 @@ impl RedisCoordinator {
         }
     }
 
-    /// Stores an auction's trail (without its posts) for `keep`.
-    pub async fn publish_audit(&self, ping_id: &str, trail: Vec<u8>, keep: Duration) {
+    /// Stores an auction's trail (without its posts) for `keep`: with this node's next pipeline, or on its
+    /// own within 20 ms (`trails.rs`).
+    pub fn publish_audit(&self, ping_id: &str, trail: Vec<u8>, keep: Duration) {
         let mut command = redis::cmd("SET");
         command.arg(self.ping_keys(ping_id).audit()).arg(trail).arg("PX").arg(keep.as_millis() as u64);
-        let _ = self.call::<Value>("publish_audit", &command).await;
+        self.trails.push(command);
     }
 
     /// Adds a post attempt or a sale (`item`) to an auction's trail, whichever node runs the post.

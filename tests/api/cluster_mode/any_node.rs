@@ -44,6 +44,36 @@ async fn a_ping_on_one_node_is_posted_on_another_and_every_node_sees_the_sale() 
     assert_eq!(cluster.sim("best").post_count(), 1);
 }
 
+/// A node writes each auction's trail to Redis with its next auction's holds when one comes within 20 ms
+/// (one round trip fewer per auction), on its own otherwise; either way every trail reads, whole, from
+/// another node.
+#[tokio::test]
+async fn trails_ride_along_with_the_next_auction_and_every_one_reads_from_another_node() {
+    let cluster = spawn_cluster(2, "", vec![TestBuyer::bidding("best", "10.00")]).await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let client = redis::Client::open(super::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let trail_of = |ping_id: &str| format!("gavel:{}:{{p:{ping_id}}}:audit", cluster.name);
+    let mut ping_ids: Vec<String> = Vec::new();
+    let mut carried = 0;
+    for _ in 0..10 {
+        let ping = a.ping().await;
+        assert_eq!(ping["status"], "bid", "{ping}");
+        // Asked at once: the previous auction's trail is in Redis already if this one's holds carried it
+        // (sent on its own, it would still be waiting out its 20 ms, unless the machine stalled that long).
+        if let Some(previous) = ping_ids.last() {
+            let stored: bool = redis::cmd("EXISTS").arg(trail_of(previous)).query_async(&mut redis).await.unwrap();
+            carried += usize::from(stored);
+        }
+        ping_ids.push(ping["ping_id"].as_str().unwrap().to_owned());
+    }
+    assert!(carried >= 5, "only {carried} of 9 trails were in Redis when the next auction answered");
+    for ping_id in &ping_ids {
+        let trail = b.audit(ping_id).await;
+        assert_eq!((&trail["ping_id"], &trail["winner"]), (&json!(ping_id), &json!("best")), "{trail}");
+    }
+}
+
 #[tokio::test]
 async fn the_same_post_sent_to_two_nodes_at_once_delivers_once() {
     let slow = gavel::sim::SimBuyerSpec {
