@@ -123,7 +123,7 @@ impl RemoteHold {
     pub fn expire(mut self) {
         self.settled = true;
         self.shadow = None;
-        self.redis.expiries.push(self.buyer.id.clone(), std::mem::take(&mut self.id));
+        self.redis.expiries.push((self.buyer.id.clone(), std::mem::take(&mut self.id)));
     }
 
     fn spawn_release(&self) {
@@ -205,38 +205,13 @@ impl Drop for RemoteHold {
 const EXPIRY_GATHER: Duration = Duration::from_millis(100);
 
 /// Expired holds waiting to be released, as (buyer id, hold id).
-#[derive(Default)]
-pub(super) struct Expiries {
-    waiting: parking_lot::Mutex<Vec<(String, String)>>,
-    arrived: Arc<tokio::sync::Notify>,
-}
-
-impl Expiries {
-    fn push(&self, buyer: String, id: String) {
-        let mut waiting = self.waiting.lock();
-        waiting.push((buyer, id));
-        if waiting.len() == 1 {
-            self.arrived.notify_one();
-        }
-    }
-}
+pub(super) type Expiries = super::gather::Gathering<(String, String)>;
 
 /// Releases expired holds for as long as `redis` lives: on the first expiry after a quiet spell it waits
 /// [`EXPIRY_GATHER`] for more, then sends them all in one round trip.
 pub(super) async fn release_expired_holds(redis: std::sync::Weak<RedisCoordinator>) {
-    let arrived = match redis.upgrade() {
-        Some(redis) => Arc::clone(&redis.expiries.arrived),
-        None => return,
-    };
-    loop {
-        arrived.notified().await;
-        tokio::time::sleep(EXPIRY_GATHER).await;
-        let Some(redis) = redis.upgrade() else { return };
-        let batch = std::mem::take(&mut *redis.expiries.waiting.lock());
-        if !batch.is_empty() {
-            redis.release_expired(batch).await;
-        }
-    }
+    let release = |redis: Arc<RedisCoordinator>, batch| async move { redis.release_expired(batch).await };
+    super::gather::send_in_rounds(redis, |redis| &redis.expiries, EXPIRY_GATHER, release).await;
 }
 
 /// A leased concurrency slot in Redis.
@@ -380,7 +355,7 @@ impl RedisCoordinator {
             }
             // Earlier auctions' trails ride along (their replies ignored, so `answers` stays the holds' and
             // the record's); on a second pass there are none left, or only newer ones.
-            self.trails.ride_along(&mut pipe);
+            super::trails::ride_along(&self.trails, &mut pipe);
             let answers = self.pipeline("hold", &pipe).await?;
             let mut any_refused = false;
             for (id, answer) in ids.into_iter().zip(&answers) {

@@ -28,6 +28,7 @@
 //! - `redis/pings.rs` — held pings, the post lock and memo, audit trails, seller ping rates, node heartbeats,
 //!   reload broadcasts.
 
+mod gather;
 mod holds;
 mod pings;
 mod rebuild;

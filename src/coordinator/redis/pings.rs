@@ -136,7 +136,7 @@ impl RedisCoordinator {
         let holds = vec![None; offers.len()];
         let mut pipe = redis::pipe();
         pipe.add_command(self.ping_record_command(publication, offers, &holds));
-        self.trails.ride_along(&mut pipe);
+        super::trails::ride_along(&self.trails, &mut pipe);
         self.pipeline("publish_ping", &pipe).await.map(drop)
     }
 

@@ -10,64 +10,35 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use redis::{Cmd, Pipeline};
-use tokio::sync::Notify;
 
+use super::gather::{send_in_rounds, Gathering};
 use super::RedisCoordinator;
 
 /// The longest a trail waits for a pipeline to ride along with.
 pub(super) const TRAIL_WAIT: Duration = Duration::from_millis(20);
 
 /// Trails (as their `SET` commands) waiting to be sent.
-#[derive(Default)]
-pub(super) struct Trails {
-    waiting: Mutex<Vec<Cmd>>,
-    arrived: Arc<Notify>,
-}
+pub(super) type Trails = Gathering<Cmd>;
 
-impl Trails {
-    /// Queues one trail's command; the first into an empty queue starts the [`TRAIL_WAIT`] countdown.
-    pub(super) fn push(&self, command: Cmd) {
-        let mut waiting = self.waiting.lock();
-        waiting.push(command);
-        if waiting.len() == 1 {
-            self.arrived.notify_one();
-        }
-    }
-
-    /// Moves every waiting trail into `pipe`, their replies ignored (a lost trail costs only its audit
-    /// detail, never an answer).
-    pub(super) fn ride_along(&self, pipe: &mut Pipeline) {
-        for command in std::mem::take(&mut *self.waiting.lock()) {
-            pipe.add_command(command).ignore();
-        }
-    }
-
-    fn take(&self) -> Vec<Cmd> {
-        std::mem::take(&mut *self.waiting.lock())
+/// Moves every waiting trail into `pipe`, their replies ignored (a lost trail costs only its audit detail,
+/// never an answer).
+pub(super) fn ride_along(trails: &Trails, pipe: &mut Pipeline) {
+    for command in trails.take() {
+        pipe.add_command(command).ignore();
     }
 }
 
 /// Sends the trails no pipeline took within [`TRAIL_WAIT`], for as long as `redis` lives.
 pub(super) async fn send_waiting_trails(redis: Weak<RedisCoordinator>) {
-    let arrived = match redis.upgrade() {
-        Some(redis) => Arc::clone(&redis.trails.arrived),
-        None => return,
-    };
-    loop {
-        arrived.notified().await;
-        tokio::time::sleep(TRAIL_WAIT).await;
-        let Some(redis) = redis.upgrade() else { return };
-        let waiting = redis.trails.take();
-        if !waiting.is_empty() {
-            let mut pipe = redis::pipe();
-            for command in waiting {
-                pipe.add_command(command).ignore();
-            }
-            let _ = redis.pipeline("publish_audit", &pipe).await;
+    let send = |redis: Arc<RedisCoordinator>, waiting: Vec<Cmd>| async move {
+        let mut pipe = redis::pipe();
+        for command in waiting {
+            pipe.add_command(command).ignore();
         }
-    }
+        let _ = redis.pipeline("publish_audit", &pipe).await;
+    };
+    send_in_rounds(redis, |redis| &redis.trails, TRAIL_WAIT, send).await;
 }
 
 #[cfg(test)]
@@ -88,28 +59,13 @@ mod tests {
         }
         let mut pipe = redis::pipe();
         pipe.cmd("FCALL").arg("gavel_hold");
-        trails.ride_along(&mut pipe);
+        ride_along(&trails, &mut pipe);
         let sent: Vec<Vec<u8>> = pipe.cmd_iter().map(Cmd::get_packed_command).collect();
         assert_eq!(sent.len(), 4, "the hold and the three trails in one pipeline");
         assert_eq!(sent[3], trail(2).get_packed_command());
         let mut next = redis::pipe();
-        trails.ride_along(&mut next);
+        ride_along(&trails, &mut next);
         assert_eq!(next.cmd_iter().count(), 0, "a trail rides once");
         assert!(trails.take().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_trail_no_pipeline_takes_is_due_after_the_wait_and_only_the_first_starts_it() {
-        let trails = Trails::default();
-        let arrived = Arc::clone(&trails.arrived);
-        trails.push(trail(0));
-        trails.push(trail(1));
-        // One permit for the first trail into an empty queue; the second found it waiting.
-        tokio::time::timeout(Duration::from_millis(1), arrived.notified()).await.expect("the first trail notifies");
-        let again = tokio::time::timeout(Duration::from_millis(1), arrived.notified()).await;
-        assert!(again.is_err(), "the second trail into a waiting queue does not");
-        assert_eq!(trails.take().len(), 2);
-        trails.push(trail(2));
-        tokio::time::timeout(Duration::from_millis(1), arrived.notified()).await.expect("an emptied queue starts over");
     }
 }

@@ -8,6 +8,7 @@
 //! each reaches the server inside the transaction, after what precedes it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
@@ -179,7 +180,9 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
         }
         known => known,
     };
-    match outcome {
+    // What a change not known to be committed answers: a batch rolled back recorded nothing (503 saying so);
+    // one of unknown outcome may have (503 saying that).
+    let (why, known) = match outcome {
         Outcome::Committed => {
             cursor.seq = next;
             cursor.untrusted = false;
@@ -191,23 +194,17 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
                 let _ = done.send(Ok(()));
             }
             shared.committed(&own);
-            Ok(())
+            return Ok(());
         }
-        Outcome::RolledBack(why) => {
-            tracing::error!(reason = %why, changes = waiting.len(), "ledger batch not committed; rebuilding the books");
-            for (done, _) in waiting {
-                let _ = done.send(Err(LedgerError::Unavailable(why.clone())));
-            }
-            Err(())
-        }
-        Outcome::Unknown(why) => {
-            tracing::error!(reason = %why, changes = waiting.len(), "ledger batch of unknown outcome; rebuilding the books");
-            for (done, _) in waiting {
-                let _ = done.send(Err(LedgerError::OutcomeUnknown(why.clone())));
-            }
-            Err(())
-        }
+        Outcome::RolledBack(why) => (why, true),
+        Outcome::Unknown(why) => (why, false),
+    };
+    tracing::error!(reason = %why, known, changes = waiting.len(), "ledger batch not committed, or not known to be; rebuilding the books");
+    let error = if known { LedgerError::Unavailable } else { LedgerError::OutcomeUnknown };
+    for (done, _) in waiting {
+        let _ = done.send(Err(error(why.clone())));
     }
+    Err(())
 }
 
 /// Ends the open transaction; `Err` (replace the connection) when even that does not come back in time.
@@ -228,12 +225,12 @@ enum Outcome {
 /// are answered "outcome unknown". A PostgreSQL that restarts or a connection cut by a proxy usually answers
 /// again within it, and the change gets its true answer: a deposit that committed is answered as booked, not
 /// as a 503 the operator would retry (and book twice).
-const OUTCOME_ASK_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+const OUTCOME_ASK_FOR: Duration = Duration::from_secs(10);
 
 /// Asks [`batch_committed`] until it knows, at most [`OUTCOME_ASK_FOR`], with backoff.
 async fn settle(inner: &Inner, batch_id: &str, backend: Backend) -> Option<bool> {
     let give_up = tokio::time::Instant::now() + OUTCOME_ASK_FOR;
-    let mut wait = std::time::Duration::from_millis(100);
+    let mut wait = Duration::from_millis(100);
     loop {
         if let Ok(Some(known)) = tokio::time::timeout_at(give_up, batch_committed(inner, batch_id, backend)).await {
             return Some(known);
@@ -242,7 +239,7 @@ async fn settle(inner: &Inner, batch_id: &str, backend: Backend) -> Option<bool>
             return None;
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+        wait = (wait * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 
 use super::proxy::CommitCutter;
 use super::stores::{free_port, PrivatePostgres, PrivateRedis};
-use super::{cluster_table, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on, Exchange};
+use super::{
+    cluster_table, exchange_name, postgres_url, redis_url, require_stores, spawn_cluster_on, Cluster, Exchange,
+};
 use crate::helpers::{
     full_lead, http_client, ping_lead, prepare, Api, TestBuyer, Tuning, ADMIN_TOKEN, GAVEL, SELLER_KEY,
 };
@@ -119,20 +121,24 @@ async fn a_deposit_answered_unavailable_is_never_booked_afterwards() {
     assert_eq!(after, before + 1);
 }
 
+/// One node whose PostgreSQL is reached through `proxy`, and its exchange again, to be dropped straight on the
+/// stores (`postgres`) rather than through the proxy: a test that fails while the proxy refuses would
+/// otherwise leave its schema behind.
+async fn one_node_behind(proxy: &CommitCutter, postgres: &str) -> (Cluster, Exchange) {
+    let buyers = vec![TestBuyer::bidding("best", "10.00")];
+    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &proxy.url(), &redis_url()).await;
+    let exchange = Exchange { name: cluster.name.clone(), postgres: postgres.to_owned(), redis: redis_url() };
+    (cluster, exchange)
+}
+
 /// A change whose COMMIT reached PostgreSQL but whose answer was lost with the connection, PostgreSQL then
 /// unreachable for two seconds: the node asks the log again until it answers, so a deposit that was booked is
 /// answered as booked — not 503 "nothing was recorded", which an operator would retry and book twice.
-///
-/// (The exchange is also dropped straight on the stores, not through the proxy: a test that fails while the
-/// proxy refuses would otherwise leave its schema behind.)
 #[tokio::test]
 async fn a_deposit_whose_commit_answer_was_lost_is_answered_as_booked() {
     let postgres = postgres_url();
     let proxy = CommitCutter::start(&postgres, Duration::from_secs(2));
-    let buyers = vec![TestBuyer::bidding("best", "10.00")];
-    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &proxy.url(), &redis_url()).await;
-    let _dropped_past_the_proxy =
-        Exchange { name: cluster.name.clone(), postgres: postgres.clone(), redis: redis_url() };
+    let (cluster, _dropped_past_the_proxy) = one_node_behind(&proxy, &postgres).await;
     let store = connect_to(&postgres).await;
     let deposits = format!("SELECT count(*) FROM gavel_{}.entries WHERE kind = 'deposit'", cluster.name);
     let before: i64 = store.query_one(&deposits, &[]).await.expect("count").get(0);
@@ -157,10 +163,7 @@ async fn a_deposit_whose_commit_answer_was_lost_is_answered_as_booked() {
 async fn a_deposit_of_unknown_outcome_is_answered_so_and_reads_show_the_truth_later() {
     let postgres = postgres_url();
     let proxy = CommitCutter::start(&postgres, Duration::from_secs(14));
-    let buyers = vec![TestBuyer::bidding("best", "10.00")];
-    let cluster = spawn_cluster_on(1, Tuning::default(), "", buyers, &proxy.url(), &redis_url()).await;
-    let _dropped_past_the_proxy =
-        Exchange { name: cluster.name.clone(), postgres: postgres.clone(), redis: redis_url() };
+    let (cluster, _dropped_past_the_proxy) = one_node_behind(&proxy, &postgres).await;
 
     proxy.arm();
     let deposit = json!({"amount": "5.00", "reference": "wire 8"});
