@@ -60,6 +60,7 @@ fn gate_chain(c: &mut Criterion) {
             amount: Money::from_cents(1_000_000),
             reference: None,
             at: Utc::now(),
+            idempotency_key: None,
         };
         runtime.block_on(ledger.record_deposit(deposit)).expect("in-memory books record");
     }

@@ -283,6 +283,7 @@ mod tests {
                 amount: crate::domain::money::Money::from_cents(cents),
                 reference: None,
                 at: Utc::now(),
+                idempotency_key: None,
             };
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             runtime.block_on(self.ledger.record_deposit(deposit)).expect("in-memory books record");

@@ -3,15 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::body::{bearer, read_object, Envelope};
+use super::body::{bearer, idempotency_key, read_object, Envelope};
 use super::error::ApiError;
 use super::query::Query;
 use super::{json_response, HttpResponse};
 use crate::engine::Engine;
+use crate::ledger::Moved;
 use crate::ops;
 use crate::time::rfc3339;
 
@@ -80,14 +81,26 @@ pub async fn pause_or_resume(
     Ok(json_response(StatusCode::OK, &ops::buyers::operator_pause(engine, id, pause).await?))
 }
 
-/// `POST /admin/buyers/{id}/deposits` `{"amount", "reference"}` → 201 `{"deposit_id", "balance"}`.
+/// `POST /admin/buyers/{id}/deposits` `{"amount", "reference"}` → 201 `{"deposit_id", "balance"}`; with an
+/// `Idempotency-Key`, a repeat is answered with the first deposit (see [`moved_response`]).
 pub async fn deposit(engine: &Engine, request: Request<Incoming>, id: &str) -> Result<HttpResponse, ApiError> {
     ops::buyers::find(engine, id)?;
+    let key = idempotency_key(request.headers())?;
     let envelope = Envelope(read_object(request, &engine.config().server).await?);
     let amount = envelope.optional_money("amount")?.ok_or_else(|| ApiError::missing_field("amount"))?;
     let reference = envelope.optional_str("reference")?.map(str::to_owned);
-    let (deposit_id, balance) = ops::buyers::deposit(engine, id, amount, reference).await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"deposit_id": deposit_id, "balance": balance})))
+    let moved = ops::buyers::deposit(engine, id, amount, reference, key).await?;
+    Ok(moved_response("deposit_id", &moved))
+}
+
+/// 201 with a deposit's or payout's id (under `id_field`) and the balance. A repeat of a keyed request gets
+/// the first one's id, the balance now and `Idempotent-Replayed: true`, so a client can tell nothing moved.
+pub fn moved_response(id_field: &str, moved: &Moved) -> HttpResponse {
+    let mut response = json_response(StatusCode::CREATED, &json!({id_field: moved.id, "balance": moved.balance}));
+    if moved.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// `GET /admin/returns?status=`: every return (of one status), newest first, with its buyer.

@@ -154,8 +154,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the ledger (PostgreSQL) went away while this change was being committed, so whether it was \
-                 recorded is not known yet; read the account's transactions once it answers before making the \
-                 change again",
+                 recorded is not known yet; send it again with the same Idempotency-Key (it is recorded at most \
+                 once), or read the account's transactions once it answers before making it again without one",
             )
         }
     }
@@ -168,6 +168,11 @@ impl ApiError {
     /// 409: a seller payout larger than what the seller is owed.
     pub fn insufficient_balance(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "insufficient_balance", message)
+    }
+
+    /// 422: an `Idempotency-Key` already used for a different request on this account.
+    pub fn idempotency_key_reused(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
     }
 
     /// The response.
@@ -255,6 +260,7 @@ impl From<OpError> for ApiError {
             OpError::Forbidden(message) => ApiError::forbidden(message),
             OpError::InvalidConfig(message) => ApiError::invalid_config(message),
             OpError::InsufficientBalance(message) => ApiError::insufficient_balance(message),
+            OpError::KeyReused(message) => ApiError::idempotency_key_reused(message),
             OpError::Return(error) => error.into(),
             OpError::Ledger(error) => error.into(),
             OpError::Engine(error) => error.into(),

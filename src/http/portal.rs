@@ -6,7 +6,7 @@ use hyper::{Request, StatusCode};
 use serde_json::json;
 
 use super::admin::period;
-use super::body::{bearer, read_object, Envelope};
+use super::body::{bearer, idempotency_key, read_object, Envelope};
 use super::error::ApiError;
 use super::query::Query;
 use super::{json_response, HttpResponse};
@@ -43,13 +43,15 @@ pub fn seller_returns(engine: &Engine, seller: &Seller, query: &Query) -> Result
 }
 
 /// `POST /admin/sellers/{id}/payouts` `{"amount", "reference"}` → 201 `{"payout_id", "balance"}`, once on disk;
-/// more than the seller is owed is 409 `insufficient_balance` and records nothing.
+/// more than the seller is owed is 409 `insufficient_balance` and records nothing. An `Idempotency-Key` works
+/// as on a deposit.
 pub async fn payout(engine: &Engine, request: Request<Incoming>, seller_id: &str) -> Result<HttpResponse, ApiError> {
     let config = engine.config();
     config.seller(seller_id).ok_or_else(|| ApiError::not_found("seller"))?;
+    let key = idempotency_key(request.headers())?;
     let envelope = Envelope(read_object(request, &config.server).await?);
     let amount = envelope.optional_money("amount")?.ok_or_else(|| ApiError::missing_field("amount"))?;
     let reference = envelope.optional_str("reference")?.map(str::to_owned);
-    let (payout_id, balance) = ops::books::payout(engine, seller_id, amount, reference).await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"payout_id": payout_id, "balance": balance})))
+    let moved = ops::books::payout(engine, seller_id, amount, reference, key).await?;
+    Ok(super::admin::moved_response("payout_id", &moved))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
+use super::entry::{Decision, Deposit, Entry, KeyedMove, Payout, Return, Sale, Terms};
 use super::return_rates::ReturnRates;
 use crate::buyers::PausedBy;
 use crate::domain::money::Money;
@@ -86,6 +86,10 @@ pub struct Books {
     pub pauses: HashMap<String, Option<PausedBy>>,
     /// Every set of terms sales were made under; a terms id is its index.
     pub terms: Vec<Terms>,
+    /// Account → `Idempotency-Key` → the deposit or payout made under it. Snapshotted (it needs the
+    /// transaction ids); a snapshot from before keys existed has none to index.
+    #[serde(default)]
+    keyed_moves: HashMap<String, HashMap<String, KeyedMove>>,
     /// Config revision → buyer → the id of its terms under that revision: an index of `terms`, rebuilt
     /// rather than snapshotted.
     #[serde(skip)]
@@ -138,6 +142,17 @@ impl Books {
         self.terms_in_force.get(config_revision)?.get(buyer).copied()
     }
 
+    /// The deposit (account `buyer:<id>`) or payout (`seller:<id>`) made under an `Idempotency-Key`.
+    pub fn keyed_move(&self, account: &str, key: &str) -> Option<&KeyedMove> {
+        self.keyed_moves.get(account)?.get(key)
+    }
+
+    fn index_keyed_move(&mut self, account: String, key: Option<&String>, moved: impl FnOnce() -> KeyedMove) {
+        if let Some(key) = key {
+            self.keyed_moves.entry(account).or_default().insert(key.clone(), moved());
+        }
+    }
+
     /// Applies one entry and returns the transaction it posted, if any; the caller moves the balances.
     pub fn apply(&mut self, entry: Entry) -> Result<Option<&Transaction>, Inconsistent> {
         let transaction = match entry {
@@ -171,6 +186,12 @@ impl Books {
                         (buyer_account(&deposit.buyer), deposit.amount),
                     ],
                 };
+                self.index_keyed_move(buyer_account(&deposit.buyer), deposit.idempotency_key.as_ref(), || KeyedMove {
+                    id: deposit.deposit_id.clone(),
+                    transaction_id: transaction.id.clone(),
+                    amount: deposit.amount,
+                    reference: deposit.reference.clone(),
+                });
                 self.deposits.push(deposit);
                 Some(transaction)
             }
@@ -185,6 +206,12 @@ impl Books {
                         (PAYOUTS.to_owned(), payout.amount),
                     ],
                 };
+                self.index_keyed_move(seller_account(&payout.seller), payout.idempotency_key.as_ref(), || KeyedMove {
+                    id: payout.payout_id.clone(),
+                    transaction_id: transaction.id.clone(),
+                    amount: payout.amount,
+                    reference: payout.reference.clone(),
+                });
                 self.payouts.push(payout);
                 Some(transaction)
             }

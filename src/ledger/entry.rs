@@ -92,6 +92,10 @@ pub struct Deposit {
     pub amount: Money,
     pub reference: Option<String>,
     pub at: DateTime<Utc>,
+    /// The operator's `Idempotency-Key`, when the request carried one: the same key for the same buyer is
+    /// answered with this deposit instead of making another (see [`KeyedMove`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Money paid out to a seller.
@@ -102,6 +106,27 @@ pub struct Payout {
     pub amount: Money,
     pub reference: Option<String>,
     pub at: DateTime<Utc>,
+    /// As on [`Deposit`], for the same seller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// A deposit or payout made under an `Idempotency-Key`, as the books index it by account and key: what a
+/// repeat of the request is answered with, and what it must match to be the same request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedMove {
+    /// The deposit's or payout's id.
+    pub id: String,
+    pub transaction_id: String,
+    pub amount: Money,
+    pub reference: Option<String>,
+}
+
+impl KeyedMove {
+    /// Whether a request with this amount and reference is the one that made this move.
+    pub fn is_same_request(&self, amount: Money, reference: &Option<String>) -> bool {
+        self.amount == amount && &self.reference == reference
+    }
 }
 
 /// A buyer's return of a lead and where it stands.

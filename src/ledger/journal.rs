@@ -240,6 +240,16 @@ impl Journal {
         self.enqueue(Kind::Record, payload)
     }
 
+    /// Resolves once every record enqueued before this call is durable (or with the error that stopped the
+    /// writer): for an answer that reports on records it did not write itself.
+    pub fn durable(&self) -> Commit {
+        let (done, answer) = oneshot::channel();
+        match self.shared.requests.send(Request::Barrier { done }) {
+            Ok(()) => Commit { state: CommitState::Waiting(answer) },
+            Err(_) => Commit::failed(JournalError::Closed),
+        }
+    }
+
     /// Enqueues the whole state as of this point in the record order. It starts a new segment; once it is
     /// durable, older segments are deleted, and replay starts from it.
     pub fn snapshot(&self, payload: Vec<u8>) -> Commit {

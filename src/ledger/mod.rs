@@ -35,7 +35,7 @@ use serde_json::Value;
 pub use books::{
     buyer_account, seller_account, Books, SoldLead, Transaction, TransactionKind, DEPOSITS, PAYOUTS, REVENUE,
 };
-pub use entry::{Decision, Deposit, Entry, Payout, Return, Sale, Terms};
+pub use entry::{Decision, Deposit, Entry, KeyedMove, Payout, Return, Sale, Terms};
 use journal::{Journal, JournalError, JournalOptions};
 pub use store::LedgerObserver;
 use store::{Balances, Shared, Store};
@@ -69,6 +69,9 @@ pub enum LedgerError {
     /// show which once it answers).
     #[error("the ledger store went away while committing; the outcome is unknown: {0}")]
     OutcomeUnknown(String),
+    /// An `Idempotency-Key` already used on this account for a different amount or reference.
+    #[error("Idempotency-Key {key} was already used on this account for {amount} (reference {reference:?})")]
+    KeyReused { key: String, amount: Money, reference: Option<String> },
 }
 
 /// Why a return or a decision on one was refused (API.md section 4, rule 1, and section 5).
@@ -283,30 +286,51 @@ impl Ledger {
         }
     }
 
-    /// Records a deposit into a buyer's account; resolves once it is on disk, with its transaction id and the
-    /// balance after it.
-    pub async fn record_deposit(&self, deposit: Deposit) -> Result<(String, Money), LedgerError> {
-        let transaction_id = new_id("t_");
-        let entry_id = transaction_id.clone();
-        let balance = self
-            .change(move |_, balances| {
-                let balance = balances.get(&buyer_account(&deposit.buyer)) + deposit.amount;
-                Ok::<_, LedgerError>((vec![Entry::Deposit { transaction_id: entry_id, deposit }], balance))
-            })
-            .await?;
-        Ok((transaction_id, balance))
+    /// Records a deposit into a buyer's account; resolves once it is on disk. A deposit whose
+    /// `idempotency_key` already made one for this buyer records nothing and answers that one (the same
+    /// amount and reference), or [`LedgerError::KeyReused`] (another).
+    pub async fn record_deposit(&self, deposit: Deposit) -> Result<Moved, LedgerError> {
+        self.change(move |books, balances| {
+            let account = buyer_account(&deposit.buyer);
+            if let Some(first) =
+                keyed_repeat(books, &account, &deposit.idempotency_key, deposit.amount, &deposit.reference)?
+            {
+                return Ok((Vec::new(), Moved::replayed(first, balances.get(&account))));
+            }
+            let transaction_id = new_id("t_");
+            let moved = Moved {
+                id: deposit.deposit_id.clone(),
+                transaction_id: transaction_id.clone(),
+                balance: balances.get(&account) + deposit.amount,
+                replayed: false,
+            };
+            Ok((vec![Entry::Deposit { transaction_id, deposit }], moved))
+        })
+        .await
     }
 
     /// Records a payout to a seller, unless it is more than the seller's account holds; resolves once it is
-    /// on disk, with the seller's balance after it.
-    pub async fn record_payout(&self, payout: Payout) -> Result<Money, LedgerError> {
-        self.change(move |_, balances| {
-            let owed = balances.get(&seller_account(&payout.seller));
+    /// on disk. A repeat under its `idempotency_key` is answered as a deposit's is.
+    pub async fn record_payout(&self, payout: Payout) -> Result<Moved, LedgerError> {
+        self.change(move |books, balances| {
+            let account = seller_account(&payout.seller);
+            let owed = balances.get(&account);
+            if let Some(first) =
+                keyed_repeat(books, &account, &payout.idempotency_key, payout.amount, &payout.reference)?
+            {
+                return Ok((Vec::new(), Moved::replayed(first, owed)));
+            }
             if payout.amount > owed {
                 return Err(LedgerError::InsufficientBalance { owed });
             }
-            let balance = owed - payout.amount;
-            Ok((vec![Entry::Payout { transaction_id: new_id("t_"), payout }], balance))
+            let transaction_id = new_id("t_");
+            let moved = Moved {
+                id: payout.payout_id.clone(),
+                transaction_id: transaction_id.clone(),
+                balance: owed - payout.amount,
+                replayed: false,
+            };
+            Ok((vec![Entry::Payout { transaction_id, payout }], moved))
         })
         .await
     }
@@ -421,6 +445,43 @@ impl Ledger {
     pub fn sale_count(&self) -> usize {
         self.shared.books.lock().leads.len()
     }
+}
+
+/// What a deposit or payout answers: its id, its transaction and the account's balance after it — or, for a
+/// repeat of a keyed request, the first one's id and transaction with the balance now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moved {
+    pub id: String,
+    pub transaction_id: String,
+    pub balance: Money,
+    /// A repeat of a request already recorded under its `Idempotency-Key`: nothing was recorded now.
+    pub replayed: bool,
+}
+
+impl Moved {
+    fn replayed(first: &KeyedMove, balance: Money) -> Moved {
+        Moved { id: first.id.clone(), transaction_id: first.transaction_id.clone(), balance, replayed: true }
+    }
+}
+
+/// The move already made under `key` on `account`, if this request repeats it; another request under the
+/// same key is refused.
+fn keyed_repeat<'b>(
+    books: &'b Books,
+    account: &str,
+    key: &Option<String>,
+    amount: Money,
+    reference: &Option<String>,
+) -> Result<Option<&'b KeyedMove>, LedgerError> {
+    let Some(first) = key.as_deref().and_then(|key| books.keyed_move(account, key)) else { return Ok(None) };
+    if !first.is_same_request(amount, reference) {
+        return Err(LedgerError::KeyReused {
+            key: key.clone().unwrap_or_default(),
+            amount: first.amount,
+            reference: first.reference.clone(),
+        });
+    }
+    Ok(Some(first))
 }
 
 /// The buyer's leads and counted returns since `since`, for the rate cap.

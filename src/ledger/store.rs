@@ -142,7 +142,10 @@ impl Store {
         let (commit, answer) = {
             let mut books = shared.books.lock();
             let (entries, answer) = change(&books, &shared.balances)?;
-            let mut commit: Option<Commit> = None;
+            // A change that records nothing may still answer with what it read (a repeated deposit answers the
+            // first one): it waits for every record already enqueued, so nobody is told of one before it is
+            // durable.
+            let mut commit: Option<Commit> = journal.filter(|_| entries.is_empty()).map(Journal::durable);
             for entry in entries {
                 // Enqueued under the books' lock: the journal's order is the books' order. Only the last commit
                 // is awaited: a record is durable once every later one is.

@@ -43,6 +43,7 @@ fn deposit(buyer: &str, cents: i64) -> Deposit {
         amount: Money::from_cents(cents),
         reference: None,
         at: at(1),
+        idempotency_key: None,
     }
 }
 
@@ -74,11 +75,35 @@ async fn a_sale_moves_money_between_three_accounts_and_sums_to_zero() {
 #[tokio::test]
 async fn a_deposit_credits_the_buyer_and_keeps_the_sum_at_zero() {
     let ledger = Ledger::in_memory();
-    assert_eq!(ledger.record_deposit(deposit("best", 50_000)).await.unwrap().1, Money::from_cents(50_000));
+    assert_eq!(ledger.record_deposit(deposit("best", 50_000)).await.unwrap().balance, Money::from_cents(50_000));
     sell(&ledger, sale("l_1", "best", 1250, 1125, at(1))).await.unwrap();
-    assert_eq!(ledger.record_deposit(deposit("best", 100)).await.unwrap().1, Money::from_cents(48_850));
+    assert_eq!(ledger.record_deposit(deposit("best", 100)).await.unwrap().balance, Money::from_cents(48_850));
     assert_eq!(ledger.balance(DEPOSITS), Money::from_cents(-50_100));
     assert_eq!(total(&ledger), Money::ZERO);
+}
+
+/// A keyed deposit is found again by its account and key, also in books restored from a snapshot; another
+/// account's same key is its own.
+#[tokio::test]
+async fn a_keyed_deposit_is_recorded_once_and_its_key_survives_a_snapshot() {
+    let ledger = Ledger::in_memory();
+    let keyed = Deposit { idempotency_key: Some("wire-1".into()), ..deposit("best", 500) };
+    let first = ledger.record_deposit(keyed.clone()).await.unwrap();
+    let again = ledger.record_deposit(Deposit { deposit_id: new_id("d_"), ..keyed.clone() }).await.unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(
+        (again.id, again.transaction_id, again.balance),
+        (first.id.clone(), first.transaction_id, first.balance)
+    );
+    let other = Deposit { amount: Money::from_cents(501), ..keyed.clone() };
+    assert!(matches!(ledger.record_deposit(other).await, Err(LedgerError::KeyReused { .. })));
+    let elsewhere = Deposit { buyer: "other".into(), ..keyed };
+    assert!(!ledger.record_deposit(elsewhere).await.unwrap().replayed);
+    assert_eq!(ledger.balance("buyer:best"), Money::from_cents(500));
+
+    let restored = ledger.read(|books| Books::from_snapshot(&serde_json::to_vec(books).unwrap()).unwrap());
+    assert_eq!(restored.keyed_move("buyer:best", "wire-1").map(|m| m.id.clone()), Some(first.id));
+    assert!(restored.keyed_move("seller:best", "wire-1").is_none());
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::ids::new_id;
 use crate::ledger::report::{report as build_report, Report};
 use crate::ledger::statement::{statement as build_statement, Statement};
-use crate::ledger::{seller_account, LedgerError, Payout, Sale, TransactionKind};
+use crate::ledger::{seller_account, LedgerError, Moved, Payout, Sale, TransactionKind};
 use crate::time::rfc3339;
 
 /// The statement of one account over `[from, to)` (API.md section 6).
@@ -101,27 +101,36 @@ pub fn delivery_record(engine: &Engine, lead_id: &str) -> Result<Value, OpError>
 }
 
 /// Money paid out to a seller, durable before the answer: the payout's id and the seller's balance after it.
-/// More than the seller is owed records nothing.
+/// More than the seller is owed records nothing. A repeat under its `idempotency_key` is answered with the
+/// first payout (see [`Moved`]).
 pub async fn payout(
     engine: &Engine,
     seller_id: &str,
     amount: Money,
     reference: Option<String>,
-) -> Result<(String, Money), OpError> {
+    idempotency_key: Option<String>,
+) -> Result<Moved, OpError> {
     let config = engine.config();
     let seller = config.seller(seller_id).ok_or(OpError::NotFound("seller"))?;
     if amount.is_zero() {
         return Err(OpError::InvalidField("amount must be more than 0.00".into()));
     }
-    let payout = Payout { payout_id: new_id("po_"), seller: seller.id.clone(), amount, reference, at: Utc::now() };
-    let payout_id = payout.payout_id.clone();
+    super::check_idempotency_key(idempotency_key.as_deref())?;
+    let payout = Payout {
+        payout_id: new_id("po_"),
+        seller: seller.id.clone(),
+        amount,
+        reference,
+        at: Utc::now(),
+        idempotency_key,
+    };
     match engine.ledger.record_payout(payout).await {
-        Ok(balance) => Ok((payout_id, balance)),
+        Ok(moved) => Ok(moved),
         Err(LedgerError::InsufficientBalance { owed }) => Err(OpError::InsufficientBalance(format!(
             "seller {} is owed {owed}; a payout of {amount} is more than that",
             seller.id
         ))),
-        Err(other) => Err(other.into()),
+        Err(other) => Err(super::refuse_reused_key("payout", other)),
     }
 }
 

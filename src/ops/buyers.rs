@@ -15,7 +15,7 @@ use crate::config::{Billing, Buyer};
 use crate::domain::money::Money;
 use crate::engine::Engine;
 use crate::ids::new_id;
-use crate::ledger::Deposit;
+use crate::ledger::{Deposit, Moved};
 
 /// A buyer of the config in force with its running state, by id.
 pub fn find(engine: &Engine, id: &str) -> Result<(Arc<Buyer>, Arc<BuyerState>), OpError> {
@@ -160,25 +160,34 @@ pub async fn self_pause(
 }
 
 /// A deposit into a buyer's wallet (or against its invoice), durable before the answer: the deposit's id and
-/// the balance after it.
+/// the balance after it. A repeat under its `idempotency_key` is answered with the first deposit (see
+/// [`Moved`]).
 pub async fn deposit(
     engine: &Engine,
     id: &str,
     amount: Money,
     reference: Option<String>,
-) -> Result<(String, Money), OpError> {
+    idempotency_key: Option<String>,
+) -> Result<Moved, OpError> {
     let (buyer, _) = find(engine, id)?;
     if amount.is_zero() {
         return Err(OpError::InvalidField("amount must be more than 0.00".into()));
     }
-    let deposit = Deposit { deposit_id: new_id("d_"), buyer: buyer.id.clone(), amount, reference, at: Utc::now() };
-    let deposit_id = deposit.deposit_id.clone();
-    let (transaction_id, balance) = engine.ledger.record_deposit(deposit).await?;
+    super::check_idempotency_key(idempotency_key.as_deref())?;
+    let deposit = Deposit {
+        deposit_id: new_id("d_"),
+        buyer: buyer.id.clone(),
+        amount,
+        reference,
+        at: Utc::now(),
+        idempotency_key,
+    };
+    let moved = engine.ledger.record_deposit(deposit).await.map_err(|e| super::refuse_reused_key("deposit", e))?;
     // Cluster mode: the balance mirror in Redis takes the money before the answer, so a ping sent once the
     // deposit is answered can spend it on any node. (The credit is once per transaction: the same credit sent
-    // again when the node follows its own entry changes nothing.)
+    // again — by a repeated request, or when the node follows its own entry — changes nothing.)
     if let Some(redis) = engine.coordinator.redis() {
-        redis.credit(&buyer.id, &transaction_id, amount).await;
+        redis.credit(&buyer.id, &moved.transaction_id, amount).await;
     }
-    Ok((deposit_id, balance))
+    Ok(moved)
 }

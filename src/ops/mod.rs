@@ -36,6 +36,9 @@ pub enum OpError {
     /// A seller payout larger than what the seller is owed.
     #[error("{0}")]
     InsufficientBalance(String),
+    /// An `Idempotency-Key` already used for another deposit or payout of the same account.
+    #[error("{0}")]
+    KeyReused(String),
     #[error(transparent)]
     Return(#[from] ReturnError),
     #[error(transparent)]
@@ -43,6 +46,42 @@ pub enum OpError {
     /// A shared store this call needs cannot be reached (cluster mode), among the engine's refusals.
     #[error(transparent)]
     Engine(#[from] SellerError),
+}
+
+/// The longest `Idempotency-Key` kept (it is kept in the ledger for good).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// An operator's `Idempotency-Key` for a deposit or payout: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(key: Option<&str>) -> Result<(), OpError> {
+    let Some(key) = key else { return Ok(()) };
+    let problem = if key.is_empty() {
+        "is empty".to_owned()
+    } else if key.chars().count() > MAX_IDEMPOTENCY_KEY {
+        format!("is {} characters long", key.chars().count())
+    } else if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        "holds a space or a character that is not visible ASCII".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(OpError::InvalidField(format!(
+        "Idempotency-Key {problem}: it must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters without spaces, \
+         such as a UUID"
+    )))
+}
+
+/// The refusal of a deposit or payout (`what`) whose `Idempotency-Key` made another one; other errors as they
+/// are.
+fn refuse_reused_key(what: &str, error: LedgerError) -> OpError {
+    match error {
+        LedgerError::KeyReused { key, amount, reference } => {
+            let reference = reference.map(|r| format!(" with reference {r:?}")).unwrap_or_default();
+            OpError::KeyReused(format!(
+                "Idempotency-Key {key:?} was already used for a {what} of {amount}{reference} to this account; \
+                 send that same request to read its answer, or use a new key for a different {what}"
+            ))
+        }
+        other => other.into(),
+    }
 }
 
 /// Brings this node's books up to date before a read: a no-op for embedded books, in cluster mode a catch-up

@@ -216,6 +216,8 @@ pub const HTTP_METHODS: [&str; 8] = ["delete", "get", "head", "options", "patch"
 pub enum Body<'a> {
     None,
     Json(&'a Value),
+    /// JSON with one more header (name, value).
+    JsonWithHeader(&'a Value, (&'a str, &'a str)),
     /// Raw bytes with a content type.
     Raw(&'a str, Vec<u8>),
 }
@@ -240,6 +242,7 @@ impl<'a> Checked<'a> {
         request = match body {
             Body::None => request,
             Body::Json(value) => request.json(value),
+            Body::JsonWithHeader(value, (name, header)) => request.json(value).header(name, header),
             Body::Raw(content_type, bytes) => request.header("content-type", content_type).body(bytes),
         };
         let response = request.send().await.expect("request sent");

@@ -307,6 +307,29 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs JSON with a bearer key and an `Idempotency-Key`; returns the status, the body and whether the
+    /// answer says it repeats an earlier one (`Idempotent-Replayed: true`).
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, bool) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let replayed = response.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+        (status, response.json().await.unwrap_or(Value::Null), replayed)
+    }
+
     pub async fn get_json(&self, path: &str, key: &str) -> (StatusCode, Value) {
         let response =
             self.http.get(format!("{}{path}", self.base)).bearer_auth(key).send().await.expect("request sent");

@@ -11,6 +11,7 @@ mod duplicates;
 mod errors;
 mod gates;
 mod helpers;
+mod keyed_moves;
 mod lifecycle;
 mod limits;
 mod logs;

@@ -442,6 +442,17 @@ async fn operator_calls(c: &Checked<'_>, leads: &[String]) {
     assert_eq!(c.post(payouts, ADMIN_TOKEN, &json!({"amount": "1.00"})).await.0, StatusCode::CREATED);
     assert_eq!(c.post(payouts, ADMIN_TOKEN, &json!({"amount": "99999.00"})).await.0, StatusCode::CONFLICT);
     assert_eq!(c.post(payouts, ADMIN_TOKEN, &json!({})).await.0, StatusCode::BAD_REQUEST);
+    // Sent again under an Idempotency-Key: the first answer again, then another amount under that key.
+    for (path, amount, other) in [(deposit, "3.00", "4.00"), (payouts, "0.50", "0.60")] {
+        let keyed = |amount| json!({"amount": amount});
+        let send = |body: Value| async move {
+            c.call(Method::POST, path, Some(ADMIN_TOKEN), Body::JsonWithHeader(&body, ("Idempotency-Key", "k-1"))).await
+        };
+        let first = send(keyed(amount)).await;
+        assert_eq!(first.0, StatusCode::CREATED, "{path}: {first:?}");
+        assert_eq!(send(keyed(amount)).await, first, "{path}");
+        assert_eq!(send(keyed(other)).await.0, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
 }
 
 /// Health, readiness (both answers), metrics, the document, and a 431 through a raw socket.

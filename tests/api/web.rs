@@ -31,8 +31,15 @@ impl Page {
 
     /// The CSRF token of the page's forms.
     pub fn csrf(&self) -> String {
-        let start = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-        self.body[start..start + 64].to_owned()
+        self.hidden("csrf")
+    }
+
+    /// The value of the page's (first) hidden field `name`.
+    pub fn hidden(&self, name: &str) -> String {
+        let field = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&field).unwrap_or_else(|| panic!("a form with a field {name}")) + field.len();
+        let end = self.body[start..].find('"').expect("the value ends") + start;
+        self.body[start..end].to_owned()
     }
 }
 

@@ -95,8 +95,23 @@ async fn console_forms_apply_the_apis_rules() {
         .await;
     assert_eq!(page.location(), Some("/console/buyers/best?done=deposited"));
     assert_eq!(app.buyer("best").await["balance"], "10250.12", "rounded down to the cent, as the API does");
-    let shown = operator.get("/console/buyers/best?done=deposited").await.body;
-    assert!(shown.contains("The deposit is recorded.") && shown.contains("10250.12"));
+    let shown = operator.get("/console/buyers/best?done=deposited").await;
+    assert!(shown.body.contains("The deposit is recorded.") && shown.body.contains("10250.12"));
+    // The same form sent twice (a double click, a resubmission) deposits once; the same form's key with
+    // another amount is refused; the page rendered again has a new key.
+    let key = shown.hidden("idempotency_key");
+    let form = |amount| {
+        [("csrf", token.as_str()), ("amount", amount), ("reference", "wire 10"), ("idempotency_key", key.as_str())]
+    };
+    for _ in 0..2 {
+        let page = operator.post("/console/buyers/best/deposits", &form("5.00")).await;
+        assert_eq!(page.location(), Some("/console/buyers/best?done=deposited"));
+    }
+    assert_eq!(app.buyer("best").await["balance"], "10255.12", "deposited once");
+    let refused = operator.post("/console/buyers/best/deposits", &form("6.00")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("already recorded a deposit"), "{}", refused.body);
+    assert_ne!(operator.get("/console/buyers/best").await.hidden("idempotency_key"), key);
     assert_eq!(operator.post("/console/buyers/nobody/pause", &[("csrf", &token)]).await.status, StatusCode::NOT_FOUND);
 
     // The buyer's own pause, and the operator's pause it may not lift.

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 
 use super::format::{Frame, FRAME_LEN, HEADER_LEN};
@@ -530,4 +531,29 @@ async fn a_failed_write_fails_its_whole_batch_and_everything_after() {
 
     let (_journal, replay) = open(dir.path());
     assert_eq!(replay.records, payloads(0..2));
+}
+
+/// `durable` answers once what was enqueued before it is on disk, and with the failure when it could not be.
+#[tokio::test]
+async fn durable_waits_for_the_records_enqueued_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path());
+    let (release, paused) = std::sync::mpsc::channel::<()>();
+    journal.send(Request::Pause(paused));
+    let record = journal.append(payload(0));
+    let mut durable = journal.durable();
+    assert!((&mut durable).now_or_never().is_none(), "the record is still queued behind the paused writer");
+    drop(release);
+    durable.await.unwrap();
+    assert_eq!(journal.stats().records, 1, "the record was durable before the answer");
+    record.await.unwrap();
+
+    journal.shared.counters.fail_writes.store(true, Ordering::Relaxed);
+    let (release, paused) = std::sync::mpsc::channel::<()>();
+    journal.send(Request::Pause(paused));
+    let failed = journal.append(payload(1));
+    let durable = journal.durable();
+    drop(release);
+    assert!(failed.await.is_err());
+    assert!(durable.await.is_err(), "nothing after a failed record is reported durable");
 }

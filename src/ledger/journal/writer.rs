@@ -37,6 +37,10 @@ pub(super) enum Request {
         done: Done,
         enqueued: Option<Instant>,
     },
+    /// Answered once everything enqueued before it is durable; writes nothing.
+    Barrier {
+        done: Done,
+    },
     Close {
         done: Done,
     },
@@ -153,9 +157,15 @@ impl Writer {
         let durable_at = Instant::now();
         let mut waits = Vec::new();
         for request in batch.drain(..) {
-            if let Request::Write { done, enqueued, .. } = request {
-                let _ = done.send(result.clone());
-                waits.extend(enqueued.map(|at| durable_at.saturating_duration_since(at)));
+            match request {
+                Request::Write { done, enqueued, .. } => {
+                    let _ = done.send(result.clone());
+                    waits.extend(enqueued.map(|at| durable_at.saturating_duration_since(at)));
+                }
+                Request::Barrier { done } => {
+                    let _ = done.send(result.clone());
+                }
+                _ => {}
             }
         }
         // After the answers, so metrics never delay a waiter.

@@ -133,7 +133,9 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
         let mut books = shared.books.lock();
         for (run, done) in batch {
             match run(&books, &shared.balances) {
-                Some(entries) if !entries.is_empty() => {
+                // A change with nothing to record (a repeated deposit) waits for the batch too: it may answer
+                // with an entry of this batch, which nobody is told of before COMMIT.
+                Some(entries) => {
                     for entry in entries {
                         next += 1;
                         out.push(next, &entry);
@@ -142,14 +144,18 @@ async fn commit_batch(inner: &Inner, shared: &Shared, session: &Session, batch: 
                     }
                     waiting.push(done);
                 }
-                // Refused, or nothing to record: answered now (the change sent its own answer).
-                _ => {
+                // Refused: answered now (the change sent its own answer).
+                None => {
                     let _ = done.0.send(Ok(()));
                 }
             }
         }
     }
-    if waiting.is_empty() {
+    if own.is_empty() {
+        // Nothing to record: what the changes read was committed before this batch.
+        for (done, _) in waiting {
+            let _ = done.send(Ok(()));
+        }
         return roll_back(inner, client).await;
     }
     // The books now hold entries the log may never get; they are trusted again once COMMIT is known.

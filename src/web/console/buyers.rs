@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::domain::money::Money;
 use crate::gates::is_open;
+use crate::ids::new_id;
 use crate::ops;
 use crate::ops::returns::BuyerLead;
 use crate::web::page::{self, shown, Chrome, PageError, WebResponse};
@@ -34,7 +35,15 @@ pub async fn route(ctx: &Ctx<'_>, rest: &[&str]) -> Result<WebResponse, PageErro
             let amount = Money::parse_text(amount)
                 .map_err(|why| PageError::bad_request(format!("The amount {why}; write it like 500.00.")))?;
             let reference = form.text("reference").map(str::to_owned);
-            ops::buyers::deposit(ctx.engine, id, amount, reference).await?;
+            // The form's own key: the same form sent twice (a double click, a resubmission) deposits once.
+            let key = form.text("idempotency_key").map(str::to_owned);
+            ops::buyers::deposit(ctx.engine, id, amount, reference, key).await.map_err(|error| match error {
+                ops::OpError::KeyReused(_) => PageError::bad_request(
+                    "This form already recorded a deposit with another amount or reference; open the buyer's page \
+                     again to record a new one.",
+                ),
+                other => other.into(),
+            })?;
             Ok(page::redirect(&format!("/console/buyers/{}?done=deposited", page::path_segment(id))))
         }
         _ => Err(PageError::not_found()),
@@ -144,6 +153,8 @@ struct One {
     terms: String,
     leads: Vec<BuyerLead>,
     statement_href: String,
+    /// The deposit form's `Idempotency-Key`, new with every rendering of the page.
+    deposit_key: String,
 }
 
 async fn one(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
@@ -207,5 +218,6 @@ async fn one(ctx: &Ctx<'_>, id: &str) -> Result<WebResponse, PageError> {
     let leads = ops::returns::leads_of_buyer(ctx.engine, &buyer, None, 20);
     let page = Chrome::for_session(ctx.session, format!("Buyer {id}"), ctx.path).notice(page::notice_of(&ctx.query));
     let statement_href = format!("/console/ledger/buyer:{}", page::path_segment(id));
-    Ok(page::html(StatusCode::OK, &One { page, buyer: summary, checks, terms, leads, statement_href }))
+    let deposit_key = new_id("dk_");
+    Ok(page::html(StatusCode::OK, &One { page, buyer: summary, checks, terms, leads, statement_href, deposit_key }))
 }

@@ -90,6 +90,27 @@ async fn the_same_post_sent_to_two_nodes_at_once_delivers_once() {
     assert_eq!(cluster.sim("best").post_count(), 1, "delivered once");
 }
 
+/// A keyed deposit sent to three nodes at once, then again to each: one deposit, every answer naming it, every
+/// node's balance counting it once.
+#[tokio::test]
+async fn a_keyed_deposit_sent_to_every_node_at_once_is_booked_once() {
+    let cluster = spawn_cluster(3, "", vec![TestBuyer::bidding("best", "10.00")]).await;
+    let wire = json!({"amount": "40.00", "reference": "wire 40"});
+    let path = "/admin/buyers/best/deposits";
+    let copies = cluster.nodes.iter().map(|node| node.post_keyed(path, ADMIN_TOKEN, "wire-40", &wire));
+    let mut answers = join_all(copies).await;
+    answers
+        .extend(join_all(cluster.nodes.iter().map(|node| node.post_keyed(path, ADMIN_TOKEN, "wire-40", &wire))).await);
+    let deposit_id = &answers[0].1["deposit_id"];
+    for (status, answer, _) in &answers {
+        assert_eq!((*status, &answer["deposit_id"]), (StatusCode::CREATED, deposit_id), "{answer}");
+    }
+    assert_eq!(answers.iter().filter(|(_, _, replayed)| !replayed).count(), 1, "{answers:?}");
+    for node in &cluster.nodes {
+        assert_eq!(node.buyer("best").await["balance"], "10040.00", "{}", node.base);
+    }
+}
+
 #[tokio::test]
 async fn a_return_filed_on_one_node_for_a_sale_made_on_another_is_decided_anywhere() {
     let strict = TestBuyer::bidding("best", "10.00").with("[buyers.returns]\nrate_cap_percent = \"0\"");

@@ -158,7 +158,8 @@ async fn a_deposit_whose_commit_answer_was_lost_is_answered_as_booked() {
 
 /// The same with PostgreSQL out of reach for longer than the node asks (ten seconds): the deposit, booked, is
 /// answered 503 saying its outcome is unknown — never "nothing was recorded" — and once PostgreSQL answers
-/// again the node's reads show it booked, once.
+/// again the node's reads show it booked, once; sent again under its `Idempotency-Key`, it is answered as
+/// booked and not booked again.
 #[tokio::test]
 async fn a_deposit_of_unknown_outcome_is_answered_so_and_reads_show_the_truth_later() {
     let postgres = postgres_url();
@@ -167,12 +168,15 @@ async fn a_deposit_of_unknown_outcome_is_answered_so_and_reads_show_the_truth_la
 
     proxy.arm();
     let deposit = json!({"amount": "5.00", "reference": "wire 8"});
-    let answer = cluster.node(0).post_json("/admin/buyers/best/deposits", ADMIN_TOKEN, &deposit).await;
+    let path = "/admin/buyers/best/deposits";
+    let (status, body, _) = cluster.node(0).post_keyed(path, ADMIN_TOKEN, "wire-8", &deposit).await;
+    let answer = (status, body);
     assert_eq!(proxy.cuts(), 1, "the COMMIT's answer went missing");
     assert!(unavailable(&answer), "{answer:?}");
     let message = answer.1["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("not known"), "the answer does not claim nothing was recorded: {message}");
     assert!(!message.contains("nothing was recorded"), "{message}");
+    assert!(message.contains("same Idempotency-Key"), "the answer says how to find out safely: {message}");
 
     wait_for_readiness(cluster.node(0), 200, Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -185,6 +189,8 @@ async fn a_deposit_of_unknown_outcome_is_answered_so_and_reads_show_the_truth_la
         assert!(Instant::now() < deadline, "the node's books never came back: {status} {buyer}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (status, again, replayed) = cluster.node(0).post_keyed(path, ADMIN_TOKEN, "wire-8", &deposit).await;
+    assert_eq!((status, replayed, &again["balance"]), (StatusCode::CREATED, true, &json!("10005.00")), "{again}");
 }
 
 /// A writer whose transaction cannot start within its timeout (the ledger's table locked away) answers 503 at
