@@ -2,6 +2,7 @@
 //! winners' holds, the held ping and the audit trail.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,14 @@ use crate::domain::money::Money;
 use crate::domain::ranking::{rank, Bid, Draw, Offer};
 use crate::gates::Exclusion;
 use crate::ids::new_ping_id;
+use crate::metrics::CounterSeries;
 use crate::notices::Outbox;
+
+thread_local! {
+    /// This server worker's `gavel_worker_auctions_total` series, looked up by its first auction and kept: a
+    /// worker thread serves one engine for its whole life.
+    static WORKER_AUCTIONS: OnceCell<CounterSeries> = const { OnceCell::new() };
+}
 
 impl Engine {
     pub(super) async fn auction(
@@ -70,7 +78,13 @@ impl Engine {
         let client = BuyerClient::current(&self.client);
         let collected = collect_bids(&client, &self.metrics, fan_out).instrument(span.clone()).await;
         // Counted on the thread the fan-out ended on, so the count shows where auctions run.
-        BuyerClient::on_worker(|worker| self.metrics.inc("gavel_worker_auctions_total", &[("worker", worker)]));
+        BuyerClient::on_worker(|worker| {
+            WORKER_AUCTIONS.with(|series| {
+                series
+                    .get_or_init(|| self.metrics.counter_series("gavel_worker_auctions_total", &[("worker", worker)]))
+                    .inc();
+            });
+        });
         self.metrics.auctions_in_flight.fetch_sub(1, Ordering::Relaxed);
         let Collected { mut outcomes, mut bids, eligible, pinged, slowest_leg } =
             collected.map_err(|_| SellerError::Unavailable("Redis"))?;
