@@ -19,8 +19,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// The `Idempotency-Key` header of a deposit or payout, if sent (the rule on its form is
-/// [`ops::check_idempotency_key`](crate::ops::check_idempotency_key)).
+/// The `Idempotency-Key` header of a deposit or payout, if sent (`ops` checks its form, for the pages too).
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let key = value.to_str().map_err(|_| {
@@ -30,7 +29,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 /// The header that makes a deposit or payout safe to send again.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Reads the body as a JSON object. An empty body reads as `{}` (operator actions need none); anything else
 /// must be JSON, at most `server.max_body_bytes`, and arrive within `server.header_read_timeout` (a client

@@ -112,10 +112,7 @@ pub async fn payout(
 ) -> Result<Moved, OpError> {
     let config = engine.config();
     let seller = config.seller(seller_id).ok_or(OpError::NotFound("seller"))?;
-    if amount.is_zero() {
-        return Err(OpError::InvalidField("amount must be more than 0.00".into()));
-    }
-    super::check_idempotency_key(idempotency_key.as_deref())?;
+    super::check_money_move(amount, idempotency_key.as_deref())?;
     let payout = Payout {
         payout_id: new_id("po_"),
         seller: seller.id.clone(),

@@ -170,10 +170,7 @@ pub async fn deposit(
     idempotency_key: Option<String>,
 ) -> Result<Moved, OpError> {
     let (buyer, _) = find(engine, id)?;
-    if amount.is_zero() {
-        return Err(OpError::InvalidField("amount must be more than 0.00".into()));
-    }
-    super::check_idempotency_key(idempotency_key.as_deref())?;
+    super::check_money_move(amount, idempotency_key.as_deref())?;
     let deposit = Deposit {
         deposit_id: new_id("d_"),
         buyer: buyer.id.clone(),

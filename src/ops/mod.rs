@@ -16,6 +16,7 @@ pub mod returns;
 
 use chrono::{DateTime, Datelike, Utc};
 
+use crate::domain::money::Money;
 use crate::engine::{Engine, SellerError};
 use crate::ledger::{Books, LedgerError, ReturnError};
 
@@ -51,9 +52,13 @@ pub enum OpError {
 /// The longest `Idempotency-Key` kept (it is kept in the ledger for good).
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// An operator's `Idempotency-Key` for a deposit or payout: 1 to 255 visible ASCII characters.
-pub fn check_idempotency_key(key: Option<&str>) -> Result<(), OpError> {
-    let Some(key) = key else { return Ok(()) };
+/// What every deposit and payout must be: more than 0.00, and sent under an `Idempotency-Key` of 1 to 255
+/// visible ASCII characters, if under one.
+fn check_money_move(amount: Money, idempotency_key: Option<&str>) -> Result<(), OpError> {
+    if amount.is_zero() {
+        return Err(OpError::InvalidField("amount must be more than 0.00".into()));
+    }
+    let Some(key) = idempotency_key else { return Ok(()) };
     let problem = if key.is_empty() {
         "is empty".to_owned()
     } else if key.chars().count() > MAX_IDEMPOTENCY_KEY {
