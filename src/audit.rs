@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use crate::domain::expected_value::ReturnRate;
 use crate::domain::money::Money;
 
+mod stored;
+pub use stored::trail_json;
+
 /// How many recent auctions the ring keeps by default.
 pub const DEFAULT_CAPACITY: usize = 20_000;
 
@@ -136,10 +139,10 @@ impl AuctionAudit {
         self.trail(|trail| serde_json::to_value(trail)).expect("a trail serializes")
     }
 
-    /// [`AuctionAudit::to_json`] written straight to bytes, without building the document (cluster mode
-    /// shares every auction's trail through Redis).
+    /// The trail as cluster mode shares it through Redis (see [`stored`]); [`trail_json`] shows it.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.trail(|trail| serde_json::to_vec(trail)).expect("a trail serializes")
+        let progress = self.progress.lock();
+        stored::to_bytes(self, &progress.sales, &progress.posts)
     }
 
     fn trail<T>(&self, write: impl FnOnce(&Trail<'_>) -> T) -> T {

@@ -238,7 +238,7 @@ impl Engine {
         let unavailable = |_| SellerError::Unavailable("Redis");
         for attempt in 0..10 {
             if let Some((trail, progress)) = redis.load_audit(ping_id).await.map_err(unavailable)? {
-                let trail = serde_json::from_slice(&trail).map_err(|_| SellerError::Unavailable("Redis"))?;
+                let trail = crate::audit::trail_json(&trail).ok_or(SellerError::Unavailable("Redis"))?;
                 return Ok(Some(crate::audit::with_progress(trail, &progress)));
             }
             let in_flight = attempt == 0 && redis.load_ping(ping_id).await.map_err(unavailable)?.is_some();
