@@ -169,6 +169,7 @@ impl EntryInput {
                     amount: amount.money(),
                     reference: None,
                     at: now(),
+                    idempotency_key: None,
                 },
             },
             EntryInput::Payout { seller, amount } => Entry::Payout {
@@ -179,6 +180,7 @@ impl EntryInput {
                     amount: amount.money(),
                     reference: None,
                     at: now(),
+                    idempotency_key: None,
                 },
             },
             EntryInput::Return { return_id, lead, buyer, status, with_transaction, hours } => {
