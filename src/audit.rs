@@ -39,6 +39,21 @@ pub struct BuyerOutcome {
     pub expected_value: Option<Money>,
 }
 
+impl BuyerOutcome {
+    /// A buyer's `outcome`, with nothing else known yet.
+    pub fn new(buyer: String, outcome: &'static str) -> BuyerOutcome {
+        BuyerOutcome {
+            buyer,
+            outcome,
+            detail: None,
+            latency_ms: None,
+            bid: None,
+            return_rate: None,
+            expected_value: None,
+        }
+    }
+}
+
 /// One post of the lead to one buyer (a retry is a second attempt).
 #[derive(Debug, Clone, Serialize)]
 pub struct PostAttemptRecord {

@@ -98,15 +98,7 @@ pub async fn collect_bids(
         unanswered.push(None);
         let buyer_time = buyer.ping_url.as_ref().map(|_| deadline.for_buyer(Duration::from_millis(buyer.timeout_ms)));
         // A pinged buyer that has not answered when the deadline passes stays a timeout.
-        outcomes.push(BuyerOutcome {
-            buyer: buyer.id.clone(),
-            outcome: "timeout",
-            detail: None,
-            latency_ms: None,
-            bid: None,
-            return_rate: None,
-            expected_value: None,
-        });
+        outcomes.push(BuyerOutcome::new(buyer.id.clone(), "timeout"));
         let gate = GateInput { buyer, state, campaign, lead, buyer_time, now: &now, instant, draw, contacts, ledger };
         let admitted = match gates::check(&gate) {
             Ok(admitted) => admitted,

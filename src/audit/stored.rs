@@ -29,33 +29,23 @@ const POST_OUTCOMES: [&str; 3] = ["accepted", "rejected", "error"];
 
 #[derive(Serialize, Deserialize)]
 struct Trail<'a> {
-    #[serde(borrow)]
     ping_id: Cow<'a, str>,
-    #[serde(borrow)]
     campaign: Cow<'a, str>,
-    #[serde(borrow)]
     seller: Cow<'a, str>,
     received_at_ns: i64,
     deadline_ms: u64,
     elapsed_ns: u64,
     test: bool,
-    #[serde(borrow)]
     buyers: Vec<Outcome<'a>>,
-    #[serde(borrow)]
     quoted: Option<Sale<'a>>,
-    #[serde(borrow)]
     sales: Vec<Sale<'a>>,
-    #[serde(borrow)]
     posts: Vec<Post<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Outcome<'a> {
-    #[serde(borrow)]
     buyer: Cow<'a, str>,
-    #[serde(borrow)]
     outcome: Cow<'a, str>,
-    #[serde(borrow)]
     detail: Option<Cow<'a, str>>,
     latency_ms: Option<f64>,
     bid_cents: Option<i64>,
@@ -66,9 +56,7 @@ struct Outcome<'a> {
 
 #[derive(Serialize, Deserialize)]
 struct Sale<'a> {
-    #[serde(borrow)]
     buyer: Cow<'a, str>,
-    #[serde(borrow)]
     lead_id: Cow<'a, str>,
     price_cents: i64,
     payout_cents: i64,
@@ -76,13 +64,9 @@ struct Sale<'a> {
 
 #[derive(Serialize, Deserialize)]
 struct Post<'a> {
-    #[serde(borrow)]
     buyer: Cow<'a, str>,
-    #[serde(borrow)]
     lead_id: Cow<'a, str>,
-    #[serde(borrow)]
     outcome: Cow<'a, str>,
-    #[serde(borrow)]
     detail: Option<Cow<'a, str>>,
     latency_ms: f64,
 }
@@ -215,17 +199,8 @@ mod tests {
 
     /// An auction with every kind of outcome, a ranked bid with its return rate, a quote, posts and a sale.
     fn full_audit() -> AuctionAudit {
-        let outcome = |buyer: &str, outcome: &'static str| BuyerOutcome {
-            buyer: buyer.into(),
-            outcome,
-            detail: None,
-            latency_ms: None,
-            bid: None,
-            return_rate: None,
-            expected_value: None,
-        };
         let mut buyers: Vec<BuyerOutcome> =
-            BUYER_OUTCOMES.iter().enumerate().map(|(n, label)| outcome(&format!("b{n}"), label)).collect();
+            BUYER_OUTCOMES.iter().enumerate().map(|(n, label)| BuyerOutcome::new(format!("b{n}"), label)).collect();
         buyers[0].detail = Some("cap:daily".into());
         buyers[1].latency_ms = Some(12.345);
         buyers[1].bid = Some(Money::from_cents(1250));

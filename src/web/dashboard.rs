@@ -479,18 +479,7 @@ mod tests {
     }
 
     fn auction(bid: bool, outcomes: &[&'static str], elapsed_ms: u64) -> Arc<AuctionAudit> {
-        let buyers = outcomes
-            .iter()
-            .map(|outcome| BuyerOutcome {
-                buyer: "b".into(),
-                outcome,
-                detail: None,
-                latency_ms: None,
-                bid: None,
-                return_rate: None,
-                expected_value: None,
-            })
-            .collect();
+        let buyers = outcomes.iter().map(|outcome| BuyerOutcome::new("b".into(), outcome)).collect();
         let quoted = bid.then(|| SaleRecord {
             buyer: "b".into(),
             lead_id: String::new(),
