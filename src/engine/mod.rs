@@ -20,6 +20,7 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::auction::held::{PingStore, PostResult};
 use crate::audit::{AuditLog, DEFAULT_CAPACITY};
@@ -163,6 +164,9 @@ pub struct Engine {
     pub coordinator: Coordinator,
     /// Auction answers and sales as they happen, for live views (this node's); publishing never waits.
     pub live: LiveFeed,
+    /// Deliveries of posted leads, each in a task of its own that outlives a seller who stops waiting
+    /// (see [`Engine::deliver_to_the_end`]); shutdown waits for them.
+    deliveries: TaskTracker,
     /// This node's id (`--node-id`), [`SINGLE_NODE_ID`] when none was given.
     node_id: String,
     /// Cluster mode: the lock on this node's data directory, held while it runs.
@@ -205,6 +209,7 @@ impl Engine {
             notices,
             readiness: ReadinessFlag::default(),
             coordinator,
+            deliveries: TaskTracker::new(),
             node_id: SINGLE_NODE_ID.to_owned(),
             dir_lock: None,
         };
@@ -384,7 +389,7 @@ impl Engine {
 
     /// Delivers a posted lead for an earlier ping of this seller.
     pub async fn post(
-        &self,
+        self: &Arc<Self>,
         seller: &Seller,
         ping_id: &str,
         lead: &Map<String, Value>,
@@ -392,13 +397,13 @@ impl Engine {
     ) -> Result<Arc<PostResult>, SellerError> {
         let held = self.held_ping(seller, ping_id).await?;
         let lead = Lead::parse(lead, Utc::now())?;
-        self.deliver(&held, &lead, min_payout).await
+        self.deliver_to_the_end(held, lead, min_payout).await
     }
 
     /// Pings with the ping projection of a full lead, then posts it, in one call; the auction's win/loss
     /// notices go into `notices`.
     pub async fn direct_post(
-        &self,
+        self: &Arc<Self>,
         request: PingRequest,
         min_payout: Option<Money>,
         notices: &mut Outbox,
@@ -410,8 +415,9 @@ impl Engine {
             check_postable(&campaign, &lead)?;
         }
         let (held, _) = self.auction(request, &lead, notices).await?;
-        let result = self.deliver(&held, &lead, min_payout).await?;
-        Ok((held.ping_id.clone(), result))
+        let ping_id = held.ping_id.clone();
+        let result = self.deliver_to_the_end(held, lead, min_payout).await?;
+        Ok((ping_id, result))
     }
 
     /// What a buyer has used and holds now: in cluster mode as Redis counts it for every node (a read that

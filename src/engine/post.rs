@@ -126,8 +126,41 @@ impl Engine {
         }))
     }
 
+    /// Delivers a posted lead (see [`Engine::deliver`]) in a task of its own, which runs to its end whether or
+    /// not the caller still waits. hyper drops a request's handler when its client goes away (hyperium/hyper#2728),
+    /// and a seller whose client times out mid-delivery would otherwise cut the delivery wherever it stood:
+    /// after the buyer took the lead and before the sale was booked (a lead given away, and its bids released
+    /// to be delivered again on the seller's retry). The task runs on this thread's runtime, so the delivery
+    /// stays on the worker that took the post (see `http::workers`); shutdown waits for it
+    /// ([`Engine::finish_deliveries`]). The seller's retry waits for it on the ping's post lock and gets its
+    /// answer.
+    pub(super) async fn deliver_to_the_end(
+        self: &Arc<Self>,
+        held: Arc<HeldPing>,
+        lead: Lead,
+        min_payout: Option<Money>,
+    ) -> Result<Arc<PostResult>, SellerError> {
+        let engine = Arc::clone(self);
+        let delivery = self.deliveries.spawn(async move { engine.deliver(&held, &lead, min_payout).await });
+        match delivery.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Cancelled: only when this worker's runtime ends, past the grace shutdown gives deliveries, and the
+            // caller ends with it: nobody reads this answer.
+            Err(_) => Err(SellerError::Unavailable("this node")),
+        }
+    }
+
+    /// Waits (at most `grace`) for every delivery under way to end; new ones may still start meanwhile.
+    pub async fn finish_deliveries(&self, grace: Duration) {
+        self.deliveries.close();
+        if tokio::time::timeout(grace, self.deliveries.wait()).await.is_err() {
+            tracing::warn!(left = self.deliveries.len(), "stopping with deliveries still under way");
+        }
+    }
+
     /// Delivers a posted lead once per ping; every repeat gets the first answer.
-    pub(super) async fn deliver(
+    async fn deliver(
         &self,
         held: &HeldPing,
         lead: &Lead,

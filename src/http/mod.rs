@@ -90,14 +90,14 @@ pub fn web_pages(engine: &Arc<Engine>) -> Arc<crate::web::Web> {
 }
 
 /// Answers one request.
-pub async fn handle(engine: &Engine, request: Request<Incoming>) -> HttpResponse {
+pub async fn handle(engine: &Arc<Engine>, request: Request<Incoming>) -> HttpResponse {
     // The auction's deadline runs from here: the request's headers have just arrived.
     let received = Instant::now();
     engine.metrics.inbound_exchanges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     route(engine, request, received).await.unwrap_or_else(ApiError::into_response)
 }
 
-async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
+async fn route(engine: &Arc<Engine>, request: Request<Incoming>, received: Instant) -> Result<HttpResponse, ApiError> {
     // The path borrowed from a clone of the URI (reference-counted bytes, no copy), as `dispatch` takes the request.
     let uri = request.uri().clone();
     match routes::select(request.method(), uri.path()) {
@@ -110,7 +110,7 @@ async fn route(engine: &Engine, request: Request<Incoming>, received: Instant) -
 /// Runs one route's handler. `id` is the route's `{…}` segment ("" for routes without one). Each handler
 /// authenticates its role first: a request without the right key learns nothing else.
 async fn dispatch(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     endpoint: Endpoint,
     id: &str,
     request: Request<Incoming>,

@@ -28,7 +28,7 @@ pub async fn ping(engine: &Engine, request: Request<Incoming>, received: Instant
 }
 
 /// `POST /v1/post`.
-pub async fn post(engine: &Engine, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+pub async fn post(engine: &Arc<Engine>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let (seller, mut envelope) = authenticated_envelope(engine, request, Pinging::No).await?;
     let ping_id = envelope.required_str("ping_id")?.to_owned();
     let lead = envelope.take_object("lead")?;
@@ -39,7 +39,7 @@ pub async fn post(engine: &Engine, request: Request<Incoming>) -> Result<HttpRes
 
 /// `POST /v1/leads`: ping and post in one call.
 pub async fn direct_post(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     request: Request<Incoming>,
     received: Instant,
 ) -> Result<HttpResponse, ApiError> {

@@ -17,7 +17,7 @@
 //! worker work across runtimes. The web pages also run there (see [`Serving::page`]).
 //!
 //! At shutdown the acceptor stops, every worker drains its connections (within [`SHUTDOWN_GRACE`], all at
-//! once), and the threads end once all of them have drained. Tasks a worker spawned that outlive its
+//! once), deliveries whose sellers stopped waiting end (within the grace again), and the threads end. Tasks a worker spawned that outlive its
 //! connections end with its runtime: a held ping's timer that releases its holds at expiry (the process is
 //! stopping: single-node holds live in its memory; cluster-mode holds are released in Redis once expired, as a
 //! dead node's are).
@@ -133,6 +133,9 @@ impl Workers {
         for drained in draining {
             let _ = drained.await;
         }
+        // A delivery whose seller stopped waiting has no connection left to drain; it runs on its worker's
+        // runtime, which must outlive it.
+        self.engine.finish_deliveries(SHUTDOWN_GRACE).await;
         // Only now may a worker's runtime end: a store connection that reconnected from one of them has its
         // task there, and another worker may have been using it until it drained.
         drop(releases);

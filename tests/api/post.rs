@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gavel::sim::SimBuyerSpec;
+use gavel::sim::{Latency, SimBuyerSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -260,4 +260,79 @@ async fn test_mode_runs_the_auction_but_books_nothing() {
     assert_eq!(app.sim("buyer").posts()[0].body["test"], true);
     assert_eq!(app.server.engine.ledger.sale_count(), 0);
     assert_eq!(app.server.engine.ledger.balance("buyer:buyer").to_string(), "10000.00", "the wallet is untouched");
+}
+
+/// POSTs `body` to `path` with a client that stops waiting after `patience`: the seller's side of a timeout.
+async fn post_and_give_up(app: &TestApp, path: &str, body: &Value, patience: Duration) {
+    let impatient = reqwest::Client::builder().timeout(patience).build().expect("client");
+    let sent = impatient.post(format!("{}{path}", app.base)).bearer_auth(SELLER_KEY).json(body).send().await;
+    assert!(sent.as_ref().is_err_and(reqwest::Error::is_timeout), "the seller was meant to give up: {sent:?}");
+}
+
+/// Waits (up to 10 s) until the ledger holds `sales` sales.
+async fn until_sales(app: &TestApp, sales: usize) {
+    for _ in 0..200 {
+        app.server.engine.ledger.sync().await.expect("ledger reachable");
+        if app.server.engine.ledger.sale_count() == sales {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the ledger never held {sales} sale(s): {}", app.server.engine.ledger.sale_count());
+}
+
+/// A seller's client that times out while the lead is with the buyer does not undo the delivery: hyper drops
+/// a request's handler when its client goes away, so a delivery that ran in it stopped between the buyer's
+/// acceptance and the booking (a lead delivered and never charged), and its bids went back to be delivered
+/// again on the retry. The buyer that took the lead is charged once, and the retry gets that same sale.
+#[tokio::test]
+async fn a_post_whose_seller_stops_waiting_is_booked_once_and_its_retry_gets_that_sale() {
+    let slow =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(600)), ..SimBuyerSpec::bidding("12.50") };
+    let app = spawn_app("", vec![TestBuyer::new("slow", slow), TestBuyer::bidding("next", "3.00")]).await;
+    let ping_id = app.ping().await["ping_id"].as_str().unwrap().to_owned();
+    let body = json!({"ping_id": ping_id, "lead": full_lead()});
+    post_and_give_up(&app, "/v1/post", &body, Duration::from_millis(150)).await;
+
+    until_sales(&app, 1).await;
+    assert_eq!(app.server.engine.ledger.balance("buyer:slow").to_string(), "9987.50");
+    let (status, sold) = app.post(&ping_id, full_lead(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{sold}");
+    assert_eq!(sold["status"], "sold");
+    assert_eq!(sold["payout"], "11.25");
+    assert_eq!(app.sim("slow").post_count(), 1, "delivered once");
+    assert_eq!(app.sim("next").post_count(), 0);
+    assert_eq!(app.server.engine.ledger.sale_count(), 1);
+    assert_eq!(app.server.engine.ledger.balance("buyer:slow").to_string(), "9987.50", "charged once");
+}
+
+/// The same for a direct post (`POST /v1/leads`), whose auction and delivery run in one call.
+#[tokio::test]
+async fn a_direct_post_whose_seller_stops_waiting_is_still_booked() {
+    let slow =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(600)), ..SimBuyerSpec::bidding("12.50") };
+    let app = spawn_app("", vec![TestBuyer::new("slow", slow)]).await;
+    let body = json!({"campaign": "auto", "lead": full_lead()});
+    post_and_give_up(&app, "/v1/leads", &body, Duration::from_millis(150)).await;
+
+    until_sales(&app, 1).await;
+    assert_eq!(app.server.engine.ledger.balance("buyer:slow").to_string(), "9987.50");
+    assert_eq!(app.sim("slow").post_count(), 1);
+}
+
+/// A node told to stop while a delivery runs whose seller has already gone finishes that delivery first: no
+/// connection is left to drain for it, and its worker's runtime must outlive it.
+#[tokio::test]
+async fn shutdown_finishes_a_delivery_whose_seller_stopped_waiting() {
+    let slow =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(600)), ..SimBuyerSpec::bidding("12.50") };
+    let app = spawn_app("", vec![TestBuyer::new("slow", slow)]).await;
+    let ping_id = app.ping().await["ping_id"].as_str().unwrap().to_owned();
+    let body = json!({"ping_id": ping_id, "lead": full_lead()});
+    post_and_give_up(&app, "/v1/post", &body, Duration::from_millis(150)).await;
+    assert_eq!(app.server.engine.ledger.sale_count(), 0, "the buyer is still deciding");
+
+    let engine = app.stop().await;
+    assert_eq!(engine.ledger.sale_count(), 1, "booked before the node stopped");
+    assert_eq!(engine.ledger.balance("buyer:slow").to_string(), "9987.50");
 }
