@@ -235,8 +235,8 @@ impl Engine {
         let node_id = settings.node_id.or(cluster.node_id.clone()).ok_or_else(|| {
             LedgerError::Unavailable("cluster mode needs a node id: set [cluster].node_id or pass --node-id".into())
         })?;
-        // The node's own directory: nothing of the ledger lives there in cluster mode, but its lock keeps two
-        // nodes on one host from sharing it by mistake.
+        // The node's own directory: the ledger lives in PostgreSQL, but sales it could not book yet wait here
+        // (`ledger::unbooked`), and the lock keeps two nodes on one host from sharing it by mistake.
         let dir = settings.data_dir.clone().unwrap_or_else(|| config.server.data_dir.clone());
         std::fs::create_dir_all(&dir).map_err(|e| LedgerError::Unavailable(format!("{}: {e}", dir.display())))?;
         let dir_lock = crate::ledger::journal::lock_dir(&dir)?;
@@ -255,7 +255,11 @@ impl Engine {
                 Arc::new(move |took| metrics.observe("gavel_journal_commit_seconds", &[], took))
             }),
         };
-        let ledger = PgLedger::open(options).await?;
+        let mut ledger = PgLedger::open(options).await?;
+        let booked = ledger.book_unbooked_sales_in(&dir).await?;
+        if booked > 0 {
+            tracing::info!(booked, "sales kept unbooked by an earlier run are booked");
+        }
         let redis =
             RedisCoordinator::connect(cluster.redis_url.expose(), &cluster.name, &node_id, Some(observed("redis")))
                 .await

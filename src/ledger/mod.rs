@@ -22,6 +22,7 @@ pub mod report;
 pub mod return_rates;
 pub mod statement;
 mod store;
+pub mod unbooked;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use entry::{Decision, Deposit, Entry, KeyedMove, Payout, Return, Sale, Terms
 use journal::{Journal, JournalError, JournalOptions};
 pub use store::LedgerObserver;
 use store::{Balances, Shared, Store};
+use unbooked::{Unbooked, UnbookedSales};
 
 use crate::buyers::PausedBy;
 use crate::config::Buyer;
@@ -112,6 +114,8 @@ pub struct Recovery {
 pub struct Ledger {
     shared: Arc<Shared>,
     store: Store,
+    /// Cluster mode: accepted sales PostgreSQL could not book yet, kept in the node's directory.
+    unbooked: Option<UnbookedSales>,
 }
 
 impl Default for Ledger {
@@ -123,12 +127,12 @@ impl Default for Ledger {
 impl Ledger {
     /// Books kept in memory only (unit tests and benches).
     pub fn in_memory() -> Ledger {
-        Ledger { shared: Arc::default(), store: Store::Memory }
+        Ledger { shared: Arc::default(), store: Store::Memory, unbooked: None }
     }
 
     /// Books that are a replica of the exchange's ledger in PostgreSQL (cluster mode), already loaded.
     pub(crate) fn replica(shared: Arc<Shared>, store: postgres::PgLedger) -> Ledger {
-        Ledger { shared, store: Store::Postgres(store) }
+        Ledger { shared, store: Store::Postgres(store), unbooked: None }
     }
 
     /// Opens the journal under `dir` and rebuilds the books from it.
@@ -151,7 +155,7 @@ impl Ledger {
             warnings: replay.warnings,
             took: started.elapsed(),
         };
-        let ledger = Ledger { shared: Arc::new(Shared::new(books)), store: Store::Journal(journal) };
+        let ledger = Ledger { shared: Arc::new(Shared::new(books)), store: Store::Journal(journal), unbooked: None };
         Ok((ledger, recovery))
     }
 
@@ -257,30 +261,77 @@ impl Ledger {
         .await
     }
 
-    /// Records a sale a buyer has accepted: the lead is delivered, so the sale is booked whatever fails now. An
-    /// unreachable ledger of record (cluster mode) is retried, with backoff, for up to ten minutes; if an
-    /// attempt whose outcome was unknown did commit, the retry finds the lead sold and that is the answer.
+    /// Records a sale a buyer has accepted: the lead is delivered, so the sale is booked whatever fails now.
+    /// When the ledger of record (cluster mode) cannot take it, it is written to the node's directory (see
+    /// [`unbooked`]) and retried, with backoff, until it is booked: the answer waits for that, and a node that
+    /// stops or dies first books it when it starts again ([`Ledger::book_unbooked_sales_in`]).
     pub async fn record_accepted_sale(
         &self,
         sale: Sale,
         config_revision: &str,
         buyer: &Arc<Buyer>,
     ) -> Result<String, LedgerError> {
-        let give_up = Instant::now() + StdDuration::from_secs(600);
+        let terms_of = Arc::clone(buyer);
+        let why = match self.record_sale(sale.clone(), config_revision, move || terms_of.terms()).await {
+            Err(LedgerError::Unavailable(why) | LedgerError::OutcomeUnknown(why)) => why,
+            other => return other,
+        };
+        let lead_id = sale.lead_id.clone();
+        tracing::warn!(%lead_id, reason = %why, "sale not yet booked; kept in the node's directory and retried");
+        let unbooked = Unbooked { sale, revision: config_revision.to_owned(), terms: buyer.terms() };
+        if let Some(file) = &self.unbooked {
+            if let Err(error) = file.keep(&unbooked).await {
+                tracing::error!(%lead_id, %error, "the unbooked sale could not be written down; retried from memory");
+            }
+        }
+        let booked = self.book_until_booked(&unbooked).await;
+        if let (Ok(_), Some(file)) = (&booked, &self.unbooked) {
+            if let Err(error) = file.booked(&lead_id).await {
+                tracing::warn!(%lead_id, %error, "a booked sale could not be noted as booked; the next start will find it booked");
+            }
+        }
+        booked
+    }
+
+    /// Cluster mode, at start: books the sales an earlier run of this node kept in `dir` unbooked (retrying
+    /// until PostgreSQL takes them), then keeps the sales it cannot book from now on there. Answers how many it
+    /// booked.
+    pub async fn book_unbooked_sales_in(&mut self, dir: &Path) -> Result<usize, LedgerError> {
+        let file_error =
+            |e: std::io::Error| LedgerError::Unavailable(format!("{}: {e}", dir.join(unbooked::FILE_NAME).display()));
+        let (file, kept) = UnbookedSales::open(dir).map_err(file_error)?;
+        let (mut booked, mut left) = (0, Vec::new());
+        for unbooked in kept {
+            let lead_id = unbooked.sale.lead_id.clone();
+            match self.book_until_booked(&unbooked).await {
+                Ok(_) => {
+                    booked += 1;
+                    tracing::info!(%lead_id, "a sale kept while PostgreSQL was away is booked");
+                }
+                Err(error) => {
+                    tracing::error!(%lead_id, %error, "a kept sale cannot be booked; it stays in the file");
+                    left.push(unbooked);
+                }
+            }
+        }
+        file.rewrite(&left).map_err(file_error)?;
+        self.unbooked = Some(file);
+        Ok(booked)
+    }
+
+    /// Books a delivered sale whose earlier attempt failed or may have committed, retrying while the ledger of
+    /// record is away (backoff to 2 s) however long that takes. Finding the lead sold means that attempt did
+    /// commit: the sale is booked (its transaction id is not known here, so the answer is empty).
+    async fn book_until_booked(&self, unbooked: &Unbooked) -> Result<String, LedgerError> {
         let mut wait = StdDuration::from_millis(50);
-        let mut retried = false;
         loop {
-            let terms_of = Arc::clone(buyer);
-            match self.record_sale(sale.clone(), config_revision, move || terms_of.terms()).await {
-                Err(LedgerError::Unavailable(why) | LedgerError::OutcomeUnknown(why)) if Instant::now() < give_up => {
-                    if !retried {
-                        tracing::warn!(lead_id = %sale.lead_id, reason = %why, "sale not yet booked; retrying");
-                    }
-                    retried = true;
+            let terms = unbooked.terms.clone();
+            match self.record_sale(unbooked.sale.clone(), &unbooked.revision, move || terms).await {
+                Err(LedgerError::Unavailable(_) | LedgerError::OutcomeUnknown(_)) => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(StdDuration::from_secs(2));
                 }
-                Err(LedgerError::DuplicateSale(_)) if retried => return Ok(String::new()),
+                Err(LedgerError::DuplicateSale(_)) => return Ok(String::new()),
                 other => return other,
             }
         }

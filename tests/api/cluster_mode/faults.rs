@@ -503,3 +503,54 @@ async fn a_dead_nodes_expired_holds_block_a_cap_no_longer_than_their_ttl() {
     let (_, sold) = processes[0].node.post(ping["ping_id"].as_str().unwrap(), full_lead(), json!({})).await;
     assert_eq!(sold["status"], "sold", "{sold}");
 }
+
+/// A lead a buyer accepted while PostgreSQL went away is booked even though its node dies before PostgreSQL
+/// comes back: the node writes the sale to its own directory before it retries, and books it when it starts
+/// again. (Posts are refused while PostgreSQL is known to be down; this is the delivery already under way when
+/// it went.)
+#[tokio::test]
+async fn a_sale_accepted_while_postgres_is_away_is_booked_after_its_node_is_killed_and_restarted() {
+    let mut postgres = PrivatePostgres::start().await;
+    let redis = PrivateRedis::start().await;
+    let name = exchange_name();
+    let slow =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(1500)), ..SimBuyerSpec::bidding("12.50") };
+    let prepared = prepare(Tuning::default(), "", vec![TestBuyer::new("slow", slow)]).await;
+    let config = format!("{}{}", prepared.config_text, cluster_table(&name, &postgres.url(), &redis.url()));
+    std::fs::write(&prepared.config_path, &config).unwrap();
+    let sims = prepared.sims;
+    let root = prepared.root;
+    let mut processes = spawn_processes(1, &prepared.config_path, root.path()).await;
+    let node = processes[0].node.clone();
+    node.deposit("slow", "10000.00").await;
+    let ping = node.ping().await;
+    let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
+    let post = {
+        let node = node.clone();
+        tokio::spawn(async move { post_lenient(&node, "/v1/post", &body).await })
+    };
+
+    // The lead is with the buyer when PostgreSQL goes; the buyer takes it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    postgres.stop();
+    let slow = &sims.iter().find(|(id, _)| *id == "slow").unwrap().1;
+    let unbooked = root.path().join("data-0").join(gavel::ledger::unbooked::FILE_NAME);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.accepted_count() == 0 || std::fs::metadata(&unbooked).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "the buyer never took the lead, or the node never wrote it down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = processes[0].child.kill();
+    let _ = processes[0].child.wait();
+    assert!(post.await.unwrap().is_err(), "the post had no answer: its node died");
+
+    postgres.resume().await;
+    let restarted = spawn_processes(1, &prepared.config_path, root.path()).await;
+    let (_, balance) = restarted[0].node.get_json("/v1/buyer/balance", "bk_slow").await;
+    assert_eq!(balance["balance"], "9987.50", "the sale is booked, once: {balance}");
+    let (_, leads) = restarted[0].node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    let seller = leads["accounts"].as_array().unwrap().iter().find(|a| a["id"] == "seller:acme").cloned();
+    assert_eq!(seller.map(|s| s["balance"].clone()), Some(json!("11.25")), "{leads}");
+    assert_eq!(slow.post_count(), 1, "delivered once");
+    assert_eq!(std::fs::read_to_string(&unbooked).unwrap(), "", "nothing left to book");
+}
