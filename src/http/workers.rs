@@ -17,10 +17,10 @@
 //! worker work across runtimes. The web pages also run there (see [`Serving::page`]).
 //!
 //! At shutdown the acceptor stops, every worker drains its connections (within [`SHUTDOWN_GRACE`], all at
-//! once), deliveries whose sellers stopped waiting end (within the grace again), and the threads end. Tasks a worker spawned that outlive its
-//! connections end with its runtime: a held ping's timer that releases its holds at expiry (the process is
-//! stopping: single-node holds live in its memory; cluster-mode holds are released in Redis once expired, as a
-//! dead node's are).
+//! once), deliveries whose sellers stopped waiting end (within the grace again), and the threads end. Other
+//! tasks a worker spawned that outlive its connections end with its runtime: a held ping's timer that releases
+//! its holds at expiry (the process is stopping: single-node holds live in its memory; cluster-mode holds are
+//! released in Redis once expired, as a dead node's are).
 
 use std::convert::Infallible;
 use std::net::TcpStream as StdTcpStream;

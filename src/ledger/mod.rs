@@ -287,7 +287,8 @@ impl Ledger {
         let booked = self.book_until_booked(&unbooked).await;
         if let (Ok(_), Some(file)) = (&booked, &self.unbooked) {
             if let Err(error) = file.booked(&lead_id).await {
-                tracing::warn!(%lead_id, %error, "a booked sale could not be noted as booked; the next start will find it booked");
+                // Harmless: the next start finds the sale in the ledger and counts it as booked.
+                tracing::warn!(%lead_id, %error, "a booked sale could not be noted as booked in the file");
             }
         }
         booked
