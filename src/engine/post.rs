@@ -172,28 +172,27 @@ impl Engine {
         if let Some(first) = memo.as_ref() {
             return answer_repeat(first, fingerprint);
         }
-        // Cluster mode: the same turn across nodes, in Redis.
+        // Cluster mode: the same turn across nodes, in Redis, kept while this delivery lasts.
+        let bound = delivery_bound(held);
         let lock = match self.coordinator.redis() {
             None => None,
-            Some(redis) => {
-                let bound = delivery_bound(held);
-                match redis.take_post_turn(&held.ping_id, bound, bound).await {
-                    Err(_) => return Err(SellerError::Unavailable("Redis")),
-                    Ok(PostTurn::Mine(lock)) => Some(lock),
-                    Ok(PostTurn::Answered(bytes)) => {
-                        let shared: SharedMemo =
-                            serde_json::from_slice(&bytes).map_err(|_| SellerError::Unavailable("Redis"))?;
-                        let mut first_fingerprint = [0u8; 32];
-                        hex::decode_to_slice(&shared.fingerprint, &mut first_fingerprint)
-                            .map_err(|_| SellerError::Unavailable("Redis"))?;
-                        let first = PostMemo { lead_fingerprint: first_fingerprint, result: Arc::new(shared.result) };
-                        let answer = answer_repeat(&first, fingerprint);
-                        *memo = Some(first);
-                        return answer;
-                    }
+            Some(redis) => match redis.take_post_turn(&held.ping_id, bound, bound).await {
+                Err(_) => return Err(SellerError::Unavailable("Redis")),
+                Ok(PostTurn::Mine(lock)) => Some(lock),
+                Ok(PostTurn::Answered(bytes)) => {
+                    let shared: SharedMemo =
+                        serde_json::from_slice(&bytes).map_err(|_| SellerError::Unavailable("Redis"))?;
+                    let mut first_fingerprint = [0u8; 32];
+                    hex::decode_to_slice(&shared.fingerprint, &mut first_fingerprint)
+                        .map_err(|_| SellerError::Unavailable("Redis"))?;
+                    let first = PostMemo { lead_fingerprint: first_fingerprint, result: Arc::new(shared.result) };
+                    let answer = answer_repeat(&first, fingerprint);
+                    *memo = Some(first);
+                    return answer;
                 }
-            }
+            },
         };
+        let _kept_turn = lock.as_ref().map(|lock| lock.keep_while_delivering(bound));
         if held.expired() {
             return Err(SellerError::PingExpired);
         }

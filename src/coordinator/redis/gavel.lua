@@ -328,6 +328,15 @@ local function rate(keys, args)
   return {granted, 0}
 end
 
+-- extend_lock: a delivery still under way keeps its post's turn. KEYS: the ping's lock. ARGV: the lock's token,
+-- its new time to live in ms. Returns 1, or 0 when the lock is no longer this delivery's.
+local function extend_lock(keys, args)
+  if redis.call('GET', keys[1]) == args[1] then
+    return redis.call('PEXPIRE', keys[1], args[2])
+  end
+  return 0
+end
+
 redis.register_function('gavel_hold', hold)
 redis.register_function('gavel_claim', claim)
 redis.register_function('gavel_release', release_hold)
@@ -337,3 +346,4 @@ redis.register_function('gavel_tally', tally)
 redis.register_function('gavel_rebuild_buyer', rebuild_buyer)
 redis.register_function('gavel_slot', slot)
 redis.register_function('gavel_rate', rate)
+redis.register_function('gavel_extend_lock', extend_lock)

@@ -60,6 +60,38 @@ impl PostLock {
     }
 }
 
+impl PostLock {
+    /// Keeps the lock for as long as the returned guard lives, renewing it to `hold_for` three times per
+    /// `hold_for`: a delivery under way keeps its ping's turn however long it takes (a sale waiting for
+    /// PostgreSQL to come back is answered only once booked), so a post of the same ping on another node waits
+    /// for its answer rather than taking the turn. A node that dies stops renewing, and the lock expires.
+    pub fn keep_while_delivering(&self, hold_for: Duration) -> KeptTurn {
+        let (redis, key, token) =
+            (Arc::clone(&self.redis), self.redis.ping_keys(&self.ping_id).lock(), self.token.clone());
+        let renew = async move {
+            loop {
+                tokio::time::sleep(hold_for / 3).await;
+                let mut extend = redis::cmd("FCALL");
+                extend.arg("gavel_extend_lock").arg(1).arg(&key).arg(&token).arg(hold_for.as_millis() as u64);
+                // Unreachable: tried again next round, while the lock still has two thirds of its time.
+                if let Ok(0) = redis.call::<i64>("post_lock_extend", &extend).await {
+                    return;
+                }
+            }
+        };
+        KeptTurn(tokio::spawn(renew).abort_handle())
+    }
+}
+
+/// Renews a post lock until dropped (see [`PostLock::keep_while_delivering`]).
+pub struct KeptTurn(tokio::task::AbortHandle);
+
+impl Drop for KeptTurn {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Drop for PostLock {
     fn drop(&mut self) {
         if self.finished {

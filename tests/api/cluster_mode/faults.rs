@@ -554,3 +554,44 @@ async fn a_sale_accepted_while_postgres_is_away_is_booked_after_its_node_is_kill
     assert_eq!(slow.post_count(), 1, "delivered once");
     assert_eq!(std::fs::read_to_string(&unbooked).unwrap(), "", "nothing left to book");
 }
+
+/// A delivery waiting for PostgreSQL to book its sale keeps its ping's post lock past the lock's own time to
+/// live (the longest the buyers' posts could take, and 10 s): the same post sent to another node meanwhile
+/// waits for that delivery's answer instead of taking the turn (and being refused 503, or later 410), and gets
+/// the sale once PostgreSQL is back.
+#[tokio::test]
+async fn a_delivery_waiting_for_postgres_keeps_its_turn_and_a_post_on_another_node_gets_its_sale() {
+    let mut postgres = PrivatePostgres::start().await;
+    let redis = PrivateRedis::start().await;
+    let slow =
+        SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(1500)), ..SimBuyerSpec::bidding("12.50") };
+    // The post lock lives 4 s + 10 s.
+    let buyers = vec![TestBuyer::new("slow", slow).with("post_timeout_ms = 4000")];
+    let cluster =
+        spawn_cluster_on(2, Tuning::default(), "bid_ttl_s = 120", buyers, &postgres.url(), &redis.url()).await;
+    let ping = cluster.node(0).ping().await;
+    let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
+    let post_on = |index: usize| {
+        let (node, body) = (Api::clone(cluster.node(index)), body.clone());
+        tokio::spawn(async move { node.post_json("/v1/post", SELLER_KEY, &body).await })
+    };
+    let first = post_on(0);
+
+    // PostgreSQL goes while the buyer decides; the buyer takes the lead, and its booking waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    postgres.stop();
+    tokio::time::sleep(Duration::from_secs(16).saturating_sub(started.elapsed())).await;
+    assert_eq!(cluster.sim("slow").accepted_count(), 1);
+    let second = post_on(1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!first.is_finished() && !second.is_finished(), "both wait for the booking");
+
+    postgres.resume().await;
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((first.0, &first.1["status"]), (StatusCode::OK, &json!("sold")), "{first:?}");
+    assert_eq!(second, first, "the other node answers with the same sale");
+    assert_eq!(cluster.sim("slow").post_count(), 1, "delivered once");
+    let (_, balance) = cluster.node(1).get_json("/v1/buyer/balance", "bk_slow").await;
+    assert_eq!(balance["balance"], "9987.50", "{balance}");
+}
