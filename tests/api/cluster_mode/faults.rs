@@ -571,8 +571,11 @@ async fn a_delivery_waiting_for_postgres_keeps_its_turn_and_a_post_on_another_no
         spawn_cluster_on(2, Tuning::default(), "bid_ttl_s = 120", buyers, &postgres.url(), &redis.url()).await;
     let ping = cluster.node(0).ping().await;
     let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
+    // The first post waits ~20 s for its answer: a client more patient than the tests' 30 s, for slow hosts.
+    let patient = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client");
     let post_on = |index: usize| {
-        let (node, body) = (Api::clone(cluster.node(index)), body.clone());
+        let node = Api { base: cluster.node(index).base.clone(), http: patient.clone() };
+        let body = body.clone();
         tokio::spawn(async move { node.post_json("/v1/post", SELLER_KEY, &body).await })
     };
     let first = post_on(0);
