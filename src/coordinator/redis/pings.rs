@@ -49,18 +49,6 @@ pub struct PostLock {
 }
 
 impl PostLock {
-    /// Keeps the first answer for `keep` (a repeated post gets it) and lets go of the lock.
-    pub async fn finish(mut self, memo: Vec<u8>, keep: Duration) {
-        self.finished = true;
-        let keys = self.redis.ping_keys(&self.ping_id);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(keys.memo()).arg(memo).arg("PX").arg(keep.as_millis() as u64).ignore();
-        pipe.cmd("DEL").arg(keys.lock()).ignore();
-        let _ = self.redis.pipeline("post_memo", &pipe).await;
-    }
-}
-
-impl PostLock {
     /// Keeps the lock for as long as the returned guard lives, renewing it to `hold_for` three times per
     /// `hold_for`: a delivery under way keeps its ping's turn however long it takes (a sale waiting for
     /// PostgreSQL to come back is answered only once booked), so a post of the same ping on another node waits
@@ -80,6 +68,16 @@ impl PostLock {
             }
         };
         KeptTurn(tokio::spawn(renew).abort_handle())
+    }
+
+    /// Keeps the first answer for `keep` (a repeated post gets it) and lets go of the lock.
+    pub async fn finish(mut self, memo: Vec<u8>, keep: Duration) {
+        self.finished = true;
+        let keys = self.redis.ping_keys(&self.ping_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(keys.memo()).arg(memo).arg("PX").arg(keep.as_millis() as u64).ignore();
+        pipe.cmd("DEL").arg(keys.lock()).ignore();
+        let _ = self.redis.pipeline("post_memo", &pipe).await;
     }
 }
 

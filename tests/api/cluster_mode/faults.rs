@@ -548,9 +548,9 @@ async fn a_sale_accepted_while_postgres_is_away_is_booked_after_its_node_is_kill
     let restarted = spawn_processes(1, &prepared.config_path, root.path()).await;
     let (_, balance) = restarted[0].node.get_json("/v1/buyer/balance", "bk_slow").await;
     assert_eq!(balance["balance"], "9987.50", "the sale is booked, once: {balance}");
-    let (_, leads) = restarted[0].node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
-    let seller = leads["accounts"].as_array().unwrap().iter().find(|a| a["id"] == "seller:acme").cloned();
-    assert_eq!(seller.map(|s| s["balance"].clone()), Some(json!("11.25")), "{leads}");
+    let (_, accounts) = restarted[0].node.get_json("/admin/ledger/accounts", ADMIN_TOKEN).await;
+    let seller = accounts["accounts"].as_array().unwrap().iter().find(|a| a["id"] == "seller:acme").cloned();
+    assert_eq!(seller.map(|s| s["balance"].clone()), Some(json!("11.25")), "{accounts}");
     assert_eq!(slow.post_count(), 1, "delivered once");
     assert_eq!(std::fs::read_to_string(&unbooked).unwrap(), "", "nothing left to book");
 }
