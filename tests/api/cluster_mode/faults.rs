@@ -515,7 +515,9 @@ async fn a_sale_accepted_while_postgres_is_away_is_booked_after_its_node_is_kill
     let name = exchange_name();
     let slow =
         SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(1500)), ..SimBuyerSpec::bidding("12.50") };
-    let prepared = prepare(Tuning::default(), "", vec![TestBuyer::new("slow", slow)]).await;
+    // Its first post attempt has half the timeout: room for the buyer's 1.5 s, however busy the host.
+    let prepared =
+        prepare(Tuning::default(), "", vec![TestBuyer::new("slow", slow).with("post_timeout_ms = 6000")]).await;
     let config = format!("{}{}", prepared.config_text, cluster_table(&name, &postgres.url(), &redis.url()));
     std::fs::write(&prepared.config_path, &config).unwrap();
     let sims = prepared.sims;
@@ -565,13 +567,13 @@ async fn a_delivery_waiting_for_postgres_keeps_its_turn_and_a_post_on_another_no
     let redis = PrivateRedis::start().await;
     let slow =
         SimBuyerSpec { post_latency: Latency::Fixed(Duration::from_millis(1500)), ..SimBuyerSpec::bidding("12.50") };
-    // The post lock lives 4 s + 10 s.
-    let buyers = vec![TestBuyer::new("slow", slow).with("post_timeout_ms = 4000")];
+    // The post lock lives 6 s + 10 s; the first post attempt has 3 s, room for the buyer's 1.5 s.
+    let buyers = vec![TestBuyer::new("slow", slow).with("post_timeout_ms = 6000")];
     let cluster =
         spawn_cluster_on(2, Tuning::default(), "bid_ttl_s = 120", buyers, &postgres.url(), &redis.url()).await;
     let ping = cluster.node(0).ping().await;
     let body = json!({"ping_id": ping["ping_id"], "lead": full_lead()});
-    // The first post waits ~20 s for its answer: a client more patient than the tests' 30 s, for slow hosts.
+    // The first post waits ~22 s for its answer: a client more patient than the tests' 30 s, for slow hosts.
     let patient = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("client");
     let post_on = |index: usize| {
         let node = Api { base: cluster.node(index).base.clone(), http: patient.clone() };
@@ -584,7 +586,7 @@ async fn a_delivery_waiting_for_postgres_keeps_its_turn_and_a_post_on_another_no
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     postgres.stop();
-    tokio::time::sleep(Duration::from_secs(16).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(18).saturating_sub(started.elapsed())).await;
     assert_eq!(cluster.sim("slow").accepted_count(), 1);
     let second = post_on(1);
     tokio::time::sleep(Duration::from_secs(1)).await;
