@@ -337,6 +337,16 @@ local function extend_lock(keys, args)
   return 0
 end
 
+-- unlock: a delivery done (or refused) lets go of its post's turn, unless the lock is no longer its own: one
+-- that expired was taken by a later post, whose turn this must not end. KEYS: the ping's lock. ARGV: the lock's
+-- token. Returns 1 when it let go, 0 otherwise.
+local function unlock(keys, args)
+  if redis.call('GET', keys[1]) == args[1] then
+    return redis.call('DEL', keys[1])
+  end
+  return 0
+end
+
 redis.register_function('gavel_hold', hold)
 redis.register_function('gavel_claim', claim)
 redis.register_function('gavel_release', release_hold)
@@ -347,3 +357,4 @@ redis.register_function('gavel_rebuild_buyer', rebuild_buyer)
 redis.register_function('gavel_slot', slot)
 redis.register_function('gavel_rate', rate)
 redis.register_function('gavel_extend_lock', extend_lock)
+redis.register_function('gavel_unlock', unlock)

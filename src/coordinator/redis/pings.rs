@@ -76,8 +76,15 @@ impl PostLock {
         let keys = self.redis.ping_keys(&self.ping_id);
         let mut pipe = redis::pipe();
         pipe.cmd("SET").arg(keys.memo()).arg(memo).arg("PX").arg(keep.as_millis() as u64).ignore();
-        pipe.cmd("DEL").arg(keys.lock()).ignore();
+        pipe.add_command(self.unlock()).ignore();
         let _ = self.redis.pipeline("post_memo", &pipe).await;
+    }
+
+    /// Deletes the lock if it is still this post's (`gavel_unlock`).
+    fn unlock(&self) -> redis::Cmd {
+        let mut unlock = redis::cmd("FCALL");
+        unlock.arg("gavel_unlock").arg(1).arg(self.redis.ping_keys(&self.ping_id).lock()).arg(&self.token);
+        unlock
     }
 }
 
@@ -96,15 +103,10 @@ impl Drop for PostLock {
             return;
         }
         // Refused before delivering (a 4xx, a 503): nothing to remember; the next post may go ahead.
-        let (redis, key, token) =
-            (Arc::clone(&self.redis), self.redis.ping_keys(&self.ping_id).lock(), self.token.clone());
+        let (redis, unlock) = (Arc::clone(&self.redis), self.unlock());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let current: Option<String> =
-                    redis.call("post_unlock", redis::cmd("GET").arg(&key)).await.unwrap_or(None);
-                if current.as_deref() == Some(token.as_str()) {
-                    let _ = redis.call::<Value>("post_unlock", redis::cmd("DEL").arg(&key)).await;
-                }
+                let _ = redis.call::<Value>("post_unlock", &unlock).await;
             });
         }
     }

@@ -90,6 +90,49 @@ async fn the_same_post_sent_to_two_nodes_at_once_delivers_once() {
     assert_eq!(cluster.sim("best").post_count(), 1, "delivered once");
 }
 
+/// A delivery whose post lock expired (its node stalled past the lock's time to live) and was taken by a later
+/// post must not end that later post's turn when it finishes or gives up: a third post would deliver again.
+#[tokio::test]
+async fn a_post_lock_taken_over_after_its_expiry_is_not_let_go_by_its_first_holder() {
+    use gavel::coordinator::redis::{PostTurn, RedisCoordinator};
+    let exchange =
+        super::Exchange { name: super::exchange_name(), postgres: super::postgres_url(), redis: super::redis_url() };
+    super::require_stores(&exchange.postgres, &exchange.redis).await;
+    let a = RedisCoordinator::connect(&exchange.redis, &exchange.name, "node-a", None).await.unwrap();
+    let b = RedisCoordinator::connect(&exchange.redis, &exchange.name, "node-b", None).await.unwrap();
+    let client = redis::Client::open(exchange.redis.clone()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let lock_of = |ping_id: &str| format!("gavel:{}:{{p:{ping_id}}}:lock", exchange.name);
+    let (hold_for, wait) = (Duration::from_millis(200), Duration::from_secs(5));
+    let turn = |node: &std::sync::Arc<RedisCoordinator>, ping_id: &'static str| {
+        let node = std::sync::Arc::clone(node);
+        async move {
+            match node.take_post_turn(ping_id, hold_for, wait).await.expect("Redis answers") {
+                PostTurn::Mine(lock) => lock,
+                PostTurn::Answered(_) => panic!("nothing was answered yet"),
+            }
+        }
+    };
+
+    for ping_id in ["p_finished", "p_dropped"] {
+        let first = turn(&a, ping_id).await;
+        // The first holder stalls past the lock's time to live; a post on B takes the turn.
+        tokio::time::sleep(hold_for * 2).await;
+        let _second = turn(&b, ping_id).await;
+        let taken: Option<String> = redis::cmd("GET").arg(lock_of(ping_id)).query_async(&mut redis).await.unwrap();
+        assert!(taken.as_deref().is_some_and(|token| token.starts_with("node-b:")), "{ping_id}: {taken:?}");
+
+        if ping_id == "p_finished" {
+            first.finish(b"{}".to_vec(), Duration::from_secs(60)).await;
+        } else {
+            drop(first);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let still: Option<String> = redis::cmd("GET").arg(lock_of(ping_id)).query_async(&mut redis).await.unwrap();
+        assert_eq!(still, taken, "{ping_id}: the later post keeps its turn");
+    }
+}
+
 /// A keyed deposit sent to three nodes at once, then again to each: one deposit, every answer naming it, every
 /// node's balance counting it once.
 #[tokio::test]
