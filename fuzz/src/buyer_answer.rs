@@ -68,6 +68,13 @@ fn check_ping(answer: &Result<RawAnswer, SendError>, adapter: &ResponseAdapter, 
     let sent = document.as_ref().and_then(|d| d.pointer(&adapter.bid_path)).and_then(money_text);
     let expected = sent.as_deref().and_then(exact_cents);
     let max_cents = cents_of(max_bid);
+    if (200..=299).contains(&raw.status) && raw.status != 204 {
+        let invalid_json = matches!(ping, PingOutcome::Error { kind } if kind == "invalid_json");
+        assert_eq!(invalid_json, document.is_none(), "invalid_json exactly when no JSON object came: {ping:?}");
+    }
+    if readable && no_bid {
+        assert_eq!(ping, &PingOutcome::NoBid, "the buyer said no_bid");
+    }
 
     if let PingOutcome::Bid { amount, .. } = ping {
         assert!(readable && !no_bid, "a bid from status {} / {:?}", raw.status, document);

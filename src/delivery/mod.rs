@@ -3,7 +3,7 @@
 //! - [`client`] — the keep-alive client for all buyers (one per server worker); every exchange bounded in
 //!   time and size. [`pool`] keeps its idle connections by origin; [`wire`] is HTTP/1.1 on one of them.
 //! - [`ping`] — the ping body, sending it under the buyer's deadline, and reading the answer into
-//!   bid / no-bid / timeout / error(kind).
+//!   bid / no-bid / timeout / error(kind); `bid_answer` reads the answer's body in one pass.
 //! - [`post`] — the post body, sending it with one retry under an idempotency key, and reading the answer
 //!   into accepted / rejected(reason) / failed(retryable?).
 //!
@@ -11,6 +11,7 @@
 //! serialized straight from the engine's lead, without a per-buyer copy of it.
 
 mod adapter;
+mod bid_answer;
 pub mod client;
 pub mod ping;
 mod pool;

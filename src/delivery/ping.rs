@@ -7,7 +7,8 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::adapter::{at_pointer, json_bytes, text_of, OutboundLead};
+use super::adapter::{json_bytes, text_of, OutboundLead};
+use super::bid_answer::BidAnswer;
 use super::client::{BuyerClient, RawAnswer, SendError};
 use crate::config::{Buyer, ResponseAdapter};
 use crate::domain::money::{Money, MoneyError};
@@ -151,15 +152,14 @@ pub fn classify_ping(answer: Result<RawAnswer, SendError>, adapter: &ResponseAda
         300..=399 => return PingOutcome::error("redirect"),
         status => return PingOutcome::Error { kind: format!("http_{status}") },
     }
-    let Ok(Value::Object(document)) = serde_json::from_slice::<Value>(&answer.body) else {
+    let Some(answer) = BidAnswer::read(&answer.body, &adapter.bid_path) else {
         return PingOutcome::error("invalid_json");
     };
-    if document.get("no_bid") == Some(&Value::Bool(true)) {
+    if answer.no_bid == Some(Value::Bool(true)) {
         return PingOutcome::NoBid;
     }
-    let document = Value::Object(document);
-    match read_bid(at_pointer(&document, &adapter.bid_path), max_bid) {
-        Ok(Some(amount)) => PingOutcome::Bid { amount, bid_id: text_of(document.get("bid_id")) },
+    match read_bid(answer.bid.as_ref(), max_bid) {
+        Ok(Some(amount)) => PingOutcome::Bid { amount, bid_id: text_of(answer.bid_id.as_ref()) },
         Ok(None) => PingOutcome::NoBid,
         Err(kind) => PingOutcome::error(kind),
     }
