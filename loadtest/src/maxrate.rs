@@ -98,7 +98,7 @@ async fn search(bench: &Bench<'_>, start: f64, report: &mut Report) -> Option<f6
 
 /// Floor, then engine, at `rate`; their rows, CPU and series go into the report, and the verdict is shown.
 async fn step(bench: &Bench<'_>, rate: f64, suffix: &str, report: &mut Report) -> StepVerdict {
-    let duration = bench.scenario.max_rate.step;
+    let duration = bench.scenario.max_rate.step_at(rate);
     let floor_label = format!("floor@{rate:.0}{suffix}");
     let (floor, _) = bench.phase(Side::Floor, &floor_label, rate, duration).await;
     let engine_label = format!("engine@{rate:.0}{suffix}");

@@ -114,12 +114,24 @@ pub struct Throughput {
 /// The `max-rate` search bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct MaxRate {
-    /// Length of each step.
+    /// Length of each step, at the least.
     pub step: Duration,
+    /// Requests each step measures, at the least: a step at a low rate runs longer, so that its p99 rests on
+    /// as many requests above it as a fast step's (2,000 leave twenty above the p99; 3 s at 200/s left six,
+    /// so one descheduling of six requests decided it).
+    pub min_samples: u64,
     /// Highest rate tried.
     pub ceiling: f64,
     /// Most steps.
     pub steps: u32,
+}
+
+impl MaxRate {
+    /// How long a step at `rate` runs: `step`, or as long as `min_samples` take at that rate.
+    pub fn step_at(&self, rate: f64) -> Duration {
+        let for_samples = Duration::from_secs_f64(self.min_samples as f64 / rate.max(1.0));
+        self.step.max(for_samples).min(MAX_PHASE)
+    }
 }
 
 /// Why a scenario file was refused.
@@ -254,6 +266,8 @@ impl Default for ThroughputFile {
 struct MaxRateFile {
     #[serde(default = "default_step_s")]
     step_s: f64,
+    #[serde(default = "default_min_samples")]
+    min_samples: u64,
     #[serde(default = "default_ceiling")]
     ceiling: f64,
     #[serde(default = "default_steps")]
@@ -262,7 +276,12 @@ struct MaxRateFile {
 
 impl Default for MaxRateFile {
     fn default() -> Self {
-        MaxRateFile { step_s: default_step_s(), ceiling: default_ceiling(), steps: default_steps() }
+        MaxRateFile {
+            step_s: default_step_s(),
+            min_samples: default_min_samples(),
+            ceiling: default_ceiling(),
+            steps: default_steps(),
+        }
     }
 }
 
@@ -301,6 +320,9 @@ fn default_concurrency() -> usize {
 }
 fn default_step_s() -> f64 {
     3.0
+}
+fn default_min_samples() -> u64 {
+    2_000
 }
 fn default_ceiling() -> f64 {
     20_000.0
@@ -371,6 +393,7 @@ impl Scenario {
             },
             max_rate: MaxRate {
                 step: seconds(positive("max_rate.step_s", file.max_rate.step_s)?).min(MAX_PHASE),
+                min_samples: file.max_rate.min_samples.min(MAX_PHASE_REQUESTS),
                 ceiling: positive("max_rate.ceiling", file.max_rate.ceiling)?,
                 steps: file.max_rate.steps.clamp(1, 30),
             },
@@ -511,6 +534,19 @@ mod tests {
         // The request cap bounds a phase before its duration does.
         assert_eq!(scenario.requests_at(100.0, Duration::from_secs(2)), 150);
         assert_eq!(scenario.requests_at(10.0, Duration::from_secs(2)), 20);
+    }
+
+    #[test]
+    fn a_search_step_at_a_low_rate_runs_until_it_has_its_samples() {
+        let scenario = Scenario::parse(MINIMAL, "mini").unwrap();
+        let bounds = scenario.max_rate;
+        assert_eq!((bounds.step, bounds.min_samples), (Duration::from_secs(3), 2_000));
+        assert_eq!(bounds.step_at(200.0), Duration::from_secs(10));
+        assert_eq!(bounds.step_at(400.0), Duration::from_secs(5));
+        assert_eq!(bounds.step_at(1_600.0), Duration::from_secs(3), "fast steps keep their length");
+        assert_eq!(bounds.step_at(0.001), MAX_PHASE, "never past a phase's bound");
+        let none = Scenario::parse(&format!("{MINIMAL}[max_rate]\nmin_samples = 0\n"), "x").unwrap();
+        assert_eq!(none.max_rate.step_at(200.0), Duration::from_secs(3));
     }
 
     #[test]
